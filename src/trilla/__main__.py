@@ -1,0 +1,3 @@
+from trilla.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""Training callbacks beyond what Lightning ships."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+
+
+class History(L.Callback):
+    """Writes history.csv after every validation: losses, accuracies, learning rate and elapsed times.
+
+    It records at validation end, before ModelCheckpoint saves, so a checkpoint carries the history up to
+    and including its own epoch and a resumed run continues the same table and the same clock.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self.train_time_s = 0.0
+        self.elapsed_s = 0.0
+        self.samples = 0
+        self._epoch_start = self._train_start = 0.0
+        self._loss_sum = self._correct = self._count = 0.0
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows, "train_time_s": self.train_time_s, "elapsed_s": self.elapsed_s, "samples": self.samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+        self.train_time_s, self.elapsed_s, self.samples = state["train_time_s"], state["elapsed_s"], state["samples"]
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = self._train_start = time.perf_counter()
+        self._loss_sum = self._correct = self._count = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        count = outputs["count"]
+        self._loss_sum += float(outputs["loss"]) * count
+        self._correct += float(outputs["correct"])
+        self._count += count
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and self._count:
+            self.train_time_s += time.perf_counter() - self._train_start
+            self.samples += int(self._count)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not self._count:
+            return
+        self.elapsed_s += time.perf_counter() - self._epoch_start
+        metrics = trainer.callback_metrics
+        row = {
+            "epoch": trainer.current_epoch + 1,
+            "train/loss": self._loss_sum / self._count,
+            "train/accuracy": self._correct / self._count,
+            **{key: float(metrics[key]) for key in ("val/loss", "val/accuracy", "val/balanced_accuracy") if key in metrics},
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "elapsed_s": self.elapsed_s,
+        }
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            pd.DataFrame(self.rows).to_csv(tmp, index=False)
+            os.replace(tmp, self.path)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.train_time_s if self.train_time_s else 0.0
+
+
+class RngState(L.Callback):
+    """Carries the global RNG states in every checkpoint, so dropout after a resume draws what it would
+    have drawn without the interruption (Lightning seeds at start but does not checkpoint RNG states)."""
+
+    def state_dict(self) -> dict:
+        state = _collect_rng_states(include_cuda=False)
+        name, keys, *rest = state["numpy"]
+        state["numpy"] = (name, keys.tolist(), *rest)  # plain lists keep checkpoints loadable with weights_only
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        name, keys, *rest = state["numpy"]
+        _set_rng_states({**state, "numpy": (name, np.asarray(keys, dtype=np.uint32), *rest)})

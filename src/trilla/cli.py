@@ -1,0 +1,152 @@
+"""The `trilla` command: parse, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trilla.errors import TrillaError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Turn homegrown datasets of images and audio into good classifiers.")
+
+
+def _setup_logging(quiet: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.getLogger("trilla").addHandler(handler)
+    logging.getLogger("trilla").setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML config; optional when --data is given"),
+    data: Optional[Path] = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest"),
+    set_: list[str] = typer.Option([], "--set", help="override a key: --set train.lr=0.01 (repeatable)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train a classifier; the last line printed is the run directory."""
+    _setup_logging(quiet)
+    from trilla import training
+    from trilla.config import load_config
+
+    if resume is not None:
+        if config or data or set_:
+            raise TrillaError("--resume takes only the run directory: the run's own config.yaml is used")
+        run = training.resume(resume)
+    else:
+        if config is None and data is None:
+            raise TrillaError("give a config file or --data FOLDER_OR_CSV")
+        run = training.train(load_config(config, set_, data))
+    metrics = run.metrics
+    if "test/accuracy" in metrics:
+        typer.echo(f"test accuracy {metrics['test/accuracy']:.2%}, balanced {metrics['test/balanced_accuracy']:.2%}, "
+                   f"majority baseline {metrics['test/majority_baseline']:.2%}; report: {run.report}")
+    typer.echo(str(run.path))
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="run directory"),
+    data: Optional[Path] = typer.Option(None, "--data", help="labelled folder or CSV; default: the run's test split"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Metrics and plots of a run's best model on labelled data, preprocessed as in training."""
+    _setup_logging(quiet)
+    from trilla.runs import Run
+
+    metrics, out_dir = Run(run).evaluate(data, out)
+    typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+    typer.echo(str(out_dir))
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="run directory"),
+    files: list[Path] = typer.Argument(..., help="image files or folders"),
+    top_k: int = typer.Option(5, "--top-k", min=1),
+    format: str = typer.Option("json", "--format", help="json (one object per line) or csv"),
+) -> None:
+    """Top-k labels with probabilities; a file that cannot be read gets an error line, the rest are predicted."""
+    _setup_logging(quiet=True)
+    from trilla.runs import Run
+
+    if format not in ("json", "csv"):
+        raise TrillaError(f"--format must be json or csv, not {format!r}")
+    records = Run(run).predict(files, top_k=top_k)
+    if format == "json":
+        for record in records:
+            typer.echo(json.dumps(record))
+    else:
+        k = max((len(r.get("predictions", [])) for r in records), default=0)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["file", *[f"{c}_{i}" for i in range(1, k + 1) for c in ("label", "probability")], "error"])
+        for record in records:
+            cells = [v for p in record.get("predictions", []) for v in (p["label"], f"{p['probability']:.6f}")]
+            writer.writerow([record["file"], *cells, *[""] * (2 * k - len(cells)), record.get("error", "")])
+    failed = [r for r in records if "error" in r]
+    if failed:
+        typer.echo(f"{len(failed)} of {len(records)} files could not be predicted", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    root: Path = typer.Argument(Path("runs"), help="a folder of runs (searched recursively)"),
+    sort: Optional[str] = typer.Option(None, "--sort", help="column to sort by, e.g. test/balanced_accuracy"),
+    format: str = typer.Option("md", "--format", help="md or csv"),
+) -> None:
+    """Tabulate runs: hyperparameters, losses, accuracies and times, as in the studies' tables."""
+    from trilla.report import markdown_table
+    from trilla.results import runs_table
+
+    table = runs_table(root, sort)
+    if format == "csv":
+        typer.echo(table.to_csv(index=False), nl=False)
+    elif format == "md":
+        typer.echo(markdown_table(table))
+    else:
+        raise TrillaError(f"--format must be md or csv, not {format!r}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from trilla.models import list_models
+
+    for name in list_models():
+        typer.echo(name)
+
+
+@app.command()
+def demo(root: Path = typer.Option(Path("demo"), "--dir", help="where the data and runs go")) -> None:
+    """Digits from scikit-learn as PNG files, trained with defaults, evaluated, two images predicted."""
+    _setup_logging()
+    from trilla.demo import run_demo
+
+    report = run_demo(root, echo=typer.echo)
+    typer.echo(f"report: {report}")
+
+
+def main() -> None:
+    try:
+        app()
+    except TrillaError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The data layer: sources -> store -> labelled dataset -> splits -> DataModule."""

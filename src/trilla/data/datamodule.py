@@ -1,0 +1,155 @@
+"""The Lightning DataModule: owns the datasets, the split and the loaders.
+
+Batches are read from the memory-mapped store with one fancy-index per batch (`__getitems__`) and stay
+uint8 until the model's first layer, which keeps loading cheaper than the network it feeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from trilla.config import Config
+from trilla.data.dataset import ImageData, load_labelled
+from trilla.data.splits import class_counts, split_indices
+from trilla.errors import TrillaError
+
+
+class StoreDataset(Dataset):
+    """Positions into an ImageData; yields (uint8 NCHW images, int64 targets) per batch."""
+
+    def __init__(self, data: ImageData, positions: np.ndarray):
+        self.data, self.positions = data, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        chosen = self.positions[np.asarray(indices)]
+        x = torch.from_numpy(self.data.images(chosen)).permute(0, 3, 1, 2)
+        return x, torch.from_numpy(self.data.targets[chosen])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+
+def _as_batch(batch):
+    return batch
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles (or draws with class-balancing weights) from a generator seeded by (seed, epoch).
+
+    Lightning calls `set_epoch`, so the order of any epoch is the same whether or not the run was
+    interrupted and resumed before it; a sampler driven by the global RNG would not be.
+    """
+
+    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None):
+        self.size, self.seed, self.epoch = size, seed, 0
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.weights is None:
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
+        return iter(order.tolist())
+
+
+class ImageDataModule(L.LightningDataModule):
+    def __init__(self, config: Config, progress: bool = True):
+        super().__init__()
+        self.config, self.progress = config, progress
+        self.data: ImageData | None = None
+        self.test_data: ImageData | None = None
+        self.splits: dict[str, np.ndarray] = {}
+
+    def prepare(self) -> None:
+        """List, pack, label and split; idempotent, and called before the model is built."""
+        if self.data is not None:
+            return
+        cfg = self.config.data
+        if cfg.path is None:
+            raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
+        self.data = load_labelled(
+            cfg.path, image_size=cfg.image_size, channels=cfg.channels, path_column=cfg.path_column,
+            label_column=cfg.label_column, cache_dir=cfg.store, progress=self.progress,
+        )
+        split = cfg.split
+        self.splits = split_indices(
+            self.data.targets, split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify
+        )
+        if cfg.test_path:
+            self.test_data = self.load_other(cfg.test_path)
+
+    def load_other(self, path: Path) -> ImageData:
+        """Another labelled set, preprocessed exactly as this one and labelled with its classes."""
+        assert self.data is not None
+        cfg = self.config.data
+        return load_labelled(
+            path, image_size=cfg.image_size, channels=self.data.store.channels, path_column=cfg.path_column,
+            label_column=cfg.label_column, classes=self.data.classes, cache_dir=cfg.store, progress=self.progress,
+        )
+
+    def split_data(self, name: str) -> tuple[ImageData, np.ndarray] | None:
+        """The ImageData and positions of a split, or None when the run has no such split."""
+        assert self.data is not None
+        if name == "test" and self.test_data is not None:
+            return self.test_data, np.arange(len(self.test_data.targets))
+        if name in self.splits and len(self.splits[name]):
+            return self.data, self.splits[name]
+        return None
+
+    def counts(self):
+        parts = {}
+        for name in ("train", "val", "test"):
+            found = self.split_data(name)
+            if found:
+                parts[name] = found[0].targets[found[1]]
+        return class_counts(self.data.classes, parts)
+
+    def normalization(self, limit: int = 4096) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images (0-1 scale), from at most `limit` of them."""
+        positions = self.splits["train"]
+        if len(positions) > limit:
+            positions = np.random.default_rng(0).choice(positions, limit, replace=False)
+        pixels = self.data.images(np.sort(positions)).reshape(-1, self.data.channels).astype(np.float64) / 255.0
+        return pixels.mean(0).tolist(), np.maximum(pixels.std(0), 1e-3).tolist()
+
+    def class_weights(self) -> list[float]:
+        counts = np.bincount(self.data.targets[self.splits["train"]], minlength=len(self.data.classes))
+        return (counts.sum() / (len(counts) * np.maximum(counts, 1))).tolist()
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        data, positions = self.split_data(name)
+        train_cfg = self.config.train
+        sampler = None
+        if train:
+            weights = None
+            if train_cfg.imbalance == "balanced_sampler":
+                weights = np.asarray(self.class_weights())[data.targets[positions]]
+            sampler = EpochSampler(len(positions), train_cfg.seed, weights)
+        workers = self.config.data.num_workers
+        return DataLoader(
+            StoreDataset(data, positions), batch_size=train_cfg.batch_size, sampler=sampler, shuffle=False,
+            collate_fn=_as_batch, num_workers=workers, persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(train_cfg.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)

@@ -1,0 +1,95 @@
+"""A labelled image dataset ready to train on: listed, packed into the store, labelled, checked.
+
+Ties a source listing to store rows, drops what could not be decoded, reports the same file content
+filed under two labels, and fingerprints the data so a run can say exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trilla.data import store as store_mod
+from trilla.data.sources import Problem, read_source
+from trilla.errors import TrillaError
+
+log = logging.getLogger("trilla")
+
+
+@dataclass
+class ImageData:
+    """Usable samples: `rows` index the store's images, `targets` index `classes`."""
+
+    store: store_mod.Store
+    rows: np.ndarray
+    targets: np.ndarray
+    paths: list[str]
+    sha1: list[str]
+    classes: list[str]
+    problems: list[Problem]
+    conflicts: pd.DataFrame
+    fingerprint: str
+
+    @property
+    def channels(self) -> int:
+        return int(self.store.images.shape[-1])
+
+    def images(self, positions: np.ndarray) -> np.ndarray:
+        return np.asarray(self.store.images[self.rows[positions]])
+
+
+def load_labelled(
+    path: Path,
+    *,
+    image_size: int,
+    channels: str,
+    path_column: str = "path",
+    label_column: str = "label",
+    classes: list[str] | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> ImageData:
+    """Read, pack and label the data at `path`; with `classes` given, labels outside them are left out."""
+    listing = read_source(Path(path), path_column=path_column, label_column=label_column)
+    store = store_mod.open_or_build([s.path for s in listing.samples], image_size, channels, cache_dir, progress)
+    problems = list(listing.problems) + store.problems
+    ok = store.index["ok"].to_numpy()
+    labels = [s.label for s in listing.samples]
+    if classes is None:
+        classes = sorted({label for label, good in zip(labels, ok) if good})
+    known = {name: i for i, name in enumerate(classes)}
+    keep = []
+    for row, (label, good) in enumerate(zip(labels, ok)):
+        if not good:
+            continue
+        if label not in known:
+            problems.append(Problem(str(listing.samples[row].path), f"label '{label}' is not a class of this run"))
+            continue
+        keep.append(row)
+    if not keep:
+        raise TrillaError(f"no usable images in {path}: " + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
+    rows = np.asarray(keep, dtype=np.int64)
+    paths = [str(listing.samples[r].path) for r in keep]
+    sha1 = store.index["sha1"].to_numpy()[rows].tolist()
+    targets = np.asarray([known[labels[r]] for r in keep], dtype=np.int64)
+    for problem in problems:
+        log.warning("skipped %s: %s", problem.path, problem.reason)
+    conflicts = _conflicts(paths, sha1, [classes[t] for t in targets])
+    for digest, group in conflicts.groupby("sha1"):
+        log.warning("the same image is filed under %s: %s", sorted(set(group["label"])), ", ".join(group["path"]))
+    fingerprint = hashlib.sha256(
+        "\n".join(sorted(f"{d} {classes[t]}" for d, t in zip(sha1, targets))).encode()
+    ).hexdigest()
+    return ImageData(store, rows, targets, paths, sha1, classes, problems, conflicts, fingerprint)
+
+
+def _conflicts(paths: list[str], sha1: list[str], labels: list[str]) -> pd.DataFrame:
+    """Files with identical content but different labels: at least one of those labels is wrong."""
+    frame = pd.DataFrame({"sha1": sha1, "label": labels, "path": paths})
+    n_labels = frame.groupby("sha1")["label"].transform("nunique")
+    return frame[n_labels > 1].sort_values(["sha1", "label"]).reset_index(drop=True)

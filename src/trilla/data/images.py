@@ -1,0 +1,58 @@
+"""Decoding one picture into the array the store keeps and the model sees.
+
+The long side is resized to `size` and the picture is padded to a square (PIL's ImageOps.pad), so
+aspect ratios survive; grey pictures stay one channel unless the dataset has colour ones.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+Channels = Literal["rgb", "grey"]
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+class ImageError(Exception):
+    """The file is not a readable picture (unknown format, truncated, corrupt)."""
+
+
+def probe_channels(path: Path) -> Channels:
+    """Read only the header to tell grey from colour."""
+    try:
+        with Image.open(path) as img:
+            return "grey" if img.mode in GREY_MODES else "rgb"
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageError(_reason(err)) from err
+
+
+def decode(data: bytes, size: int, channels: Channels) -> np.ndarray:
+    """Bytes of an image file -> uint8 array (size, size, 1 or 3)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            img = img.convert("L" if channels == "grey" else "RGB")
+            img = ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(_reason(err)) from err
+    array = np.asarray(img, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def load(path: Path, size: int, channels: Channels) -> np.ndarray:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ImageError(f"cannot read file: {err.strerror or err}") from err
+    return decode(data, size, channels)
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image (unknown format)"
+    return f"unreadable image: {err}"

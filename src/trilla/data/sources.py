@@ -1,0 +1,107 @@
+"""Where labelled files come from: a registry of source readers (folder tree, CSV manifest).
+
+A reader turns `data.path` into a listing of (file, label) samples plus the problems it met on the way
+(a missing file, an empty class folder); it never opens images, which is the store's job.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from trilla.errors import TrillaError
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or folder left out of the dataset, with the reason, for the console and the report."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Listing:
+    samples: list[Sample] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+Reader = Callable[..., Listing]
+_SOURCES: dict[str, tuple[Callable[[Path], bool], Reader]] = {}
+
+
+def register_source(name: str, accepts: Callable[[Path], bool]) -> Callable[[Reader], Reader]:
+    def decorator(reader: Reader) -> Reader:
+        _SOURCES[name] = (accepts, reader)
+        return reader
+
+    return decorator
+
+
+def read_source(path: Path, *, path_column: str = "path", label_column: str = "label") -> Listing:
+    """List the samples at `path` with the first registered reader that accepts it."""
+    path = Path(path)
+    if not path.exists():
+        raise TrillaError(f"data path {path} does not exist")
+    for accepts, reader in _SOURCES.values():
+        if accepts(path):
+            listing = reader(path, path_column=path_column, label_column=label_column)
+            if not listing.samples:
+                raise TrillaError(f"no labelled files found in {path}; expected a <class>/<file> folder tree or a CSV")
+            return listing
+    raise TrillaError(f"data path {path} is neither a folder nor a .csv manifest")
+
+
+def _visible(path: Path, root: Path) -> bool:
+    """Hidden files and folders (.DS_Store, .git, caches) are not data."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+@register_source("folder", accepts=lambda p: p.is_dir())
+def read_folder(root: Path, **_: str) -> Listing:
+    """A <class>/<file> tree, as torchvision's ImageFolder reads it: the top-level folder is the label."""
+    listing = Listing()
+    for entry in sorted(root.iterdir()):
+        if not _visible(entry, root):
+            continue
+        if entry.is_file():
+            listing.problems.append(Problem(str(entry), "not inside a class folder"))
+            continue
+        files = sorted(p for p in entry.rglob("*") if p.is_file() and _visible(p, root))
+        if not files:
+            listing.problems.append(Problem(str(entry), f"class folder '{entry.name}' is empty; class left out"))
+        listing.samples.extend(Sample(p, entry.name) for p in files)
+    return listing
+
+
+@register_source("csv", accepts=lambda p: p.is_file() and p.suffix.lower() == ".csv")
+def read_csv(manifest: Path, *, path_column: str = "path", label_column: str = "label") -> Listing:
+    """Rows of path,label[,more]; relative paths are resolved against the CSV's folder."""
+    listing = Listing()
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.DictReader(handle)
+        missing = [c for c in (path_column, label_column) if c not in (rows.fieldnames or [])]
+        if missing:
+            raise TrillaError(
+                f"{manifest} has no column {' or '.join(map(repr, missing))}; its columns are "
+                f"{rows.fieldnames}. Name them with data.path_column / data.label_column."
+            )
+        for line, row in enumerate(rows, start=2):
+            raw_path, label = (row[path_column] or "").strip(), (row[label_column] or "").strip()
+            if not raw_path or not label:
+                listing.problems.append(Problem(f"{manifest}:{line}", "empty path or label"))
+                continue
+            path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
+            if not path.is_file():
+                listing.problems.append(Problem(str(path), f"listed at {manifest.name}:{line} but not found"))
+                continue
+            listing.samples.append(Sample(path, label))
+    return listing

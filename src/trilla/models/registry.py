@@ -1,0 +1,80 @@
+"""Model registry in the manner of timm's `register_model` / `create_model`.
+
+A model is added by one decorated builder function; its pydantic parameter class is the schema of the
+config's `model:` section when `model.name` is that model, so every model validates its own knobs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from trilla.errors import TrillaError
+
+
+class ModelParams(BaseModel):
+    """Base of every model's parameter class; `name` selects the registered builder."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    name: str
+
+    def summary(self) -> str:
+        """A one-line description for results tables; models override it with their own knobs."""
+        return self.name
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data layer feeds the model: channels first, then a square side."""
+
+    channels: int
+    size: int
+
+
+Builder = Callable[[ModelParams, InputSpec, int], nn.Module]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Builder
+    params: type[ModelParams]
+
+
+_MODELS: dict[str, _Entry] = {}
+
+
+def register(params: type[ModelParams]) -> Callable[[Builder], Builder]:
+    """Register `builder(params, input_spec, num_classes) -> nn.Module` under the builder's name."""
+
+    def decorator(builder: Builder) -> Builder:
+        name = builder.__name__
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = _Entry(builder, params)
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, _MODELS, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise TrillaError(f"unknown model {name!r}{hint} Available: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def params_class(name: str) -> type[ModelParams]:
+    return _entry(name).params
+
+
+def build(params: ModelParams, spec: InputSpec, num_classes: int) -> nn.Module:
+    return _entry(params.name).builder(params, spec, num_classes)

@@ -1,0 +1,80 @@
+"""LightningModules holding only the step logic; the Trainer owns the loop.
+
+The task receives uint8 images and normalizes them itself with the training set's statistics, which
+are saved with its hyperparameters, so a checkpoint alone is enough to predict exactly as in training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from trilla.models import InputSpec, build, params_class
+
+OPTIMIZERS = {
+    "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]),
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
+    "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
+    "rmsprop": lambda params, cfg: torch.optim.RMSprop(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]),
+}
+
+
+class ClassificationTask(L.LightningModule):
+    def __init__(
+        self,
+        model: dict[str, Any],
+        input_spec: dict[str, int],
+        classes: list[str],
+        mean: list[float],
+        std: list[float],
+        train: dict[str, Any],
+        class_weights: list[float] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build(params_class(model["name"]).model_validate(model), InputSpec(**input_spec), len(classes))
+        shape = (1, len(mean), 1, 1)
+        self.register_buffer("mean", torch.tensor(mean).view(shape) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(shape) * 255.0, persistent=False)
+        weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+        self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=train["label_smoothing"])
+        self.val_loss = nn.CrossEntropyLoss()
+        self.val_accuracy = MulticlassAccuracy(len(classes), average="micro")
+        self.val_balanced = MulticlassAccuracy(len(classes), average="macro")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model((images.float() - self.mean) / self.std)
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss(logits, targets)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
+        return {"loss": loss, "correct": (logits.argmax(1) == targets).sum().detach(), "count": len(targets)}
+
+    def validation_step(self, batch, batch_idx):
+        images, targets = batch
+        logits = self(images)
+        self.val_accuracy.update(logits, targets)
+        self.val_balanced.update(logits, targets)
+        self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets))
+        self.log("val/accuracy", self.val_accuracy, prog_bar=True, on_epoch=True)
+        self.log("val/balanced_accuracy", self.val_balanced, on_epoch=True)
+
+    def configure_optimizers(self):
+        cfg = self.hparams.train
+        optimizer = OPTIMIZERS[cfg["optimizer"]](self.parameters(), cfg)
+        total = int(self.trainer.estimated_stepping_batches)
+        if cfg["schedule"] == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        elif cfg["schedule"] == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg["lr"], total_steps=total, cycle_momentum=False
+            )
+        else:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,204 @@
+"""`train(config) -> Run` and `resume(run) -> Run`: data, model, Lightning Trainer, then the run's record.
+
+The Trainer owns the loop, checkpoints (written atomically by Lightning through an fsspec transaction),
+early stopping and logging; this module only wires them to the run directory and writes what the run
+contract promises once training ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from trilla import __version__
+from trilla.callbacks import History, RngState
+from trilla.config import Config
+from trilla.data.datamodule import ImageDataModule
+from trilla.errors import TrillaError
+from trilla.evaluation import evaluate_split, write_json
+from trilla.predict import Predictor, default_device
+from trilla.report import plot_curves, render_report
+from trilla.runs import Run, new_run_dir
+from trilla.tasks import ClassificationTask
+
+log = logging.getLogger("trilla")
+
+
+def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bool | None = None) -> Run:
+    """Train a model as `config` says and return its finished run."""
+    config = config.model_copy(deep=True)
+    progress = config.train.progress if progress is None else progress
+    for key in ("path", "test_path", "store"):
+        value = getattr(config.data, key)
+        if value is not None:
+            setattr(config.data, key, Path(value).expanduser().resolve())
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    datamodule = ImageDataModule(config, progress)
+    datamodule.prepare()
+    data = datamodule.data
+    path = new_run_dir(Path(config.run.dir), config.run.name or Path(config.data.path).stem)
+    (path / "config.yaml").write_text(config.to_yaml())
+    write_json(path / "classes.json", data.classes)  # type: ignore[arg-type]
+    counts = datamodule.counts()
+    counts.to_csv(path / "counts.csv")
+    log.info("class counts per split:\n%s", counts.to_string())
+    _write_data_records(path, datamodule)
+    train_targets = data.targets[datamodule.splits["train"]]
+    mean, std = datamodule.normalization()
+    task = ClassificationTask(
+        model=config.model.model_dump(mode="json"),
+        input_spec={"channels": data.channels, "size": config.data.image_size},
+        classes=data.classes,
+        mean=mean,
+        std=std,
+        train=config.train.model_dump(mode="json"),
+        class_weights=datamodule.class_weights() if config.train.imbalance == "class_weights" else None,
+    )
+    write_json(
+        path / "run.json",
+        {
+            "id": path.name,
+            "status": "running",
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "versions": _versions(),
+            "model_summary": config.model.summary(),
+            "parameters": sum(p.numel() for p in task.model.parameters()),
+            "majority_class": int(np.bincount(train_targets, minlength=len(data.classes)).argmax()),
+            "data": {
+                "path": str(config.data.path),
+                "test_path": str(config.data.test_path) if config.data.test_path else None,
+                "fingerprint": data.fingerprint,
+                "store": str(data.store.root),
+                "store_reused": data.store.reused,
+                "samples": int(len(data.targets)),
+                "channels": data.store.channels,
+                "skipped": len(data.problems) + (len(datamodule.test_data.problems) if datamodule.test_data else 0),
+                "conflicts": int(data.conflicts["sha1"].nunique()),
+            },
+        },
+    )
+    return _fit(Run(path), datamodule, task, list(callbacks), progress, ckpt_path=None)
+
+
+def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progress: bool | None = None) -> Run:
+    """Continue an interrupted run from its last checkpoint, in its own directory."""
+    run = Run(run_path)
+    if run.info.get("status") == "finished":
+        raise TrillaError(f"run {run.path} already finished; start a new one with trilla train")
+    last = run.checkpoint("last")
+    config = run.config
+    progress = config.train.progress if progress is None else progress
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    datamodule = ImageDataModule(config, progress)
+    datamodule.prepare()
+    if datamodule.data.fingerprint != run.info["data"]["fingerprint"]:
+        raise TrillaError(f"the data in {config.data.path} changed since run {run.id} started; it cannot be resumed")
+    task = ClassificationTask.load_from_checkpoint(last, map_location="cpu")
+    return _fit(run, datamodule, task, list(callbacks), progress, ckpt_path=last)
+
+
+def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callbacks: list, progress: bool, ckpt_path) -> Run:
+    cfg = run.config.train
+    mode = "min" if cfg.monitor.endswith("loss") else "max"
+    history = History(run.path / "history.csv")
+    checkpoint = ModelCheckpoint(
+        dirpath=run.path / "checkpoints", filename="best", monitor=cfg.monitor, mode=mode, save_last=True,
+        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    callbacks = [history, RngState(), checkpoint, *callbacks]
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        callbacks=callbacks,
+        logger=TensorBoardLogger(run.path, name="tensorboard", version=""),
+        default_root_dir=run.path,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        log_every_n_steps=10,
+    )
+    _set_status(run, "running")
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    except BaseException:
+        _set_status(run, "interrupted")
+        log.error("training interrupted; continue it with: trilla train --resume %s", run.path)
+        raise
+    if not trainer.is_global_zero:
+        return run
+    _finish(run, datamodule, history, trainer)
+    return run
+
+
+def _finish(run: Run, datamodule: ImageDataModule, history: History, trainer: L.Trainer) -> None:
+    cfg = run.config.train
+    frame = pd.DataFrame(history.rows)
+    best = frame[cfg.monitor].idxmin() if cfg.monitor.endswith("loss") else frame[cfg.monitor].idxmax()
+    metrics = {
+        "best_epoch": int(frame.loc[best, "epoch"]),
+        "epochs": int(frame["epoch"].iloc[-1]),
+        "min_val_loss": float(frame["val/loss"].min()),
+        "val/accuracy": float(frame.loc[best, "val/accuracy"]),
+        "val/balanced_accuracy": float(frame.loc[best, "val/balanced_accuracy"]),
+        "time_to_best_s": float(frame.loc[best, "elapsed_s"]),
+        "train_time_s": float(history.elapsed_s),
+        "train_samples_per_s": history.samples_per_s,
+        "stopped_early": bool(int(frame["epoch"].iloc[-1]) < cfg.epochs),
+    }
+    predictor = Predictor(run.checkpoint("best"), device=default_device(cfg.accelerator))
+    found = datamodule.split_data("test")
+    if found:
+        metrics.update(evaluate_split(predictor, *found, run.info["majority_class"], run.path, prefix="test"))
+    write_json(run.path / "metrics.json", metrics)
+    plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
+    _set_status(run, "finished")
+    render_report(run.path)
+
+
+def _set_status(run: Run, status: str) -> None:
+    write_json(run.path / "run.json", {**run.info, "status": status})
+
+
+def _write_data_records(path: Path, datamodule: ImageDataModule) -> None:
+    """splits.csv (what each file was used for), skipped.csv and conflicts.csv, for people and tools."""
+    data = datamodule.data
+    frames = []
+    for name in ("train", "val", "test"):
+        found = datamodule.split_data(name)
+        if found:
+            source, positions = found
+            frames.append(pd.DataFrame({"path": [source.paths[p] for p in positions], "label": [source.classes[t] for t in source.targets[positions]], "split": name}))
+    pd.concat(frames).to_csv(path / "splits.csv", index=False)
+    problems = data.problems + (datamodule.test_data.problems if datamodule.test_data else [])
+    pd.DataFrame([vars(p) for p in problems], columns=["path", "reason"]).to_csv(path / "skipped.csv", index=False)
+    data.conflicts.to_csv(path / "conflicts.csv", index=False)
+
+
+def _versions() -> dict[str, str]:
+    import lightning
+    import torchvision
+
+    return {
+        "trilla": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": lightning.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
