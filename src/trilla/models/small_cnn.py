@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from trilla.errors import TrillaError
 from trilla.models.registry import InputSpec, ModelParams, register
 
 
@@ -60,7 +61,10 @@ class SmallCNN(nn.Module):
                 size //= layer.pool
             channels = layer.maps
             if size < 1:
-                raise ValueError(f"image_size {spec.size} is too small for {len(params.conv)} pooled conv layers")
+                raise TrillaError(
+                    f"data.image_size {spec.size} is too small for {len(params.conv)} pooled conv layers; "
+                    "raise it or set pool: 1 on some layers"
+                )
         self.features = nn.Sequential(*layers)
         if params.global_pool == "flatten":
             self.pool: nn.Module = nn.Flatten()

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny generated image folders and an isolated store cache per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def quadrant_image(rng: np.random.Generator, quadrant: int, size: int = 24, mode: str = "RGB") -> Image.Image:
+    """Noise with a bright blob in one quadrant: the quadrant is the class, learnable in a few epochs."""
+    pixels = rng.integers(0, 90, size=(size, size, 3), dtype=np.uint8)
+    half = size // 2
+    y, x = divmod(quadrant % 4, 2)
+    jitter = rng.integers(0, half // 3 + 1, size=2)
+    top, left = y * half + jitter[0], x * half + jitter[1]
+    pixels[top : top + half - half // 3, left : left + half - half // 3] = rng.integers(180, 256, size=3, dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    return image.convert("L") if mode == "L" else image
+
+
+def make_image_folder(root: Path, counts: dict[str, int], size: int = 24, mode: str = "RGB", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for quadrant, (label, count) in enumerate(counts.items()):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            quadrant_image(rng, quadrant, size, mode).save(root / label / f"{label}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TRILLA_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "images", {"alpha": 30, "beta": 30, "gamma": 30})

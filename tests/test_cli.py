@@ -1,0 +1,155 @@
+"""End-to-end: the `trilla` command on tiny generated folders, as a user runs it."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import make_image_folder
+
+TRILLA = [sys.executable, "-m", "trilla"]
+FAST = ["--set", "data.image_size=16", "--set", "train.epochs=4", "--set", "train.progress=false"]
+
+
+def trilla(*args, check=True, cwd=None):
+    result = subprocess.run([*TRILLA, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    if check and result.returncode != 0:
+        raise AssertionError(f"trilla {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One training run on a folder with a truncated file, a text file and an empty class folder."""
+    root = tmp_path_factory.mktemp("cli")
+    data = make_image_folder(root / "shapes", {"alpha": 40, "beta": 40, "gamma": 40})
+    good = (data / "alpha" / "alpha_000.png").read_bytes()
+    (data / "alpha" / "broken.png").write_bytes(good[:40])
+    (data / "beta" / "readme.txt").write_text("not a picture")
+    (data / "delta").mkdir()
+    result = trilla("train", "--data", data, *FAST, "--set", f"run.dir={root / 'runs'}")
+    run = Path(result.stdout.strip().splitlines()[-1])
+    return root, data, run, result
+
+
+def test_train_writes_the_run_contract(trained):
+    root, data, run, result = trained
+    assert run.parent == root / "runs" and run.is_dir()
+    for name in ("config.yaml", "classes.json", "history.csv", "metrics.json", "checkpoints/best.ckpt",
+                 "checkpoints/last.ckpt", "report.md", "confusion_matrix.png", "curves.png", "run.json", "splits.csv"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    assert json.loads((run / "classes.json").read_text()) == ["alpha", "beta", "gamma"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("test/accuracy", "test/balanced_accuracy", "test/top_1", "test/top_2", "test/top_3",
+                "test/majority_baseline", "best_epoch", "min_val_loss", "time_to_best_s", "train_time_s", "train_samples_per_s"):
+        assert key in metrics, key
+    assert "test/top_4" not in metrics
+    assert metrics["test/accuracy"] > 0.6  # a learnable task, 4 epochs
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert {"train/loss", "val/loss", "val/accuracy", "lr", "elapsed_s"} <= set(history.columns)
+    config = (run / "config.yaml").read_text()
+    assert "image_size: 16" in config and str(data) in config  # resolved: absolute data path, overrides applied
+
+
+def test_bad_files_and_empty_class_are_reported_not_fatal(trained):
+    root, data, run, result = trained
+    report = (run / "report.md").read_text()
+    for name in ("broken.png", "readme.txt", "delta"):
+        assert name in result.stderr, name
+        assert name in report, name
+    skipped = pd.read_csv(run / "skipped.csv")
+    assert len(skipped) == 3
+    counts = pd.read_csv(run / "counts.csv", index_col=0)
+    assert counts["total"].sum() == 120 and "delta" not in counts.index
+
+
+def test_predict_reports_bad_file_on_its_own_line(trained, tmp_path):
+    root, data, run, _ = trained
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    result = trilla("predict", run, data / "gamma" / "gamma_001.png", bad, data / "beta", "--top-k", "2", check=False)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 + 41  # two files, then beta's 40 pictures and its text file
+    assert lines[0]["file"].endswith("gamma_001.png") and len(lines[0]["predictions"]) == 2
+    assert sum(p["probability"] for p in lines[0]["predictions"]) <= 1.0 + 1e-6
+    assert "error" in lines[1] and "not an image" in lines[1]["error"]
+    assert sum("error" in line for line in lines) == 2
+    as_csv = trilla("predict", run, data / "gamma" / "gamma_001.png", "--format", "csv", "--top-k", "3")
+    header, row = as_csv.stdout.strip().splitlines()
+    assert header.startswith("file,label_1,probability_1") and row.split(",")[1] in {"alpha", "beta", "gamma"}
+
+
+def test_copied_run_predicts_the_same(trained, tmp_path):
+    root, data, run, _ = trained
+    copy = tmp_path / "elsewhere" / "copied"
+    shutil.copytree(run, copy)
+    files = [data / "alpha" / "alpha_003.png", data / "beta" / "beta_004.png"]
+    here = trilla("predict", run, *files).stdout
+    there = trilla("predict", copy, *files).stdout
+    assert here == there
+
+
+def test_evaluate_on_other_data(trained, tmp_path):
+    root, data, run, _ = trained
+    other = make_image_folder(tmp_path / "other", {"alpha": 10, "beta": 10, "gamma": 10, "omega": 3}, seed=5)
+    out = tmp_path / "eval.json"
+    result = trilla("evaluate", run, "--data", other, "--out", out)
+    metrics = json.loads(out.read_text())
+    assert metrics["test/samples"] == 30 and metrics["skipped"] == 3  # omega is not a class of the run
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and "test/top_3" in metrics
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert folder.parent == run / "evaluations" and (folder / "confusion_matrix.png").is_file()
+    default = trilla("evaluate", run)  # the run's own test split, preprocessed as in training
+    assert json.loads((Path(default.stdout.strip().splitlines()[-1]) / "metrics.json").read_text())["test/accuracy"] == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["test/accuracy"]
+    )
+
+
+def test_runs_table_and_runs_never_overwritten(trained, tmp_path):
+    root, data, run, _ = trained
+    second = trilla("train", "--data", data, *FAST, "--set", "train.epochs=1", "--set", f"run.dir={root / 'runs'}",
+                    "--set", f"run.name={run.name.split('-', 2)[-1]}", "--set", "train.batch_size=16")
+    second_run = Path(second.stdout.strip().splitlines()[-1])
+    assert second_run != run and (run / "checkpoints" / "best.ckpt").is_file()
+    table = trilla("runs", root / "runs", "--format", "csv", "--sort", "test/accuracy").stdout
+    frame = pd.read_csv(pd.io.common.StringIO(table))
+    assert set(frame["id"]) >= {run.name, second_run.name}
+    assert set(frame["batch_size"]) >= {16, 32}
+    assert list(frame.columns[:8]) == ["id", "batch_size", "lr", "momentum", "min_val_loss", "best_epoch", "test/accuracy", "test/balanced_accuracy"]
+    markdown = trilla("runs", root / "runs").stdout
+    assert markdown.startswith("| id | batch_size") and "3 conv" in markdown
+
+
+def test_user_errors_exit_2_without_traceback(tmp_path):
+    result = trilla("train", "--data", tmp_path / "missing", check=False)
+    assert result.returncode == 2 and "error: data path" in result.stderr and "Traceback" not in result.stderr
+    result = trilla("train", "--data", tmp_path, "--set", "train.epoch=3", check=False)
+    assert result.returncode == 2 and "did you mean 'train.epochs'" in result.stderr
+    result = trilla("predict", tmp_path, "x.png", check=False)
+    assert result.returncode == 2 and "not a trilla run" in result.stderr
+
+
+def test_majority_baseline_warning_on_data_with_nothing_to_learn(tmp_path):
+    """Pure noise, 9:1: the model can only learn the prior, and the report must say so in words."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, count in (("guitar", 180), ("bass", 20)):
+        (tmp_path / "noise" / label).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "noise" / label / f"{i}.png")
+    result = trilla("train", "--data", tmp_path / "noise", "--set", "data.image_size=8", "--set", "train.epochs=3",
+                    "--set", "train.progress=false", "--set", f"run.dir={tmp_path / 'runs'}", "--set", "model.conv=[{maps: 4, pool: 1}]")
+    run = Path(result.stdout.strip().splitlines()[-1])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/majority_baseline"] == pytest.approx(0.9)
+    assert metrics["test/accuracy"] <= 0.91
+    assert "within one point of the majority baseline" in (run / "report.md").read_text()

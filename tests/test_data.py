@@ -1,0 +1,126 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_image_folder
+from trilla.data import store
+from trilla.data.dataset import load_labelled
+from trilla.data.sources import read_source
+from trilla.data.splits import class_counts, split_indices
+from trilla.errors import TrillaError
+
+
+def test_folder_tree_labels_and_problems(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cat": 3, "dog": 2})
+    (root / "empty").mkdir()
+    (root / "loose.png").write_bytes((root / "cat" / "cat_000.png").read_bytes())
+    (root / "dog" / ".DS_Store").write_text("finder noise")
+    listing = read_source(root)
+    assert sorted({s.label for s in listing.samples}) == ["cat", "dog"]
+    assert len(listing.samples) == 5
+    reasons = {p.path.split("/")[-1]: p.reason for p in listing.problems}
+    assert "empty" in reasons["empty"] and "not inside a class folder" in reasons["loose.png"]
+
+
+def test_csv_manifest_resolves_relative_paths(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2})
+    manifest = tmp_path / "d" / "list.csv"
+    manifest.write_text("path,label,extra\na/a_000.png,x,1\nb/b_001.png,y,2\nmissing.png,x,3\n,y,4\n")
+    listing = read_source(manifest)
+    assert [(s.path.name, s.label) for s in listing.samples] == [("a_000.png", "x"), ("b_001.png", "y")]
+    assert all(s.path.is_file() for s in listing.samples)
+    assert len(listing.problems) == 2
+    with pytest.raises(TrillaError, match="no column 'file'"):
+        read_source(manifest, path_column="file")
+    with pytest.raises(TrillaError, match="does not exist"):
+        read_source(tmp_path / "nope")
+
+
+def test_store_is_reused_until_files_or_preprocessing_change(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 5, "b": 5})
+    paths = sorted(root.rglob("*.png"))
+    cache = tmp_path / "cache"
+    first = store.open_or_build(paths, 16, cache_dir=cache, progress=False)
+    assert not first.reused and first.images.shape == (10, 16, 16, 3)
+    again = store.open_or_build(paths, 16, cache_dir=cache, progress=False)
+    assert again.reused and again.root == first.root
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
+    assert store.open_or_build(paths, 20, cache_dir=cache, progress=False).root != first.root
+    Image.new("RGB", (30, 30), (255, 255, 255)).save(paths[0])
+    os.utime(paths[0], ns=(1, 1))
+    rebuilt = store.open_or_build(paths, 16, cache_dir=cache, progress=False)
+    assert not rebuilt.reused and rebuilt.root != first.root
+    assert np.asarray(rebuilt.images[0]).min() == 255
+
+
+def test_store_packs_in_parallel_and_matches_decoding(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 100, "b": 100}, size=20)
+    paths = sorted(root.rglob("*.png"))
+    packed = store.open_or_build(paths, 12, cache_dir=tmp_path / "c", progress=False)
+    from trilla.data import images
+
+    for i in (0, 77, 199):
+        np.testing.assert_array_equal(np.asarray(packed.images[i]), images.load(paths[i], 12, "rgb"))
+
+
+def test_grey_kept_and_long_side_padded(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.new("L", (40, 20), 200).save(tmp_path / "a" / "wide.png")
+    data = load_labelled(tmp_path, image_size=16, channels="auto", cache_dir=tmp_path / "c", progress=False)
+    image = data.images(np.array([0]))[0]
+    assert image.shape == (16, 16, 1)
+    assert image[8, :, 0].min() > 150  # the middle rows hold the picture, resized to the full width
+    assert image[0, :, 0].max() == 0 and image[-1, :, 0].max() == 0  # padded above and below
+
+
+def test_corrupt_files_skipped_and_reported(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
+    good = (root / "a" / "a_000.png").read_bytes()
+    (root / "a" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "b" / "notes.txt").write_text("not a picture")
+    (root / "b" / "empty.jpg").write_bytes(b"")
+    data = load_labelled(root, image_size=16, channels="auto", cache_dir=tmp_path / "c", progress=False)
+    assert len(data.targets) == 8
+    reasons = {p.path.split("/")[-1]: p.reason for p in data.problems}
+    assert set(reasons) == {"truncated.png", "notes.txt", "empty.jpg"}
+    assert "not an image" in reasons["notes.txt"]
+
+
+def test_same_content_under_two_labels_is_reported(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    (root / "b" / "copy.png").write_bytes((root / "a" / "a_001.png").read_bytes())
+    data = load_labelled(root, image_size=16, channels="auto", cache_dir=tmp_path / "c", progress=False)
+    assert sorted(data.conflicts["label"]) == ["a", "b"]
+    assert data.conflicts["sha1"].nunique() == 1
+
+
+def test_labels_outside_run_classes_are_left_out(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2, "c": 2})
+    data = load_labelled(root, image_size=8, channels="rgb", classes=["b", "a"], cache_dir=tmp_path / "c", progress=False)
+    assert data.classes == ["b", "a"] and sorted(data.targets.tolist()) == [0, 0, 1, 1]
+    assert sum("not a class of this run" in p.reason for p in data.problems) == 2
+
+
+def test_stratified_split_covers_everything_once_and_keeps_proportions():
+    labels = np.repeat([0, 1, 2], [600, 300, 100])
+    parts = split_indices(labels, val=0.15, test=0.15, seed=0, stratify=True)
+    joined = np.concatenate(list(parts.values()))
+    assert sorted(joined.tolist()) == list(range(1000))
+    assert len(parts["val"]) == 150 and len(parts["test"]) == 150
+    for name in ("train", "val", "test"):
+        shares = np.bincount(labels[parts[name]]) / len(parts[name])
+        np.testing.assert_allclose(shares, [0.6, 0.3, 0.1], atol=0.01)
+    again = split_indices(labels, val=0.15, test=0.15, seed=0, stratify=True)
+    assert all(np.array_equal(parts[k], again[k]) for k in parts)
+    other = split_indices(labels, val=0.15, test=0.15, seed=1, stratify=True)
+    assert not np.array_equal(parts["test"], other["test"])
+    table = class_counts(["x", "y", "z"], {k: labels[v] for k, v in parts.items()})
+    assert table.loc["z", "total"] == 100 and list(table.columns) == ["train", "val", "test", "total"]
+
+
+def test_split_falls_back_when_a_class_is_too_small():
+    labels = np.array([0] * 20 + [1])
+    parts = split_indices(labels, val=0.2, test=0.2, seed=0, stratify=True)
+    assert sum(len(v) for v in parts.values()) == 21
