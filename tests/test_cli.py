@@ -124,7 +124,7 @@ def test_runs_table_and_runs_never_overwritten(trained, tmp_path):
     assert set(frame["batch_size"]) >= {16, 32}
     assert list(frame.columns[:8]) == ["id", "batch_size", "lr", "momentum", "min_val_loss", "best_epoch", "test/accuracy", "test/balanced_accuracy"]
     markdown = trilla("runs", root / "runs").stdout
-    assert markdown.startswith("| id | batch_size") and "3 conv" in markdown
+    assert markdown.startswith("| id | batch_size") and "4 conv" in markdown
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path):

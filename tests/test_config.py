@@ -9,7 +9,7 @@ def test_defaults_need_no_file(tmp_path):
     config = load_config(data=tmp_path)
     assert config.data.path == tmp_path
     assert config.model.name == "small_cnn"
-    assert config.train.epochs == 30 and config.data.split.val == 0.15
+    assert config.train.epochs == 60 and config.data.split.val == 0.15 and config.data.image_size == "auto"
 
 
 def test_unknown_key_names_key_and_closest(tmp_path):
@@ -44,7 +44,7 @@ def test_set_overrides_any_key_including_list_items(tmp_path):
         data=tmp_path,
         overrides=["model.conv.0.maps=5", "train.lr=0.01", "data.split.seed=3", "model.hidden=[100, 50]", "run.name=x"],
     )
-    assert config.model.conv[0].maps == 5 and len(config.model.conv) == 3
+    assert config.model.conv[0].maps == 5 and len(config.model.conv) == 4
     assert config.train.lr == 0.01 and config.data.split.seed == 3
     assert config.model.hidden == [100, 50] and config.run.name == "x"
     with pytest.raises(TrillaError, match="has no item 7"):

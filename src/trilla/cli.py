@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -24,8 +23,6 @@ def _setup_logging(quiet: bool = False) -> None:
     logging.getLogger("trilla").addHandler(handler)
     logging.getLogger("trilla").setLevel(logging.WARNING if quiet else logging.INFO)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
@@ -36,7 +36,7 @@ class DataConfig(Section):
     path: Path | None = None
     test_path: Path | None = None
     split: SplitConfig = SplitConfig()
-    image_size: int = Field(64, ge=4, le=4096)
+    image_size: Annotated[int, Field(ge=4, le=4096)] | Literal["auto"] = "auto"
     channels: Literal["auto", "rgb", "grey"] = "auto"
     path_column: str = "path"
     label_column: str = "label"
@@ -44,8 +44,26 @@ class DataConfig(Section):
     num_workers: int = Field(0, ge=0)
 
 
+class AugmentConfig(Section):
+    """Training-time augmentation (torchvision transforms v2), applied per image; `augment: null` turns it off.
+
+    The defaults are mild geometric jitter, which small from-scratch datasets gain most from; flips are
+    off by default because they change the meaning of digits, text and left-handed guitars.
+    """
+
+    hflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a horizontal flip")
+    vflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a vertical flip")
+    rotate: float = Field(10.0, ge=0.0, le=180.0, description="largest rotation in degrees")
+    rotate_p: float = Field(0.5, ge=0.0, le=1.0, description="probability of rotating")
+    zoom: float = Field(0.1, ge=0.0, lt=1.0, description="largest relative change of scale")
+    shift: float = Field(0.1, ge=0.0, lt=1.0, description="largest shift, as a fraction of the side")
+    noise: float = Field(0.0, ge=0.0, le=1.0, description="std of Gaussian pixel noise on the 0-1 scale")
+    color: float = Field(0.0, ge=0.0, le=1.0, description="brightness/contrast/saturation jitter")
+    elastic: float = Field(0.0, ge=0.0, le=5.0, description="elastic distortion; 1 = Simard et al.'s MNIST setting")
+
+
 class TrainConfig(Section):
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(60, ge=1)
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
     lr: float = Field(0.002, gt=0.0)
@@ -54,7 +72,7 @@ class TrainConfig(Section):
     schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     imbalance: Literal["none", "class_weights", "balanced_sampler"] = "none"
-    early_stopping: int | None = Field(10, ge=1)
+    early_stopping: int | None = Field(15, ge=1)
     monitor: Literal["val/loss", "val/accuracy", "val/balanced_accuracy"] = "val/loss"
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
@@ -71,6 +89,7 @@ class RunConfig(Section):
 class Config(Section):
     data: DataConfig = DataConfig()
     model: SerializeAsAny[ModelParams] = Field(default_factory=lambda: params_class("small_cnn")())
+    augment: AugmentConfig | None = AugmentConfig()
     train: TrainConfig = TrainConfig()
     run: RunConfig = RunConfig()
 

@@ -72,7 +72,7 @@ def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = N
         source, positions, name = *found, "test"
     else:
         source = load_labelled(
-            Path(data), image_size=cfg.image_size, channels=run.info["data"]["channels"], path_column=cfg.path_column,
+            Path(data), image_size=run.info["data"]["image_size"], channels=run.info["data"]["channels"], path_column=cfg.path_column,
             label_column=cfg.label_column, classes=run.classes, cache_dir=cfg.store, progress=progress,
         )
         positions, name = np.arange(len(source.targets)), Path(data).stem

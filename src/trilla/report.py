@@ -120,7 +120,7 @@ def render_report(run_dir: Path) -> Path:
             lines += [markdown_table(pd.DataFrame(pairs, columns=["true", "predicted", "count"])), ""]
         lines += ["Per class:", "", markdown_table(pd.read_csv(run_dir / "per_class.csv"), ".3f"), ""]
     lines += ["## Data", "", f"- source: `{data['path']}`" + (f", test set: `{data['test_path']}`" if data.get("test_path") else "")]
-    lines += [f"- {data['samples']} usable images, {data['channels']}, {config['data']['image_size']} px (long side, padded square)",
+    lines += [f"- {data['samples']} usable images, {data['channels']}, {data['image_size']} px (long side, padded square; config: {config['data']['image_size']})",
               f"- fingerprint `{data['fingerprint'][:16]}`, store `{data['store']}` ({'reused' if data['store_reused'] else 'packed now'})", ""]
     lines += ["Class counts per split:", "", markdown_table(pd.read_csv(run_dir / "counts.csv"), ".0f"), ""]
     skipped = pd.read_csv(run_dir / "skipped.csv")

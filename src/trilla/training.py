@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
     mean, std = datamodule.normalization()
     task = ClassificationTask(
         model=config.model.model_dump(mode="json"),
-        input_spec={"channels": data.channels, "size": config.data.image_size},
+        input_spec={"channels": data.channels, "size": data.size},
         classes=data.classes,
         mean=mean,
         std=std,
@@ -83,6 +84,7 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
                 "store_reused": data.store.reused,
                 "samples": int(len(data.targets)),
                 "channels": data.store.channels,
+                "image_size": data.size,
                 "skipped": len(data.problems) + (len(datamodule.test_data.problems) if datamodule.test_data else 0),
                 "conflicts": int(data.conflicts["sha1"].nunique()),
             },
@@ -130,11 +132,15 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
         num_sanity_val_steps=0,
         enable_model_summary=False,
         enable_progress_bar=progress,
-        log_every_n_steps=10,
+        log_every_n_steps=max(1, min(10, len(datamodule.splits["train"]) // cfg.batch_size)),
     )
     _set_status(run, "running")
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming into the run
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning internals vs torch 2.14
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # the store is fast
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException:
         _set_status(run, "interrupted")
         log.error("training interrupted; continue it with: trilla train --resume %s", run.path)

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trilla.config import Config
+from trilla.data.augment import build_augment
 from trilla.data.dataset import ImageData, load_labelled
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
@@ -22,8 +23,8 @@ from trilla.errors import TrillaError
 class StoreDataset(Dataset):
     """Positions into an ImageData; yields (uint8 NCHW images, int64 targets) per batch."""
 
-    def __init__(self, data: ImageData, positions: np.ndarray):
-        self.data, self.positions = data, positions
+    def __init__(self, data: ImageData, positions: np.ndarray, transform=None):
+        self.data, self.positions, self.transform = data, positions, transform
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -31,6 +32,8 @@ class StoreDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         chosen = self.positions[np.asarray(indices)]
         x = torch.from_numpy(self.data.images(chosen)).permute(0, 3, 1, 2)
+        if self.transform is not None:
+            x = torch.stack([self.transform(image) for image in x])
         return x, torch.from_numpy(self.data.targets[chosen])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +102,7 @@ class ImageDataModule(L.LightningDataModule):
         assert self.data is not None
         cfg = self.config.data
         return load_labelled(
-            path, image_size=cfg.image_size, channels=self.data.store.channels, path_column=cfg.path_column,
+            path, image_size=self.data.size, channels=self.data.store.channels, path_column=cfg.path_column,
             label_column=cfg.label_column, classes=self.data.classes, cache_dir=cfg.store, progress=self.progress,
         )
 
@@ -143,7 +146,7 @@ class ImageDataModule(L.LightningDataModule):
             sampler = EpochSampler(len(positions), train_cfg.seed, weights)
         workers = self.config.data.num_workers
         return DataLoader(
-            StoreDataset(data, positions), batch_size=train_cfg.batch_size, sampler=sampler, shuffle=False,
+            StoreDataset(data, positions, build_augment(self.config.augment, data.size) if train else None), batch_size=train_cfg.batch_size, sampler=sampler, shuffle=False,
             collate_fn=_as_batch, num_workers=workers, persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(train_cfg.seed),
         )

@@ -39,6 +39,10 @@ class ImageData:
     def channels(self) -> int:
         return int(self.store.images.shape[-1])
 
+    @property
+    def size(self) -> int:
+        return self.store.size
+
     def images(self, positions: np.ndarray) -> np.ndarray:
         return np.asarray(self.store.images[self.rows[positions]])
 
@@ -46,7 +50,7 @@ class ImageData:
 def load_labelled(
     path: Path,
     *,
-    image_size: int,
+    image_size: int | str,
     channels: str,
     path_column: str = "path",
     label_column: str = "label",

@@ -2,6 +2,7 @@
 
 The long side is resized to `size` and the picture is padded to a square (PIL's ImageOps.pad), so
 aspect ratios survive; grey pictures stay one channel unless the dataset has colour ones.
+`auto_size` picks the side when the config says `image_size: auto`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,26 @@ class ImageError(Exception):
     """The file is not a readable picture (unknown format, truncated, corrupt)."""
 
 
-def probe_channels(path: Path) -> Channels:
-    """Read only the header to tell grey from colour."""
+def probe(path: Path) -> tuple[Channels, int]:
+    """Read only the header: grey or colour, and the long side in pixels."""
     try:
         with Image.open(path) as img:
-            return "grey" if img.mode in GREY_MODES else "rgb"
+            return ("grey" if img.mode in GREY_MODES else "rgb"), max(img.size)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ImageError(_reason(err)) from err
+
+
+def auto_size(long_sides: list[int]) -> int:
+    """The median long side rounded up to a multiple of 16, kept within 32..64.
+
+    Small from-scratch CNNs learn best near the pictures' own resolution: upsampling 20 px digits to 64
+    cost about half a point of accuracy on OpenCV's digits (benchmarks/results/digits_quality.md), while
+    64 px keeps photos cheap to train on a laptop CPU.
+    """
+    if not long_sides:
+        return 64
+    median = float(np.median(long_sides))
+    return int(min(64, max(32, 16 * np.ceil(median / 16))))
 
 
 def decode(data: bytes, size: int, channels: Channels) -> np.ndarray:

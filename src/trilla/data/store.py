@@ -36,7 +36,10 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class Store:
-    """Rows of `images` (N, size, size, channels) match rows of `index` (path, sha1, ok, reason)."""
+    """Rows of `images` (N, size, size, channels) match rows of `index` (path, sha1, ok, reason).
+
+    `size` and `channels` are resolved: an `auto` in the config is decided once, when packing.
+    """
 
     root: Path
     images: np.ndarray
@@ -51,7 +54,7 @@ class Store:
         return [Problem(p, r) for p, r in zip(bad["path"], bad["reason"])]
 
 
-def store_key(paths: list[Path], size: int, channels: str) -> str:
+def store_key(paths: list[Path], size: int | str, channels: str) -> str:
     """Hash of the preprocessing and of every file's path, size and modification time."""
     digest = hashlib.sha256(json.dumps({"v": FORMAT_VERSION, "size": size, "channels": channels}).encode())
     for path in paths:
@@ -61,7 +64,7 @@ def store_key(paths: list[Path], size: int, channels: str) -> str:
 
 
 def open_or_build(
-    paths: list[Path], size: int, channels: str = "auto", cache_dir: Path | None = None, progress: bool = True
+    paths: list[Path], size: int | str = "auto", channels: str = "auto", cache_dir: Path | None = None, progress: bool = True
 ) -> Store:
     """The store for these files and this preprocessing: reused if packed before, else packed now."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -82,19 +85,24 @@ def _open(root: Path, reused: bool) -> Store:
     return Store(root, array, index, meta["size"], meta["channels"], reused)
 
 
-def _build(root: Path, paths: list[Path], size: int, channels: str, progress: bool) -> None:
+def _build(root: Path, paths: list[Path], size: int | str, channels: str, progress: bool) -> None:
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     probe_errors: dict[int, str] = {}
-    if channels == "auto":
-        channels = "grey"
+    if channels == "auto" or size == "auto":
+        found_channels, sides = set(), []
         for i, path in enumerate(paths):
             try:
-                if images.probe_channels(path) == "rgb":
-                    channels = "rgb"
+                kind, side = images.probe(path)
+                found_channels.add(kind)
+                sides.append(side)
             except images.ImageError as err:
                 probe_errors[i] = str(err)
+        if channels == "auto":
+            channels = "rgb" if "rgb" in found_channels else "grey"
+        if size == "auto":
+            size = images.auto_size(sides)
     shape = (len(paths), size, size, 1 if channels == "grey" else 3)
     if len(paths):
         np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+", shape=shape).flush()

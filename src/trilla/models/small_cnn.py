@@ -2,8 +2,8 @@
 
 Each conv layer is conv -> (batch norm) -> ReLU -> pooling; then the feature maps are flattened (as in
 the study) or globally pooled, and go through optional hidden linear layers, each preceded by dropout,
-to the class logits. The defaults are a three-layer net that trains in about a minute on small
-datasets on a laptop CPU.
+to the class logits. The defaults, four 3x3 layers of 16 to 128 maps, were chosen on OpenCV's
+handwritten digits (benchmarks/digits_quality.py) and train in a minute or two on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class ConvLayer(BaseModel):
 class SmallCNNParams(ModelParams):
     name: Literal["small_cnn"] = "small_cnn"
     conv: list[ConvLayer] = Field(
-        default_factory=lambda: [ConvLayer(maps=16), ConvLayer(maps=32), ConvLayer(maps=64)], min_length=1
+        default_factory=lambda: [ConvLayer(maps=m) for m in (16, 32, 64, 128)], min_length=1
     )
     batch_norm: bool = True
     dropout: float = Field(0.3, ge=0.0, lt=1.0)

@@ -1,0 +1,52 @@
+"""An interrupted run, resumed, ends with exactly the weights of an uninterrupted one with the same seed."""
+
+import json
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+
+from trilla import load_config, resume, train
+from trilla.errors import TrillaError
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopAfterEpoch(L.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 == self.epoch:
+            raise Interrupted
+
+
+def _weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_interrupted_run_resumes_to_identical_weights(folder, tmp_path):
+    # Default augmentation and dropout both draw random numbers, so this checks RNG continuity too.
+    overrides = ["data.image_size=16", "train.epochs=4", "train.early_stopping=null", "train.progress=false"]
+    straight = train(load_config(data=folder, overrides=[*overrides, f"run.dir={tmp_path / 'a'}"]))
+    with pytest.raises(Interrupted):
+        train(load_config(data=folder, overrides=[*overrides, f"run.dir={tmp_path / 'b'}"]), callbacks=[StopAfterEpoch(2)])
+    (interrupted,) = list((tmp_path / "b").iterdir())
+    assert json.loads((interrupted / "run.json").read_text())["status"] == "interrupted"
+    assert len(pd.read_csv(interrupted / "history.csv")) == 2 and not (interrupted / "metrics.json").exists()
+
+    resumed = resume(interrupted)
+    assert resumed.path == interrupted and resumed.info["status"] == "finished"
+    a, b = _weights(straight.path), _weights(resumed.path)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history_a, history_b = straight.history, resumed.history
+    assert history_b["epoch"].tolist() == [1, 2, 3, 4]
+    pd.testing.assert_series_equal(history_a["val/loss"], history_b["val/loss"])
+    assert resumed.metrics["test/accuracy"] == straight.metrics["test/accuracy"]
+    with pytest.raises(TrillaError, match="already finished"):
+        resume(interrupted)
