@@ -124,3 +124,12 @@ def test_split_falls_back_when_a_class_is_too_small():
     labels = np.array([0] * 20 + [1])
     parts = split_indices(labels, val=0.2, test=0.2, seed=0, stratify=True)
     assert sum(len(v) for v in parts.values()) == 21
+
+
+def test_too_few_images_for_the_splits_is_a_clear_error(tmp_path):
+    from trilla.config import load_config
+    from trilla.data.datamodule import ImageDataModule
+
+    data = make_image_folder(tmp_path / "d", {"a": 1, "b": 1})
+    with pytest.raises(TrillaError, match="too few to split|split empty"):
+        ImageDataModule(load_config(data=data, overrides=["data.split.val=0.1"]), progress=False).prepare()

@@ -71,8 +71,14 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0.0)
     schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    ema: float | None = Field(
+        0.99, gt=0.0, lt=1.0, description="decay of an exponential moving average of the weights, used for "
+        "validation and saved in checkpoints (Lightning's EMAWeightAveraging); null = off"
+    )
     imbalance: Literal["none", "class_weights", "balanced_sampler"] = "none"
-    early_stopping: int | None = Field(15, ge=1)
+    early_stopping: int | None = Field(
+        None, ge=1, description="patience in epochs; off by default because the one-cycle schedule plans its own end"
+    )
     monitor: Literal["val/loss", "val/accuracy", "val/balanced_accuracy"] = "val/loss"
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"

@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from trilla import __version__
@@ -119,6 +119,8 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
     )
     callbacks = [history, RngState(), checkpoint, *callbacks]
+    if cfg.ema:
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping))
     trainer = L.Trainer(
@@ -141,9 +143,9 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning internals vs torch 2.14
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # the store is fast
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
-    except BaseException:
+    except BaseException as err:
         _set_status(run, "interrupted")
-        log.error("training interrupted; continue it with: trilla train --resume %s", run.path)
+        log.error("training stopped (%s); continue it with: trilla train --resume %s", type(err).__name__, run.path)
         raise
     if not trainer.is_global_zero:
         return run

@@ -94,6 +94,11 @@ class ImageDataModule(L.LightningDataModule):
         self.splits = split_indices(
             self.data.targets, split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify
         )
+        for name in ("train", "val"):
+            if not len(self.splits.get(name, ())):
+                raise TrillaError(
+                    f"{len(self.data.targets)} usable images leave the {name} split empty; add images or change data.split"
+                )
         if cfg.test_path:
             self.test_data = self.load_other(cfg.test_path)
 
@@ -145,8 +150,9 @@ class ImageDataModule(L.LightningDataModule):
                 weights = np.asarray(self.class_weights())[data.targets[positions]]
             sampler = EpochSampler(len(positions), train_cfg.seed, weights)
         workers = self.config.data.num_workers
+        transform = build_augment(self.config.augment, data.size) if train else None
         return DataLoader(
-            StoreDataset(data, positions, build_augment(self.config.augment, data.size) if train else None), batch_size=train_cfg.batch_size, sampler=sampler, shuffle=False,
+            StoreDataset(data, positions, transform), batch_size=train_cfg.batch_size, sampler=sampler,
             collate_fn=_as_batch, num_workers=workers, persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(train_cfg.seed),
         )

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from trilla.errors import TrillaError
+
 log = logging.getLogger("trilla")
 
 
@@ -32,7 +34,10 @@ def _split(positions: np.ndarray, labels: np.ndarray, fraction: float, seed: int
             return train_test_split(positions, test_size=fraction, random_state=seed, stratify=labels[positions])
         except ValueError as err:
             log.warning("stratified split impossible (%s); splitting at random instead", err)
-    return train_test_split(positions, test_size=fraction, random_state=seed)
+    try:
+        return train_test_split(positions, test_size=fraction, random_state=seed)
+    except ValueError as err:
+        raise TrillaError(f"{len(positions)} images are too few to split off {fraction:.0%}; add images or change data.split") from err
 
 
 def class_counts(classes: list[str], targets_by_split: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -1,0 +1,128 @@
+"""Training options: optimizers, schedules, imbalance handling, augmentation, samplers."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_image_folder
+from trilla import load_config, train
+from trilla.config import AugmentConfig
+from trilla.data import images
+from trilla.data.augment import build_augment
+from trilla.data.datamodule import EpochSampler, ImageDataModule
+
+
+@pytest.mark.parametrize(
+    "optimizer,schedule,imbalance,monitor",
+    [
+        ("sgd", "constant", "none", "val/loss"),
+        ("adam", "cosine", "class_weights", "val/accuracy"),
+        ("adamw", "onecycle", "balanced_sampler", "val/balanced_accuracy"),
+        ("rmsprop", "constant", "none", "val/loss"),
+    ],
+)
+def test_each_optimizer_schedule_and_imbalance_trains(tmp_path, optimizer, schedule, imbalance, monitor):
+    data = make_image_folder(tmp_path / "d", {"many": 48, "few": 12})
+    run = train(load_config(data=data, overrides=[
+        "data.image_size=16", "train.epochs=3", "train.progress=false", f"run.dir={tmp_path / 'runs'}", "train.lr=0.01",
+        f"train.optimizer={optimizer}", f"train.schedule={schedule}", f"train.imbalance={imbalance}", f"train.monitor={monitor}",
+    ]))
+    lr = run.history["lr"].to_numpy()
+    if schedule == "constant":
+        assert np.allclose(lr, 0.01)
+    elif schedule == "cosine":
+        assert lr[0] > lr[1] > lr[2]
+    else:
+        assert lr[-1] < 0.2 * lr.max()  # warms up, then anneals far below its peak
+    checkpoint = torch.load(run.checkpoint("best"), map_location="cpu", weights_only=True)
+    assert type(checkpoint["optimizer_states"][0]["param_groups"][0]["lr"]) is float
+    assert checkpoint["hyper_parameters"]["train"]["optimizer"] == optimizer
+    if imbalance == "class_weights":
+        few, many = checkpoint["hyper_parameters"]["class_weights"]  # classes sorted: few, many
+        assert few == pytest.approx(4 * many, rel=0.15)
+
+
+def test_balanced_sampler_draws_classes_evenly_and_reproducibly():
+    targets = np.array([0] * 90 + [1] * 10)
+    weights = np.bincount(targets)[targets] ** -1.0
+    sampler = EpochSampler(len(targets), seed=0, weights=weights)
+    drawn = targets[list(sampler)]
+    assert 0.35 < drawn.mean() < 0.65
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+    plain = EpochSampler(100, seed=3)
+    assert sorted(plain) == list(range(100))
+
+
+def test_augmentation_only_in_training_and_keeps_shape(folder):
+    config = load_config(data=folder, overrides=["data.image_size=24"])
+    datamodule = ImageDataModule(config, progress=False)
+    datamodule.prepare()
+    train_set = datamodule.train_dataloader().dataset
+    val_set = datamodule.val_dataloader().dataset
+    assert train_set.transform is not None and val_set.transform is None
+    torch.manual_seed(0)
+    augmented, _ = train_set.__getitems__(list(range(8)))
+    raw = torch.from_numpy(datamodule.data.images(train_set.positions[:8])).permute(0, 3, 1, 2)
+    assert augmented.shape == raw.shape and augmented.dtype == torch.uint8
+    assert not torch.equal(augmented, raw)
+    off = load_config(data=folder, overrides=["augment=null"])
+    assert off.augment is None and build_augment(off.augment, 24) is None
+    assert build_augment(AugmentConfig(rotate=0, zoom=0, shift=0), 24) is None
+
+
+def test_every_augmentation_runs_on_grey_and_colour():
+    transform = build_augment(AugmentConfig(hflip=1, vflip=1, rotate=30, rotate_p=1, zoom=0.2, shift=0.1, noise=0.2, color=0.3, elastic=1), 32)
+    for channels in (1, 3):
+        image = torch.randint(0, 256, (channels, 32, 32), dtype=torch.uint8)
+        out = transform(image)
+        assert out.shape == image.shape and out.dtype == torch.uint8 and not torch.equal(out, image)
+
+
+def test_auto_size_follows_the_pictures():
+    assert images.auto_size([20] * 9 + [300]) == 32
+    assert images.auto_size([8]) == 32 and images.auto_size([40]) == 48 and images.auto_size([150, 150]) == 64
+    assert images.auto_size([]) == 64
+
+
+def test_auto_size_resolved_in_the_run(tmp_path):
+    data = make_image_folder(tmp_path / "d", {"a": 20, "b": 20}, size=40)
+    run = train(load_config(data=data, overrides=["train.epochs=1", "train.progress=false", f"run.dir={tmp_path / 'r'}"]))
+    assert run.info["data"]["image_size"] == 48 and run.config.data.image_size == "auto"
+    assert run.predictor().size == 48
+
+
+def test_early_stopping_stops_when_validation_stalls(tmp_path):
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "noise" / label).mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / "noise" / label / f"{i}.png")
+    run = train(load_config(data=tmp_path / "noise", overrides=[
+        "data.image_size=16", "train.epochs=25", "train.early_stopping=2", "train.progress=false", "train.lr=0.05",
+        "train.schedule=constant", f"run.dir={tmp_path / 'runs'}",
+    ]))
+    assert run.metrics["stopped_early"] and run.metrics["epochs"] < 25
+    assert run.metrics["epochs"] - run.metrics["best_epoch"] == 2
+
+
+@pytest.mark.parametrize("ema", [0.9, None])
+def test_ema_weights_are_what_checkpoints_hold(folder, tmp_path, ema):
+    run = train(load_config(data=folder, overrides=[
+        "data.image_size=16", "train.epochs=2", "train.progress=false", f"run.dir={tmp_path / 'runs'}", f"train.ema={ema}",
+    ]))
+    checkpoint = torch.load(run.checkpoint("last"), map_location="cpu", weights_only=True)
+    if ema is None:
+        assert "current_model_state" not in checkpoint
+        return
+    averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert averaged.keys() == current.keys()
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged if averaged[k].is_floating_point())
+    predictor_weights = run.predictor().task.state_dict()
+    best = torch.load(run.checkpoint("best"), map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(predictor_weights[k], best[k]) for k in best)
