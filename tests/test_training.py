@@ -105,7 +105,7 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
             Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / "noise" / label / f"{i}.png")
     run = train(load_config(data=tmp_path / "noise", overrides=[
         "data.image_size=16", "train.epochs=25", "train.early_stopping=2", "train.progress=false", "train.lr=0.05",
-        "train.schedule=constant", f"run.dir={tmp_path / 'runs'}",
+        "train.schedule=constant", "train.ema=null", f"run.dir={tmp_path / 'runs'}",
     ]))
     assert run.metrics["stopped_early"] and run.metrics["epochs"] < 25
     assert run.metrics["epochs"] - run.metrics["best_epoch"] == 2
@@ -114,7 +114,7 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
 @pytest.mark.parametrize("ema", [0.9, None])
 def test_ema_weights_are_what_checkpoints_hold(folder, tmp_path, ema):
     run = train(load_config(data=folder, overrides=[
-        "data.image_size=16", "train.epochs=2", "train.progress=false", f"run.dir={tmp_path / 'runs'}", f"train.ema={ema}",
+        "data.image_size=16", "train.epochs=2", "train.progress=false", f"run.dir={tmp_path / 'runs'}", f"train.ema={ema if ema else 'null'}",
     ]))
     checkpoint = torch.load(run.checkpoint("last"), map_location="cpu", weights_only=True)
     if ema is None:
