@@ -25,7 +25,7 @@ def test_folder_tree_labels_and_problems(tmp_path):
 
 
 def test_csv_manifest_resolves_relative_paths(tmp_path):
-    root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2})
+    make_image_folder(tmp_path / "d", {"a": 2, "b": 2})
     manifest = tmp_path / "d" / "list.csv"
     manifest.write_text("path,label,extra\na/a_000.png,x,1\nb/b_001.png,y,2\nmissing.png,x,3\n,y,4\n")
     listing = read_source(manifest)

@@ -149,11 +149,11 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
         raise
     if not trainer.is_global_zero:
         return run
-    _finish(run, datamodule, history, trainer)
+    _finish(run, datamodule, history)
     return run
 
 
-def _finish(run: Run, datamodule: ImageDataModule, history: History, trainer: L.Trainer) -> None:
+def _finish(run: Run, datamodule: ImageDataModule, history: History) -> None:
     cfg = run.config.train
     frame = pd.DataFrame(history.rows)
     best = frame[cfg.monitor].idxmin() if cfg.monitor.endswith("loss") else frame[cfg.monitor].idxmax()

@@ -84,7 +84,7 @@ def load_labelled(
     for problem in problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
     conflicts = _conflicts(paths, sha1, [classes[t] for t in targets])
-    for digest, group in conflicts.groupby("sha1"):
+    for _, group in conflicts.groupby("sha1"):
         log.warning("the same image is filed under %s: %s", sorted(set(group["label"])), ", ".join(group["path"]))
     fingerprint = hashlib.sha256(
         "\n".join(sorted(f"{d} {classes[t]}" for d, t in zip(sha1, targets))).encode()
