@@ -113,7 +113,7 @@ def runs(
     if format == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
     elif format == "md":
-        typer.echo(markdown_table(table))
+        typer.echo(markdown_table(table, floatfmt=".4g"))
     else:
         raise TrillaError(f"--format must be md or csv, not {format!r}")
 

@@ -61,6 +61,8 @@ def plot_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """A GitHub table without the `tabulate` dependency that pandas.to_markdown needs."""
     def cell(value) -> str:
+        if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+            return ""
         if isinstance(value, (float, np.floating)):
             return format(value, floatfmt)
         return str(value).replace("|", "\\|")
