@@ -65,6 +65,10 @@ def test_yaml_file_and_round_trip(tmp_path):
 def test_file_errors(tmp_path):
     with pytest.raises(TrillaError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+    with pytest.raises(TrillaError, match="looks like data, not a config file: use trilla train --data"):
+        load_config(tmp_path)
+    with pytest.raises(TrillaError, match="looks like data"):
+        load_config(tmp_path / "labels.csv")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed")
     with pytest.raises(TrillaError, match="not valid YAML"):

@@ -40,9 +40,10 @@ class History(L.Callback):
         self._loss_sum = self._correct = self._count = 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # Tensors accumulate on the device; converting every step would force a GPU sync per batch.
         count = outputs["count"]
-        self._loss_sum += float(outputs["loss"]) * count
-        self._correct += float(outputs["correct"])
+        self._loss_sum = self._loss_sum + outputs["loss"].detach() * count
+        self._correct = self._correct + outputs["correct"]
         self._count += count
 
     def on_validation_start(self, trainer, pl_module) -> None:
@@ -57,8 +58,8 @@ class History(L.Callback):
         metrics = trainer.callback_metrics
         row = {
             "epoch": trainer.current_epoch + 1,
-            "train/loss": self._loss_sum / self._count,
-            "train/accuracy": self._correct / self._count,
+            "train/loss": float(self._loss_sum) / self._count,
+            "train/accuracy": float(self._correct) / self._count,
             **{key: float(metrics[key]) for key in ("val/loss", "val/accuracy", "val/balanced_accuracy") if key in metrics},
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "elapsed_s": self.elapsed_s,

@@ -125,6 +125,8 @@ def load_config(
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir() or path.suffix.lower() == ".csv":
+            raise TrillaError(f"{path} looks like data, not a config file: use trilla train --data {path}")
         if not path.is_file():
             raise TrillaError(f"config file {path} does not exist")
         try:

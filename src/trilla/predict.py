@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from trilla.data import images
+from trilla.data.sources import visible_files
 from trilla.tasks import ClassificationTask
 
 
@@ -54,7 +55,7 @@ def expand(inputs: list[Path]) -> list[Path]:
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            out.extend(sorted(p for p in item.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(item).parts)))
+            out.extend(visible_files(item))
         else:
             out.append(item)
     return out

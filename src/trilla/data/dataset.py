@@ -29,7 +29,6 @@ class ImageData:
     rows: np.ndarray
     targets: np.ndarray
     paths: list[str]
-    sha1: list[str]
     classes: list[str]
     problems: list[Problem]
     conflicts: pd.DataFrame
@@ -89,7 +88,7 @@ def load_labelled(
     fingerprint = hashlib.sha256(
         "\n".join(sorted(f"{d} {classes[t]}" for d, t in zip(sha1, targets))).encode()
     ).hexdigest()
-    return ImageData(store, rows, targets, paths, sha1, classes, problems, conflicts, fingerprint)
+    return ImageData(store, rows, targets, paths, classes, problems, conflicts, fingerprint)
 
 
 def _conflicts(paths: list[str], sha1: list[str], labels: list[str]) -> pd.DataFrame:

@@ -58,12 +58,15 @@ def decode(data: bytes, size: int, channels: Channels) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def load(path: Path, size: int, channels: Channels) -> np.ndarray:
+def read(path: Path) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as err:
         raise ImageError(f"cannot read file: {err.strerror or err}") from err
-    return decode(data, size, channels)
+
+
+def load(path: Path, size: int, channels: Channels) -> np.ndarray:
+    return decode(read(path), size, channels)
 
 
 def _reason(err: Exception) -> str:

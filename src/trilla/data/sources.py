@@ -60,9 +60,9 @@ def read_source(path: Path, *, path_column: str = "path", label_column: str = "l
     raise TrillaError(f"data path {path} is neither a folder nor a .csv manifest")
 
 
-def _visible(path: Path, root: Path) -> bool:
-    """Hidden files and folders (.DS_Store, .git, caches) are not data."""
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+def visible_files(folder: Path) -> list[Path]:
+    """Files below `folder`, sorted; hidden files and folders (.DS_Store, .git, caches) are not data."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts))
 
 
 @register_source("folder", accepts=lambda p: p.is_dir())
@@ -70,12 +70,12 @@ def read_folder(root: Path, **_: str) -> Listing:
     """A <class>/<file> tree, as torchvision's ImageFolder reads it: the top-level folder is the label."""
     listing = Listing()
     for entry in sorted(root.iterdir()):
-        if not _visible(entry, root):
+        if entry.name.startswith("."):
             continue
         if entry.is_file():
             listing.problems.append(Problem(str(entry), "not inside a class folder"))
             continue
-        files = sorted(p for p in entry.rglob("*") if p.is_file() and _visible(p, root))
+        files = visible_files(entry)
         if not files:
             listing.problems.append(Problem(str(entry), f"class folder '{entry.name}' is empty; class left out"))
         listing.samples.extend(Sample(p, entry.name) for p in files)

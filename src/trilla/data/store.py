@@ -154,10 +154,10 @@ def _pack_chunk(job: tuple[str, tuple[int, ...], list[tuple[int, str]], int, str
     done = []
     for i, path in items:
         try:
-            data = Path(path).read_bytes()
+            data = images.read(path)
             out[i] = images.decode(data, size, channels)  # type: ignore[arg-type]
             done.append((i, hashlib.sha1(data).hexdigest(), ""))
-        except (OSError, images.ImageError) as err:
-            done.append((i, "", str(err) if isinstance(err, images.ImageError) else f"cannot read file: {err}"))
+        except images.ImageError as err:
+            done.append((i, "", str(err)))
     out.flush()
     return done
