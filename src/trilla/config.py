@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from trilla.errors import TrillaError
 from trilla.models import ModelParams, params_class
@@ -32,6 +32,22 @@ class SplitConfig(Section):
     stratify: bool = True
 
 
+class MetadataField(Section):
+    """Where one categorical input fused into the model comes from: a level of the file's path
+    (`{from: path, level: -3}` is Region in Region/Species/photo.jpg) or a column of the CSV manifest."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, serialize_by_alias=True)
+    source: Literal["path", "column"] = Field("column", alias="from")
+    level: int | None = Field(None, description="from: path; -1 is the file name, -2 its folder, ...")
+    column: str | None = Field(None, description="from: column; default: the field's own name")
+
+    @model_validator(mode="after")
+    def _needs_level(self) -> "MetadataField":
+        if self.source == "path" and self.level is None:
+            raise ValueError("from: path needs a level, e.g. level: -3 for Region in Region/Species/photo.jpg")
+        return self
+
+
 class DataConfig(Section):
     path: Path | None = None
     test_path: Path | None = None
@@ -42,6 +58,9 @@ class DataConfig(Section):
     label_column: str = "label"
     store: Path | None = None
     num_workers: int = Field(0, ge=0)
+    metadata: dict[str, MetadataField] = Field(
+        default_factory=dict, description="categorical inputs fused into the model's head, by name"
+    )
 
 
 class AugmentConfig(Section):
@@ -60,6 +79,7 @@ class AugmentConfig(Section):
     noise: float = Field(0.0, ge=0.0, le=1.0, description="std of Gaussian pixel noise on the 0-1 scale")
     color: float = Field(0.0, ge=0.0, le=1.0, description="brightness/contrast/saturation jitter")
     elastic: float = Field(0.0, ge=0.0, le=5.0, description="elastic distortion; 1 = Simard et al.'s MNIST setting")
+    tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")
 
 
 class TrainConfig(Section):
@@ -80,6 +100,9 @@ class TrainConfig(Section):
         None, ge=1, description="patience in epochs; off by default because the one-cycle schedule plans its own end"
     )
     monitor: Literal["val/loss", "val/accuracy", "val/balanced_accuracy"] = "val/loss"
+    feature_cache: bool = Field(
+        True, description="with a frozen backbone and augment: null, compute the backbone's features once and train the head on them"
+    )
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = "auto"

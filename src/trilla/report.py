@@ -37,6 +37,43 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
     plt.close(fig)
 
 
+def plot_worst(pictures: np.ndarray, titles: list[str], path: Path, title: str, columns: int = 4) -> None:
+    """The images a model got most wrong, as fastai's plot_top_losses shows them."""
+    if not len(pictures):
+        return
+    rows = -(-len(pictures) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, picture, text in zip(axes.flat, pictures, titles):
+        ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray" if picture.shape[-1] == 1 else None)
+        ax.set_title(text, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_class_counts(counts: pd.DataFrame, path: Path) -> None:
+    """Images per class in each split, largest training class first: imbalance at a glance."""
+    splits = [c for c in ("train", "val", "test") if c in counts]
+    ordered = counts.sort_values(splits[0], ascending=True)
+    height = max(3.0, 0.22 * len(ordered) + 1.5)
+    fig, ax = plt.subplots(figsize=(8, min(height, 60)))
+    y = np.arange(len(ordered))
+    width = 0.8 / len(splits)
+    for i, split in enumerate(splits):
+        ax.barh(y + i * width - 0.4 + width / 2, ordered[split], height=width, label=split)
+    ax.set_yticks(y, ordered.index, fontsize=max(5, 10 - len(ordered) // 20))
+    ax.set_xlabel("images")
+    ax.set_title("Images per class and split")
+    ax.legend()
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None) -> None:
     """Loss and accuracy per epoch, train against validation, with the best epoch marked."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
@@ -72,13 +109,41 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
     return "\n".join(lines)
 
 
+def _topk_table(metrics: dict) -> pd.DataFrame | None:
+    rows = []
+    for split in ("val", "test"):
+        values = {f"top-{k}": metrics[f"{split}/top_{k}"] for k in range(1, 6) if f"{split}/top_{k}" in metrics}
+        if values:
+            rows.append({"split": split, **values})
+    return pd.DataFrame(rows) if rows else None
+
+
+def _errors_section(folder: Path, split: str, prefix: str) -> list[str]:
+    """Confusion matrix, most confused pairs, per-class table and worst images of one evaluated split."""
+    from trilla.metrics import most_confused
+
+    if not (folder / "confusion_matrix.csv").is_file():
+        return []
+    link = f"{prefix}/" if prefix else ""
+    matrix = pd.read_csv(folder / "confusion_matrix.csv", index_col=0)
+    lines = [f"## {split.capitalize()} errors", "", f"![confusion matrix]({link}confusion_matrix.png)", ""]
+    pairs = most_confused(matrix.to_numpy(), list(matrix.columns))
+    if pairs:
+        lines += ["Most confused (true -> predicted, count):", ""]
+        lines += [markdown_table(pd.DataFrame(pairs, columns=["true", "predicted", "count"])), ""]
+    if (folder / "worst.png").is_file():
+        lines += [f"![worst predicted {split} images]({link}worst.png)", ""]
+    lines += ["Per class:", "", markdown_table(pd.read_csv(folder / "per_class.csv"), ".3f"), ""]
+    return lines
+
+
 def render_report(run_dir: Path) -> Path:
     """report.md of a run, rendered from the files in its directory alone (so it can be re-rendered)."""
     import json
 
     import yaml
 
-    from trilla.metrics import most_confused, near_baseline
+    from trilla.metrics import near_baseline
 
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
@@ -98,7 +163,6 @@ def render_report(run_dir: Path) -> Path:
     if acc is not None:
         rows = [("test accuracy", f"{acc:.2%}"), ("test balanced accuracy", f"{metrics['test/balanced_accuracy']:.2%}"),
                 ("majority baseline", f"{base:.2%}")]
-        rows += [(f"top-{k}", f"{metrics[f'test/top_{k}']:.2%}") for k in range(2, 6) if f"test/top_{k}" in metrics]
         rows += [("test samples", str(int(metrics["test/samples"])))]
     else:
         rows = [("test set", "none (data.split.test is 0 and no data.test_path)")]
@@ -113,18 +177,18 @@ def render_report(run_dir: Path) -> Path:
     lines += [markdown_table(pd.DataFrame(rows, columns=["metric", "value"])), ""]
     if (run_dir / "curves.png").is_file():
         lines += ["![learning curves](curves.png)", ""]
-    if (run_dir / "confusion_matrix.csv").is_file():
-        matrix = pd.read_csv(run_dir / "confusion_matrix.csv", index_col=0)
-        lines += ["## Test errors", "", "![confusion matrix](confusion_matrix.png)", ""]
-        pairs = most_confused(matrix.to_numpy(), list(matrix.columns))
-        if pairs:
-            lines += ["Most confused (true -> predicted, count):", ""]
-            lines += [markdown_table(pd.DataFrame(pairs, columns=["true", "predicted", "count"])), ""]
-        lines += ["Per class:", "", markdown_table(pd.read_csv(run_dir / "per_class.csv"), ".3f"), ""]
+    topk = _topk_table(metrics)
+    if topk is not None:
+        lines += ["Top-k accuracy (the true class among the k most probable):", "", markdown_table(topk, ".2%"), ""]
+    for folder, split in ((run_dir, "test"), (run_dir / "val", "validation")):
+        lines += _errors_section(folder, split, prefix=str(folder.relative_to(run_dir)) if folder != run_dir else "")
     lines += ["## Data", "", f"- source: `{data['path']}`" + (f", test set: `{data['test_path']}`" if data.get("test_path") else "")]
     lines += [f"- {data['samples']} usable images, {data['channels']}, {data['image_size']} px (long side, padded square; config: {config['data']['image_size']})",
               f"- fingerprint `{data['fingerprint'][:16]}`, store `{data['store']}` ({'reused' if data['store_reused'] else 'packed now'})", ""]
-    lines += ["Class counts per split:", "", markdown_table(pd.read_csv(run_dir / "counts.csv"), ".0f"), ""]
+    lines += ["Class counts per split:", ""]
+    if (run_dir / "class_counts.png").is_file():
+        lines += ["![class counts](class_counts.png)", ""]
+    lines += [markdown_table(pd.read_csv(run_dir / "counts.csv"), ".0f"), ""]
     skipped = pd.read_csv(run_dir / "skipped.csv")
     if len(skipped):
         lines += [f"**{len(skipped)} files skipped** (see skipped.csv):", "", markdown_table(skipped.head(50)), ""]

@@ -74,20 +74,28 @@ class Run:
             raise TrillaError(f"run {self.path} has no {which} checkpoint ({path}); was it trained?")
         return path
 
-    def predictor(self, device: str = "cpu"):
+    def predictor(self, device: str = "cpu", tta: int = 0):
+        """The best checkpoint, reading metadata and augmenting (tta views) as this run's config says."""
         from trilla.predict import Predictor
 
-        return Predictor(self.checkpoint("best"), device=device)
+        return Predictor(self.checkpoint("best"), device=device, fields=self.config.data.metadata, augment=self.config.augment, tta=tta)
 
-    def predict(self, files: list[str | Path], top_k: int = 5) -> list[dict]:
-        from trilla.predict import expand
+    def predict(
+        self, files: list[str | Path], top_k: int = 5, metadata: dict[str, str] | None = None,
+        metadata_table: str | Path | None = None, tta: int = 0,
+    ) -> list[dict]:
+        """Top-k labels per file; metadata given for all files and/or per file in a CSV (file, field...)."""
+        from trilla.predict import expand, metadata_per_file
 
-        return self.predictor().predict_files(expand([Path(f) for f in files]), top_k=top_k)
+        paths = expand([Path(f) for f in files])
+        predictor = self.predictor(tta=tta)
+        given = metadata_per_file(paths, metadata or {}, metadata_table, list(predictor.vocab))
+        return predictor.predict_files(paths, top_k=top_k, metadata=given)
 
-    def evaluate(self, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True) -> tuple[dict, Path]:
+    def evaluate(self, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0) -> tuple[dict, Path]:
         from trilla.evaluation import evaluate_run
 
-        return evaluate_run(self, data, out, progress)
+        return evaluate_run(self, data, out, progress, tta)
 
 
 def _read_json(path: Path) -> dict:

@@ -1,11 +1,16 @@
 """LightningModules holding only the step logic; the Trainer owns the loop.
 
-The task receives uint8 images and normalizes them itself with the training set's statistics, which
-are saved with its hyperparameters, so a checkpoint alone is enough to predict exactly as in training.
+The task receives uint8 images and normalizes them itself with the statistics the model expects (the
+training set's, or a pretrained backbone's), which are saved with its hyperparameters together with the
+metadata vocabularies, so a checkpoint alone is enough to predict exactly as in training.
+
+A batch is a dict: `image` (uint8 NCHW) or `features` (pooled backbone features from the feature
+cache), `metadata` (int64 codes, one column per field) when the run fuses metadata, and `target`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -33,10 +38,13 @@ class ClassificationTask(L.LightningModule):
         std: list[float],
         train: dict[str, Any],
         class_weights: list[float] | None = None,
+        metadata: dict[str, list[str]] | None = None,
+        load_weights: bool = True,
     ):
         super().__init__()
-        self.save_hyperparameters()
-        self.model = build(params_class(model["name"]).model_validate(model), InputSpec(**input_spec), len(classes))
+        self.save_hyperparameters(ignore=["load_weights"])
+        spec = InputSpec(input_spec["channels"], input_spec["size"], tuple(len(v) + 1 for v in (metadata or {}).values()))
+        self.model = build(params_class(model["name"]).model_validate(model), spec, len(classes), load_weights)
         shape = (1, len(mean), 1, 1)
         self.register_buffer("mean", torch.tensor(mean).view(shape) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(shape) * 255.0, persistent=False)
@@ -46,19 +54,32 @@ class ClassificationTask(L.LightningModule):
         self.val_accuracy = MulticlassAccuracy(len(classes), average="micro")
         self.val_balanced = MulticlassAccuracy(len(classes), average="macro")
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model((images.float() - self.mean) / self.std)
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(self.normalize(images), metadata)
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "features" in batch:
+            return self.model.forward_head(batch["features"], batch.get("metadata"))
+        return self(batch["image"], batch.get("metadata"))
+
+    def on_train_epoch_start(self) -> None:
+        thaw = getattr(self.model, "thaw", None)
+        if thaw is not None:
+            thaw(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
-        images, targets = batch
-        logits = self(images)
+        targets = batch["target"]
+        logits = self.logits(batch)
         loss = self.loss(logits, targets)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
         return {"loss": loss, "correct": (logits.argmax(1) == targets).sum().detach(), "count": len(targets)}
 
     def validation_step(self, batch, batch_idx):
-        images, targets = batch
-        logits = self(images)
+        targets = batch["target"]
+        logits = self.logits(batch)
         self.val_accuracy.update(logits, targets)
         self.val_balanced.update(logits, targets)
         self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets))
@@ -67,14 +88,21 @@ class ClassificationTask(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.hparams.train
-        optimizer = OPTIMIZERS[cfg["optimizer"]](self.parameters(), cfg)
+        groups = getattr(self.model, "param_groups", lambda: [{"params": list(self.parameters()), "lr_scale": 1.0}])()
+        groups = [{"params": g["params"], "lr": cfg["lr"] * g["lr_scale"]} for g in groups]
+        optimizer = OPTIMIZERS[cfg["optimizer"]](groups, cfg)
         total = int(self.trainer.estimated_stepping_batches)
         if cfg["schedule"] == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         elif cfg["schedule"] == "onecycle":
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=cfg["lr"], total_steps=total, cycle_momentum=False
+                optimizer, max_lr=[g["lr"] for g in groups], total_steps=total, cycle_momentum=False
             )
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_task(checkpoint: Path, device: str = "cpu") -> ClassificationTask:
+    """A trained task from its checkpoint; pretrained weights are not fetched again, the checkpoint has them."""
+    return ClassificationTask.load_from_checkpoint(checkpoint, map_location=device, load_weights=False)

@@ -27,10 +27,11 @@ from trilla.config import Config
 from trilla.data.datamodule import ImageDataModule
 from trilla.errors import TrillaError
 from trilla.evaluation import evaluate_split, write_json
-from trilla.predict import Predictor, default_device
-from trilla.report import plot_curves, render_report
+from trilla.predict import default_device
+from trilla.report import plot_class_counts, plot_curves, render_report
 from trilla.runs import Run, new_run_dir
-from trilla.tasks import ClassificationTask
+from trilla.data.features import model_features
+from trilla.tasks import ClassificationTask, load_task
 
 log = logging.getLogger("trilla")
 
@@ -52,10 +53,11 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
     write_json(path / "classes.json", data.classes)  # type: ignore[arg-type]
     counts = datamodule.counts()
     counts.to_csv(path / "counts.csv")
+    plot_class_counts(counts.drop(columns="total"), path / "class_counts.png")
     log.info("class counts per split:\n%s", counts.to_string())
     _write_data_records(path, datamodule)
     train_targets = data.targets[datamodule.splits["train"]]
-    mean, std = datamodule.normalization()
+    mean, std = config.model.normalization(data.channels) or datamodule.normalization()
     task = ClassificationTask(
         model=config.model.model_dump(mode="json"),
         input_spec={"channels": data.channels, "size": data.size},
@@ -64,6 +66,7 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
         std=std,
         train=config.train.model_dump(mode="json"),
         class_weights=datamodule.class_weights() if config.train.imbalance == "class_weights" else None,
+        metadata=data.vocab,
     )
     write_json(
         path / "run.json",
@@ -106,12 +109,14 @@ def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progr
     datamodule.prepare()
     if datamodule.data.fingerprint != run.info["data"]["fingerprint"]:
         raise TrillaError(f"the data in {config.data.path} changed since run {run.id} started; it cannot be resumed")
-    task = ClassificationTask.load_from_checkpoint(last, map_location="cpu")
+    task = load_task(last)
     return _fit(run, datamodule, task, list(callbacks), progress, ckpt_path=last)
 
 
 def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callbacks: list, progress: bool, ckpt_path) -> Run:
     cfg = run.config.train
+    if cfg.feature_cache and run.config.augment is None and run.config.model.frozen_features():
+        datamodule.features = model_features(datamodule.data.store, task, default_device(cfg.accelerator), progress)
     mode = "min" if cfg.monitor.endswith("loss") else "max"
     history = History(run.path / "history.csv")
     checkpoint = ModelCheckpoint(
@@ -168,10 +173,12 @@ def _finish(run: Run, datamodule: ImageDataModule, history: History) -> None:
         "train_samples_per_s": history.samples_per_s,
         "stopped_early": bool(int(frame["epoch"].iloc[-1]) < cfg.epochs),
     }
-    predictor = Predictor(run.checkpoint("best"), device=default_device(cfg.accelerator))
-    found = datamodule.split_data("test")
-    if found:
-        metrics.update(evaluate_split(predictor, *found, run.info["majority_class"], run.path, prefix="test"))
+    tta = run.config.augment.tta if run.config.augment else 0
+    predictor = run.predictor(default_device(cfg.accelerator), tta=tta)
+    for split, folder in (("val", run.path / "val"), ("test", run.path)):
+        found = datamodule.split_data(split)
+        if found:
+            metrics.update(evaluate_split(predictor, *found, run.info["majority_class"], folder, prefix=split))
     write_json(run.path / "metrics.json", metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
     _set_status(run, "finished")

@@ -21,24 +21,31 @@ from trilla.errors import TrillaError
 
 
 class StoreDataset(Dataset):
-    """Positions into an ImageData; yields (uint8 NCHW images, int64 targets) per batch."""
+    """Positions into an ImageData; yields batches as the task reads them: `image` (uint8 NCHW) or
+    `features` (rows of the feature cache), `metadata` codes when the data has fields, `target`."""
 
-    def __init__(self, data: ImageData, positions: np.ndarray, transform=None):
-        self.data, self.positions, self.transform = data, positions, transform
+    def __init__(self, data: ImageData, positions: np.ndarray, transform=None, features: np.ndarray | None = None):
+        self.data, self.positions, self.transform, self.features = data, positions, transform, features
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         chosen = self.positions[np.asarray(indices)]
-        x = torch.from_numpy(self.data.images(chosen)).permute(0, 3, 1, 2)
-        if self.transform is not None:
-            x = torch.stack([self.transform(image) for image in x])
-        return x, torch.from_numpy(self.data.targets[chosen])
+        batch = {"target": torch.from_numpy(self.data.targets[chosen])}
+        if self.features is not None:
+            batch["features"] = torch.from_numpy(np.asarray(self.features[self.data.rows[chosen]]))
+        else:
+            x = torch.from_numpy(self.data.images(chosen)).permute(0, 3, 1, 2)
+            if self.transform is not None:
+                x = torch.stack([self.transform(image) for image in x])
+            batch["image"] = x
+        if self.data.metadata.shape[1]:
+            batch["metadata"] = torch.from_numpy(self.data.metadata[chosen])
+        return batch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.__getitems__([index])
-        return x[0], y[0]
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[0] for key, value in self.__getitems__([index]).items()}
 
 
 def _as_batch(batch):
@@ -78,6 +85,7 @@ class ImageDataModule(L.LightningDataModule):
         self.data: ImageData | None = None
         self.test_data: ImageData | None = None
         self.splits: dict[str, np.ndarray] = {}
+        self.features: np.ndarray | None = None
 
     def prepare(self) -> None:
         """List, pack, label and split; idempotent, and called before the model is built."""
@@ -88,7 +96,7 @@ class ImageDataModule(L.LightningDataModule):
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
         self.data = load_labelled(
             cfg.path, image_size=cfg.image_size, channels=cfg.channels, path_column=cfg.path_column,
-            label_column=cfg.label_column, cache_dir=cfg.store, progress=self.progress,
+            label_column=cfg.label_column, cache_dir=cfg.store, progress=self.progress, metadata=cfg.metadata,
         )
         split = cfg.split
         self.splits = split_indices(
@@ -109,6 +117,7 @@ class ImageDataModule(L.LightningDataModule):
         return load_labelled(
             path, image_size=self.data.size, channels=self.data.store.channels, path_column=cfg.path_column,
             label_column=cfg.label_column, classes=self.data.classes, cache_dir=cfg.store, progress=self.progress,
+            metadata=cfg.metadata, vocab=self.data.vocab,
         )
 
     def split_data(self, name: str) -> tuple[ImageData, np.ndarray] | None:
@@ -151,8 +160,9 @@ class ImageDataModule(L.LightningDataModule):
             sampler = EpochSampler(len(positions), train_cfg.seed, weights)
         workers = self.config.data.num_workers
         transform = build_augment(self.config.augment, data.size) if train else None
+        features = self.features if data is self.data else None
         return DataLoader(
-            StoreDataset(data, positions, transform), batch_size=train_cfg.batch_size, sampler=sampler,
+            StoreDataset(data, positions, transform, features), batch_size=train_cfg.batch_size, sampler=sampler,
             collate_fn=_as_batch, num_workers=workers, persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(train_cfg.seed),
         )

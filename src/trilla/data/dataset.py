@@ -10,10 +10,13 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from trilla.config import MetadataField
+from trilla.data import metadata as meta
 from trilla.data import store as store_mod
 from trilla.data.sources import Problem, read_source
 from trilla.errors import TrillaError
@@ -23,7 +26,8 @@ log = logging.getLogger("trilla")
 
 @dataclass
 class ImageData:
-    """Usable samples: `rows` index the store's images, `targets` index `classes`."""
+    """Usable samples: `rows` index the store's images, `targets` index `classes`, and `metadata` holds
+    one column of codes per field of `vocab` (0 = unknown)."""
 
     store: store_mod.Store
     rows: np.ndarray
@@ -33,6 +37,8 @@ class ImageData:
     problems: list[Problem]
     conflicts: pd.DataFrame
     fingerprint: str
+    metadata: np.ndarray
+    vocab: dict[str, list[str]]
 
     @property
     def channels(self) -> int:
@@ -56,9 +62,18 @@ def load_labelled(
     classes: list[str] | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    metadata: Mapping[str, MetadataField] | None = None,
+    vocab: Mapping[str, list[str]] | None = None,
 ) -> ImageData:
-    """Read, pack and label the data at `path`; with `classes` given, labels outside them are left out."""
-    listing = read_source(Path(path), path_column=path_column, label_column=label_column)
+    """Read, pack and label the data at `path`; with `classes` given, labels outside them are left out.
+
+    Metadata fields are encoded with `vocab` when given (another set for a trained run), else with the
+    vocabularies of this data.
+    """
+    metadata = metadata or {}
+    listing = read_source(
+        Path(path), path_column=path_column, label_column=label_column, extra_columns=meta.column_names(metadata)
+    )
     store = store_mod.open_or_build([s.path for s in listing.samples], image_size, channels, cache_dir, progress)
     problems = list(listing.problems) + store.problems
     ok = store.index["ok"].to_numpy()
@@ -80,15 +95,17 @@ def load_labelled(
     paths = [str(listing.samples[r].path) for r in keep]
     sha1 = store.index["sha1"].to_numpy()[rows].tolist()
     targets = np.asarray([known[labels[r]] for r in keep], dtype=np.int64)
+    codes, vocab = meta.encode_table(metadata, paths, [listing.samples[r].columns for r in keep], vocab, where=str(path))
     for problem in problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
     conflicts = _conflicts(paths, sha1, [classes[t] for t in targets])
     for _, group in conflicts.groupby("sha1"):
         log.warning("the same image is filed under %s: %s", sorted(set(group["label"])), ", ".join(group["path"]))
+    decoded = [" ".join(vocab[name][c - 1] if c else "" for name, c in zip(vocab, row)) for row in codes]
     fingerprint = hashlib.sha256(
-        "\n".join(sorted(f"{d} {classes[t]}" for d, t in zip(sha1, targets))).encode()
+        "\n".join(sorted(f"{d} {classes[t]} {m}".rstrip() for d, t, m in zip(sha1, targets, decoded))).encode()
     ).hexdigest()
-    return ImageData(store, rows, targets, paths, classes, problems, conflicts, fingerprint)
+    return ImageData(store, rows, targets, paths, classes, problems, conflicts, fingerprint, codes, vocab)
 
 
 def _conflicts(paths: list[str], sha1: list[str], labels: list[str]) -> pd.DataFrame:

@@ -16,8 +16,11 @@ from trilla.errors import TrillaError
 
 @dataclass(frozen=True)
 class Sample:
+    """A labelled file; `columns` holds the manifest's other columns that were asked for (metadata)."""
+
     path: Path
     label: str
+    columns: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,14 @@ def register_source(name: str, accepts: Callable[[Path], bool]) -> Callable[[Rea
     return decorator
 
 
-def read_source(path: Path, *, path_column: str = "path", label_column: str = "label") -> Listing:
+def read_source(path: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = ()) -> Listing:
     """List the samples at `path` with the first registered reader that accepts it."""
     path = Path(path)
     if not path.exists():
         raise TrillaError(f"data path {path} does not exist")
     for accepts, reader in _SOURCES.values():
         if accepts(path):
-            listing = reader(path, path_column=path_column, label_column=label_column)
+            listing = reader(path, path_column=path_column, label_column=label_column, extra_columns=list(extra_columns))
             if not listing.samples:
                 raise TrillaError(f"no labelled files found in {path}; expected a <class>/<file> folder tree or a CSV")
             return listing
@@ -66,8 +69,15 @@ def visible_files(folder: Path) -> list[Path]:
 
 
 @register_source("folder", accepts=lambda p: p.is_dir())
-def read_folder(root: Path, **_: str) -> Listing:
-    """A <class>/<file> tree, as torchvision's ImageFolder reads it: the top-level folder is the label."""
+def read_folder(root: Path, *, extra_columns: list[str] = (), **_: str) -> Listing:
+    """A <class>/<file> tree, as torchvision's ImageFolder reads it: the top-level folder is the label.
+
+    Metadata can come from deeper path levels (Region/Species/photo.jpg), never from columns.
+    """
+    if extra_columns:
+        raise TrillaError(
+            f"metadata columns {extra_columns} need a CSV manifest; {root} is a folder (use from: path, level: N)"
+        )
     listing = Listing()
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
@@ -83,16 +93,16 @@ def read_folder(root: Path, **_: str) -> Listing:
 
 
 @register_source("csv", accepts=lambda p: p.is_file() and p.suffix.lower() == ".csv")
-def read_csv(manifest: Path, *, path_column: str = "path", label_column: str = "label") -> Listing:
+def read_csv(manifest: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = ()) -> Listing:
     """Rows of path,label[,more]; relative paths are resolved against the CSV's folder."""
     listing = Listing()
     with manifest.open(newline="", encoding="utf-8-sig") as handle:
         rows = csv.DictReader(handle)
-        missing = [c for c in (path_column, label_column) if c not in (rows.fieldnames or [])]
+        missing = [c for c in (path_column, label_column, *extra_columns) if c not in (rows.fieldnames or [])]
         if missing:
             raise TrillaError(
                 f"{manifest} has no column {' or '.join(map(repr, missing))}; its columns are "
-                f"{rows.fieldnames}. Name them with data.path_column / data.label_column."
+                f"{rows.fieldnames}. Name them with data.path_column / data.label_column / data.metadata.<name>.column."
             )
         for line, row in enumerate(rows, start=2):
             raw_path, label = (row[path_column] or "").strip(), (row[label_column] or "").strip()
@@ -103,5 +113,5 @@ def read_csv(manifest: Path, *, path_column: str = "path", label_column: str = "
             if not path.is_file():
                 listing.problems.append(Problem(str(path), f"listed at {manifest.name}:{line} but not found"))
                 continue
-            listing.samples.append(Sample(path, label))
+            listing.samples.append(Sample(path, label, {c: row[c] or "" for c in extra_columns}))
     return listing

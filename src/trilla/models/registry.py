@@ -26,16 +26,26 @@ class ModelParams(BaseModel):
         """A one-line description for results tables; models override it with their own knobs."""
         return self.name
 
+    def normalization(self, channels: int) -> tuple[list[float], list[float]] | None:
+        """Input mean and std (0-1 scale) the model's weights expect; None = the training set's own."""
+        return None
+
+    def frozen_features(self) -> bool:
+        """Whether `embed` stays fixed during training, so its outputs can be computed once and cached."""
+        return False
+
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the data layer feeds the model: channels first, then a square side."""
+    """What the data layer feeds the model: channels, a square side, and the vocabulary size of each
+    metadata field fused into the head (code 0 of each is "unknown")."""
 
     channels: int
     size: int
+    metadata: tuple[int, ...] = ()
 
 
-Builder = Callable[[ModelParams, InputSpec, int], nn.Module]
+Builder = Callable[..., nn.Module]
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,10 @@ _MODELS: dict[str, _Entry] = {}
 
 
 def register(params: type[ModelParams]) -> Callable[[Builder], Builder]:
-    """Register `builder(params, input_spec, num_classes) -> nn.Module` under the builder's name."""
+    """Register `builder(params, input_spec, num_classes, load_weights) -> nn.Module` under its name.
+
+    `load_weights=False` asks for the architecture only, when a checkpoint is about to fill it in.
+    """
 
     def decorator(builder: Builder) -> Builder:
         name = builder.__name__
@@ -76,5 +89,5 @@ def params_class(name: str) -> type[ModelParams]:
     return _entry(name).params
 
 
-def build(params: ModelParams, spec: InputSpec, num_classes: int) -> nn.Module:
-    return _entry(params.name).builder(params, spec, num_classes)
+def build(params: ModelParams, spec: InputSpec, num_classes: int, load_weights: bool = True) -> nn.Module:
+    return _entry(params.name).builder(params, spec, num_classes, load_weights)

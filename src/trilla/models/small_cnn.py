@@ -1,8 +1,8 @@
 """`small_cnn`: the guitar/bass study's from-scratch CNN with its knobs exposed.
 
 Each conv layer is conv -> (batch norm) -> ReLU -> pooling; then the feature maps are flattened (as in
-the study) or globally pooled, and go through optional hidden linear layers, each preceded by dropout,
-to the class logits. The defaults, four 3x3 layers of 16 to 128 maps, were chosen on OpenCV's
+the study) or globally pooled, and go through the shared dense head (optional hidden layers, each
+preceded by dropout, and any fused metadata) to the class logits. The defaults, four 3x3 layers of 16 to 128 maps, were chosen on OpenCV's
 handwritten digits (benchmarks/digits_quality.py) and train in a minute or two on a laptop CPU.
 """
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trilla.errors import TrillaError
+from trilla.models.head import Head
 from trilla.models.registry import InputSpec, ModelParams, register
 
 
@@ -44,7 +45,7 @@ class SmallCNNParams(ModelParams):
 
 
 class SmallCNN(nn.Module):
-    """Exposes `forward_features` and `forward_head` as timm models do, so later tools can hook in."""
+    """Exposes `forward_features`, `embed` and `forward_head` as every trilla image model does."""
 
     def __init__(self, params: SmallCNNParams, spec: InputSpec, num_classes: int):
         super().__init__()
@@ -73,24 +74,24 @@ class SmallCNN(nn.Module):
             adaptive = nn.AdaptiveAvgPool2d(1) if params.global_pool == "avg" else nn.AdaptiveMaxPool2d(1)
             self.pool = nn.Sequential(adaptive, nn.Flatten())
             width = channels
-        head: list[nn.Module] = []
-        for units in params.hidden:
-            head += [nn.Dropout(params.dropout), nn.Linear(width, units), nn.ReLU(inplace=True)]
-            width = units
-        head += [nn.Dropout(params.dropout), nn.Linear(width, num_classes)]
-        self.head = nn.Sequential(*head)
+        self.feature_map = nn.Identity()
+        self.head = Head(width, num_classes, params.hidden, params.dropout, spec.metadata)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        """The last feature map; `feature_map` is where Grad-CAM hooks in."""
+        return self.feature_map(self.features(x))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(x))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward_features(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward_head(self, features: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(features, metadata)
+
+    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.embed(x), metadata)
 
 
 @register(SmallCNNParams)
-def small_cnn(params: SmallCNNParams, spec: InputSpec, num_classes: int) -> nn.Module:
+def small_cnn(params: SmallCNNParams, spec: InputSpec, num_classes: int, load_weights: bool = True) -> nn.Module:
     return SmallCNN(params, spec, num_classes)
 

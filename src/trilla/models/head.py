@@ -1,0 +1,34 @@
+"""The dense head every image model ends in, with categorical metadata fused in before it.
+
+Metadata (a shell's region, a photo's camera) arrives as integer codes, one column per field, code 0
+meaning unknown; each is one-hot encoded and concatenated to the pooled image features, as the Conus
+study concatenated the one-hot region after global pooling. Then come the hidden layers, each preceded
+by dropout, and the class logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Head(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, hidden: list[int], dropout: float, metadata: tuple[int, ...] = ()):
+        super().__init__()
+        self.metadata = tuple(metadata)
+        width = in_features + sum(self.metadata)
+        layers: list[nn.Module] = []
+        for units in hidden:
+            layers += [nn.Dropout(dropout), nn.Linear(width, units), nn.ReLU(inplace=True)]
+            width = units
+        layers += [nn.Dropout(dropout), nn.Linear(width, num_classes)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        if self.metadata:
+            if metadata is None:
+                metadata = torch.zeros(len(features), len(self.metadata), dtype=torch.long, device=features.device)
+            onehots = [F.one_hot(metadata[:, i], size).to(features.dtype) for i, size in enumerate(self.metadata)]
+            features = torch.cat([features, *onehots], dim=1)
+        return self.layers(features)
