@@ -58,13 +58,14 @@ def evaluate(
     run: Path = typer.Argument(..., help="run directory"),
     data: Optional[Path] = typer.Option(None, "--data", help="labelled folder or CSV; default: the run's test split"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
+    tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Metrics and plots of a run's best model on labelled data, preprocessed as in training."""
     _setup_logging(quiet)
     from trilla.runs import Run
 
-    metrics, out_dir = Run(run).evaluate(data, out)
+    metrics, out_dir = Run(run).evaluate(data, out, tta=tta)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
     typer.echo(str(out_dir))
 
@@ -75,6 +76,9 @@ def predict(
     files: list[Path] = typer.Argument(..., help="image files or folders"),
     top_k: int = typer.Option(5, "--top-k", min=1),
     format: str = typer.Option("json", "--format", help="json (one object per line) or csv"),
+    meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific (repeatable)"),
+    meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
+    tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
 ) -> None:
     """Top-k labels with probabilities; a file that cannot be read gets an error line, the rest are predicted."""
     _setup_logging(quiet=True)
@@ -82,7 +86,7 @@ def predict(
 
     if format not in ("json", "csv"):
         raise TrillaError(f"--format must be json or csv, not {format!r}")
-    records = Run(run).predict(files, top_k=top_k)
+    records = Run(run).predict(files, top_k=top_k, metadata=_pairs(meta), metadata_table=meta_csv, tta=tta)
     if format == "json":
         for record in records:
             typer.echo(json.dumps(record))
@@ -97,6 +101,56 @@ def predict(
     if failed:
         typer.echo(f"{len(failed)} of {len(records)} files could not be predicted", err=True)
         raise typer.Exit(1)
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TrillaError(f"--meta expects field=value, got {item!r}")
+        out[key] = value
+    return out
+
+
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., help="run directory"),
+    files: list[Path] = typer.Argument(..., help="image files or folders"),
+    out: Path = typer.Option(..., "--out", help="folder for the heat maps (existing files are kept)"),
+    meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific"),
+    meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
+) -> None:
+    """Grad-CAM heat maps over each image for its predicted class; prints one JSON line per file."""
+    _setup_logging(quiet=True)
+    from trilla.explain import explain_files
+    from trilla.predict import expand, metadata_per_file
+    from trilla.runs import Run
+
+    trained = Run(run)
+    paths = expand(files)
+    given = metadata_per_file(paths, _pairs(meta), meta_csv, list(trained.config.data.metadata))
+    records = explain_files(trained, paths, out, given)
+    for record in records:
+        typer.echo(json.dumps(record))
+    if any("error" in r for r in records):
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="run directory"),
+    format: str = typer.Option("onnx", "--format", help="onnx"),
+    out: Optional[Path] = typer.Option(None, "--out", help="file to write; default <run>/export/model.onnx"),
+) -> None:
+    """Export the best model (with its metadata inputs) for serving without trilla; prints the file."""
+    _setup_logging(quiet=True)
+    from trilla.export import export_onnx
+    from trilla.runs import Run
+
+    if format != "onnx":
+        raise TrillaError(f"--format {format!r} is not supported; available: onnx")
+    typer.echo(str(export_onnx(Run(run), out)))
 
 
 @app.command()

@@ -56,6 +56,10 @@ class DataConfig(Section):
     channels: Literal["auto", "rgb", "grey"] = "auto"
     path_column: str = "path"
     label_column: str = "label"
+    label_level: int | None = Field(
+        None, description="folder trees: the label is this part of the path below data.path (-2: the file's folder); "
+        "default: the top-level folder"
+    )
     store: Path | None = None
     num_workers: int = Field(0, ge=0)
     metadata: dict[str, MetadataField] = Field(
@@ -91,9 +95,10 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0.0)
     schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    ema: float | None = Field(
-        0.99, gt=0.0, lt=1.0, description="decay of an exponential moving average of the weights, used for "
-        "validation and saved in checkpoints (Lightning's EMAWeightAveraging); null = off"
+    ema: Annotated[float, Field(gt=0.0, lt=1.0)] | Literal["auto"] | None = Field(
+        "auto", description="decay of an exponential moving average of the weights, used for validation and saved in "
+        "checkpoints (Lightning's EMAWeightAveraging); null = off; auto = the model's own default (0.99 for small_cnn, "
+        "off for timm backbones, whose batch-norm statistics do not fit averaged weights early in fine-tuning)"
     )
     imbalance: Literal["none", "class_weights", "balanced_sampler"] = "none"
     early_stopping: int | None = Field(
@@ -200,6 +205,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 def _default_of(parts: list[str], raw: dict[str, Any]) -> Any:
     """The default value at a dotted location, so `--set model.conv.0.maps=5` can edit a default list."""
+    if parts == ["model"]:
+        return {}  # the chosen model's own class fills in its defaults, whichever model.name ends up
     if parts[0] == "model":
         node: Any = params_class(raw.get("model", {}).get("name", "small_cnn"))().model_dump(mode="json")
         rest = parts[1:]

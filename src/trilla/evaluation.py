@@ -85,7 +85,7 @@ def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = N
     else:
         source = load_labelled(
             Path(data), image_size=run.info["data"]["image_size"], channels=run.info["data"]["channels"], path_column=cfg.path_column,
-            label_column=cfg.label_column, classes=run.classes, cache_dir=cfg.store, progress=progress,
+            label_column=cfg.label_column, label_level=cfg.label_level, classes=run.classes, cache_dir=cfg.store, progress=progress,
             metadata=cfg.metadata, vocab=predictor.vocab,
         )
         positions, name = np.arange(len(source.targets)), Path(data).stem

@@ -39,6 +39,8 @@ log = logging.getLogger("trilla")
 def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bool | None = None) -> Run:
     """Train a model as `config` says and return its finished run."""
     config = config.model_copy(deep=True)
+    if config.train.ema == "auto":
+        config.train.ema = config.model.default_ema()
     progress = config.train.progress if progress is None else progress
     for key in ("path", "test_path", "store"):
         value = getattr(config.data, key)
@@ -117,6 +119,7 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
     cfg = run.config.train
     if cfg.feature_cache and run.config.augment is None and run.config.model.frozen_features():
         datamodule.features = model_features(datamodule.data.store, task, default_device(cfg.accelerator), progress)
+        write_json(run.path / "run.json", {**run.info, "feature_cache": str(datamodule.features.filename)})
     mode = "min" if cfg.monitor.endswith("loss") else "max"
     history = History(run.path / "history.csv")
     checkpoint = ModelCheckpoint(
@@ -206,6 +209,7 @@ def _write_data_records(path: Path, datamodule: ImageDataModule) -> None:
 
 def _versions() -> dict[str, str]:
     import lightning
+    import timm
     import torchvision
 
     return {
@@ -214,6 +218,7 @@ def _versions() -> dict[str, str]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "lightning": lightning.__version__,
+        "timm": timm.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
     }

@@ -96,7 +96,7 @@ class ImageDataModule(L.LightningDataModule):
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
         self.data = load_labelled(
             cfg.path, image_size=cfg.image_size, channels=cfg.channels, path_column=cfg.path_column,
-            label_column=cfg.label_column, cache_dir=cfg.store, progress=self.progress, metadata=cfg.metadata,
+            label_column=cfg.label_column, label_level=cfg.label_level, cache_dir=cfg.store, progress=self.progress, metadata=cfg.metadata,
         )
         split = cfg.split
         self.splits = split_indices(
@@ -116,7 +116,7 @@ class ImageDataModule(L.LightningDataModule):
         cfg = self.config.data
         return load_labelled(
             path, image_size=self.data.size, channels=self.data.store.channels, path_column=cfg.path_column,
-            label_column=cfg.label_column, classes=self.data.classes, cache_dir=cfg.store, progress=self.progress,
+            label_column=cfg.label_column, label_level=cfg.label_level, classes=self.data.classes, cache_dir=cfg.store, progress=self.progress,
             metadata=cfg.metadata, vocab=self.data.vocab,
         )
 

@@ -64,6 +64,7 @@ def load_labelled(
     progress: bool = True,
     metadata: Mapping[str, MetadataField] | None = None,
     vocab: Mapping[str, list[str]] | None = None,
+    label_level: int | None = None,
 ) -> ImageData:
     """Read, pack and label the data at `path`; with `classes` given, labels outside them are left out.
 
@@ -72,7 +73,8 @@ def load_labelled(
     """
     metadata = metadata or {}
     listing = read_source(
-        Path(path), path_column=path_column, label_column=label_column, extra_columns=meta.column_names(metadata)
+        Path(path), path_column=path_column, label_column=label_column, extra_columns=meta.column_names(metadata),
+        label_level=label_level,
     )
     store = store_mod.open_or_build([s.path for s in listing.samples], image_size, channels, cache_dir, progress)
     problems = list(listing.problems) + store.problems

@@ -49,14 +49,19 @@ def register_source(name: str, accepts: Callable[[Path], bool]) -> Callable[[Rea
     return decorator
 
 
-def read_source(path: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = ()) -> Listing:
+def read_source(
+    path: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = (),
+    label_level: int | None = None,
+) -> Listing:
     """List the samples at `path` with the first registered reader that accepts it."""
     path = Path(path)
     if not path.exists():
         raise TrillaError(f"data path {path} does not exist")
     for accepts, reader in _SOURCES.values():
         if accepts(path):
-            listing = reader(path, path_column=path_column, label_column=label_column, extra_columns=list(extra_columns))
+            listing = reader(
+                path, path_column=path_column, label_column=label_column, extra_columns=list(extra_columns), label_level=label_level
+            )
             if not listing.samples:
                 raise TrillaError(f"no labelled files found in {path}; expected a <class>/<file> folder tree or a CSV")
             return listing
@@ -69,16 +74,26 @@ def visible_files(folder: Path) -> list[Path]:
 
 
 @register_source("folder", accepts=lambda p: p.is_dir())
-def read_folder(root: Path, *, extra_columns: list[str] = (), **_: str) -> Listing:
+def read_folder(root: Path, *, extra_columns: list[str] = (), label_level: int | None = None, **_: str) -> Listing:
     """A <class>/<file> tree, as torchvision's ImageFolder reads it: the top-level folder is the label.
 
-    Metadata can come from deeper path levels (Region/Species/photo.jpg), never from columns.
+    With `label_level` the label is that part of each file's path below `root` instead (-2 is the
+    file's folder: Species in Region/Species/photo.jpg). Metadata comes from path levels, not columns.
     """
     if extra_columns:
         raise TrillaError(
             f"metadata columns {extra_columns} need a CSV manifest; {root} is a folder (use from: path, level: N)"
         )
     listing = Listing()
+    if label_level is not None:
+        for path in visible_files(root):
+            parts = path.relative_to(root).parts
+            folders = range(-len(parts), -1) if label_level < 0 else range(len(parts) - 1)
+            if label_level not in folders:
+                listing.problems.append(Problem(str(path), f"its path has no folder at data.label_level {label_level}"))
+                continue
+            listing.samples.append(Sample(path, parts[label_level]))
+        return listing
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
@@ -93,7 +108,9 @@ def read_folder(root: Path, *, extra_columns: list[str] = (), **_: str) -> Listi
 
 
 @register_source("csv", accepts=lambda p: p.is_file() and p.suffix.lower() == ".csv")
-def read_csv(manifest: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = ()) -> Listing:
+def read_csv(
+    manifest: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = (), **_: object
+) -> Listing:
     """Rows of path,label[,more]; relative paths are resolved against the CSV's folder."""
     listing = Listing()
     with manifest.open(newline="", encoding="utf-8-sig") as handle:

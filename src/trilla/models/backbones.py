@@ -34,7 +34,9 @@ class TimmParams(ModelParams):
     freeze: Literal["backbone", "none", "gradual"] = "backbone"
     head: list[int] = Field(default_factory=lambda: [1024], description="hidden units of the dense head")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    backbone_lr: float = Field(0.1, gt=0.0, description="the backbone's learning rate as a fraction of train.lr")
+    backbone_lr: float = Field(
+        0.1, gt=0.0, description="the pretrained backbone's learning rate as a fraction of train.lr (1 when pretrained: false)"
+    )
     unfreeze_at: int = Field(5, ge=0, description="gradual: epochs the backbone stays frozen")
     unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing one more layer group")
 
@@ -154,10 +156,11 @@ class TimmNet(nn.Module):
         return self
 
     def param_groups(self) -> list[dict]:
-        """Head at the full learning rate, backbone at `backbone_lr` of it."""
+        """Head at the full learning rate, a pretrained backbone at `backbone_lr` of it."""
+        scale = 1.0 if self.params.pretrained is False else self.params.backbone_lr
         return [
             {"params": list(self.head.parameters()), "lr_scale": 1.0},
-            {"params": list(self.backbone.parameters()), "lr_scale": self.params.backbone_lr},
+            {"params": list(self.backbone.parameters()), "lr_scale": scale},
         ]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,10 @@ class ModelParams(BaseModel):
         """Input mean and std (0-1 scale) the model's weights expect; None = the training set's own."""
         return None
 
+    def default_ema(self) -> float | None:
+        """What `train.ema: auto` means for this model."""
+        return None
+
     def frozen_features(self) -> bool:
         """Whether `embed` stays fixed during training, so its outputs can be computed once and cached."""
         return False
