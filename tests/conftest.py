@@ -38,3 +38,19 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "images", {"alpha": 30, "beta": 30, "gamma": 30})
+
+
+def make_region_tree(root: Path, per_species: int = 30, size: int = 24, seed: int = 0) -> Path:
+    """Region/Species/photo.png where a species' picture shows only half of what defines it.
+
+    Species `q{k}-{region}` is a blob in quadrant k photographed in that region: the picture tells the
+    quadrant, only the region (a path level) tells the two species of a quadrant apart.
+    """
+    rng = np.random.default_rng(seed)
+    for region in ("east", "west"):
+        for quadrant in (0, 3):
+            folder = root / region / f"q{quadrant}-{region}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_species):
+                quadrant_image(rng, quadrant, size).save(folder / f"{i:03d}.png")
+    return root

@@ -9,7 +9,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pandas as pd
+import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import WeightAveraging
 
 
 class History(L.Callback):
@@ -88,3 +90,27 @@ class RngState(L.Callback):
     def load_state_dict(self, state: dict) -> None:
         name, keys, *rest = state["numpy"]
         _set_rng_states({**state, "numpy": (name, np.asarray(keys, dtype=np.uint32), *rest)})
+
+
+def warmup_ema(decay: float):
+    """An AveragedModel `multi_avg_fn`: an EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)).
+
+    timm's ModelEmaV3 warms up the same way. Without it, a short run (a few hundred steps at 0.99) would
+    validate and save weights that are still mostly the random initialization.
+    """
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():
+            torch._foreach_copy_(averaged, current)
+            return
+        n = float(num_averaged)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return update
+
+
+class WarmupEMA(WeightAveraging):
+    """Lightning's weight averaging (validation and checkpoints use the average) with `warmup_ema`."""
+
+    def __init__(self, decay: float):
+        super().__init__(use_buffers=True, multi_avg_fn=warmup_ema(decay))

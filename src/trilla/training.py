@@ -18,11 +18,11 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from trilla import __version__
-from trilla.callbacks import History, RngState
+from trilla.callbacks import History, RngState, WarmupEMA
 from trilla.config import Config
 from trilla.data.datamodule import ImageDataModule
 from trilla.errors import TrillaError
@@ -128,7 +128,7 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
     )
     callbacks = [history, RngState(), checkpoint, *callbacks]
     if cfg.ema:
-        callbacks.append(EMAWeightAveraging(decay=cfg.ema))
+        callbacks.append(WarmupEMA(decay=cfg.ema))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping))
     trainer = L.Trainer(
@@ -150,6 +150,7 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming into the run
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning internals vs torch 2.14
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # the store is fast
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen batch norm, on purpose
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as err:
         _set_status(run, "interrupted")

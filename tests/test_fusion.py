@@ -1,0 +1,70 @@
+"""Metadata fused into the head: read from a path level or a CSV column, encoded, used, and asked for at predict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from trilla import load_config, train
+from trilla.data.dataset import load_labelled
+from trilla.errors import TrillaError
+from trilla.runs import Run
+
+from conftest import make_region_tree
+
+SMALL = ["model.conv=[{maps: 8}, {maps: 16}]", "model.global_pool=avg", "augment=null", "train.epochs=40",
+         "train.progress=false", "train.lr=0.01", "data.label_level=-2", "data.split.test=0.25"]
+REGION = "data.metadata={region: {from: path, level: -3}}"
+
+
+def test_path_level_and_csv_column_metadata_are_encoded(tmp_path):
+    tree = make_region_tree(tmp_path / "tree", per_species=3)
+    fields = load_config(overrides=[REGION]).data.metadata
+    data = load_labelled(tree, image_size=16, channels="auto", label_level=-2, metadata=fields, cache_dir=tmp_path / "c", progress=False)
+    assert data.classes == ["q0-east", "q0-west", "q3-east", "q3-west"]
+    assert data.vocab == {"region": ["east", "west"]}
+    regions = [data.vocab["region"][c - 1] for c in data.metadata[:, 0]]
+    assert regions == [p.split("/")[-3] for p in data.paths]
+    rows = [{"file": p, "species": p.split("/")[-2], "site": "" if i == 0 else p.split("/")[-3]} for i, p in enumerate(data.paths)]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    column = load_config(overrides=["data.metadata={site: {from: column}}"]).data.metadata
+    from_csv = load_labelled(tmp_path / "m.csv", image_size=16, channels="auto", path_column="file", label_column="species",
+                             metadata=column, cache_dir=tmp_path / "c", progress=False)
+    assert from_csv.metadata[0, 0] == 0, "a missing value is the unknown code"
+    assert (from_csv.metadata[1:, 0] == data.metadata[1:, 0]).all()
+    with pytest.raises(TrillaError, match="no column 'region'"):
+        load_labelled(tmp_path / "m.csv", image_size=16, channels="auto", path_column="file", label_column="species",
+                      metadata=load_config(overrides=["data.metadata={region: {from: column}}"]).data.metadata, cache_dir=tmp_path / "c")
+    with pytest.raises(TrillaError, match="from: path needs a level"):
+        load_config(overrides=["data.metadata={region: {from: path}}"])
+
+
+def test_fused_region_beats_the_image_alone_and_is_asked_for_at_predict(tmp_path):
+    tree = make_region_tree(tmp_path / "tree")
+    runs = f"run.dir={tmp_path / 'runs'}"
+    fused = train(load_config(data=tree, overrides=[*SMALL, REGION, runs]))
+    alone = train(load_config(data=tree, overrides=[*SMALL, runs]))
+    assert fused.metrics["test/accuracy"] >= 0.85, fused.metrics
+    assert alone.metrics["test/accuracy"] <= 0.75, alone.metrics
+    assert fused.metrics["test/accuracy"] >= alone.metrics["test/accuracy"] + 0.3
+
+    picture = tree / "west" / "q3-west" / "000.png"
+    cli = [sys.executable, "-m", "trilla", "predict", str(fused.path), str(picture), "--top-k", "1"]
+    from_path = json.loads(subprocess.run(cli, capture_output=True, text=True, check=True).stdout)
+    assert from_path["predictions"][0]["label"] == "q3-west"
+    given = json.loads(subprocess.run([*cli, "--meta", "region=east"], capture_output=True, text=True, check=True).stdout)
+    assert given["predictions"][0]["label"] == "q3-east", "an explicit value overrides the path"
+    (tmp_path / "meta.csv").write_text(f"file,region\n{picture},east\n")
+    table = json.loads(subprocess.run([*cli, "--meta-csv", str(tmp_path / "meta.csv")], capture_output=True, text=True, check=True).stdout)
+    assert table["predictions"][0]["label"] == "q3-east"
+    unseen = subprocess.run([*cli, "--meta", "region=north"], capture_output=True, text=True)
+    assert unseen.returncode == 0 and "never seen in training (north)" in unseen.stderr and "<unknown>" in unseen.stderr
+    wrong = subprocess.run([*cli, "--meta", "colour=red"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "metadata fields are ['region']" in wrong.stderr
+
+    evaluated, _ = Run(fused.path).evaluate()
+    assert evaluated["test/accuracy"] == pytest.approx(fused.metrics["test/accuracy"])
