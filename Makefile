@@ -23,6 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/digits_quality.py
+	$(BIN)/python benchmarks/feature_cache.py
+	$(BIN)/python benchmarks/transfer.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -68,3 +68,23 @@ def test_fused_region_beats_the_image_alone_and_is_asked_for_at_predict(tmp_path
 
     evaluated, _ = Run(fused.path).evaluate()
     assert evaluated["test/accuracy"] == pytest.approx(fused.metrics["test/accuracy"])
+
+
+def test_conus_recipe_runs_on_a_region_species_tree(tmp_path):
+    from pathlib import Path
+
+    recipe = Path(__file__).parents[1] / "examples" / "conus.yaml"
+    config = load_config(recipe)
+    assert (config.model.backbone, config.model.head, config.model.freeze) == ("legacy_xception", [1024], "backbone")
+    assert (config.data.image_size, config.train.batch_size, config.train.epochs) == (224, 16, 50)
+    assert (config.data.split.val, config.data.split.test, config.data.label_level) == (0.1, 0.0, -2)
+    assert config.augment.rotate == 45 and config.augment.vflip == 0.5 and config.augment.noise == 0.2
+    assert "head: [1024, 600]" in recipe.read_text()
+    tree = make_region_tree(tmp_path / "conus", per_species=10, size=32)
+    run = train(load_config(recipe, data=tree, overrides=[
+        "model.backbone=test_resnet", "model.pretrained=false", "data.image_size=32", "train.epochs=1",
+        "train.progress=false", f"run.dir={tmp_path / 'runs'}",
+    ]))
+    assert run.classes == ["q0-east", "q0-west", "q3-east", "q3-west"]
+    assert run.metrics["val/samples"] == 4 and "test/accuracy" not in run.metrics
+    assert "val/top_2" in run.metrics and (run.path / "val" / "worst.png").is_file()
