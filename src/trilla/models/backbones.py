@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from trilla.errors import TrillaError
-from trilla.models.head import Head
+from trilla.models.head import Head, HeadedModel
 from trilla.models.registry import InputSpec, ModelParams, register
 
 
@@ -110,7 +110,7 @@ def create_backbone(params: TimmParams, channels: int, load_weights: bool = True
         raise TrillaError(f"could not load weights into {params.backbone}: {err}") from err
 
 
-class TimmNet(nn.Module):
+class TimmNet(HeadedModel):
     def __init__(self, params: TimmParams, spec: InputSpec, num_classes: int, load_weights: bool = True):
         super().__init__()
         self.params = params
@@ -170,11 +170,6 @@ class TimmNet(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_head(self.forward_features(x), pre_logits=True)
 
-    def forward_head(self, features: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(features, metadata)
-
-    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_head(self.embed(x), metadata)
 
 
 @register(TimmParams)

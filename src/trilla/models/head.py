@@ -32,3 +32,15 @@ class Head(nn.Module):
             onehots = [F.one_hot(metadata[:, i], size).to(features.dtype) for i, size in enumerate(self.metadata)]
             features = torch.cat([features, *onehots], dim=1)
         return self.layers(features)
+
+
+class HeadedModel(nn.Module):
+    """What every trilla image model shares after its own `embed`: the dense head, metadata fused in."""
+
+    head: Head
+
+    def forward_head(self, features: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(features, metadata)
+
+    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.embed(x), metadata)

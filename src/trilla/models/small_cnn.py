@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from trilla.errors import TrillaError
-from trilla.models.head import Head
+from trilla.models.head import Head, HeadedModel
 from trilla.models.registry import InputSpec, ModelParams, register
 
 
@@ -48,7 +48,7 @@ class SmallCNNParams(ModelParams):
         return 0.99
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(HeadedModel):
     """Exposes `forward_features`, `embed` and `forward_head` as every trilla image model does."""
 
     def __init__(self, params: SmallCNNParams, spec: InputSpec, num_classes: int):
@@ -88,14 +88,8 @@ class SmallCNN(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.forward_features(x))
 
-    def forward_head(self, features: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(features, metadata)
-
-    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_head(self.embed(x), metadata)
 
 
 @register(SmallCNNParams)
 def small_cnn(params: SmallCNNParams, spec: InputSpec, num_classes: int, load_weights: bool = True) -> nn.Module:
     return SmallCNN(params, spec, num_classes)
-
