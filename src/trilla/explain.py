@@ -15,6 +15,7 @@ import torch
 
 from trilla.data import images
 from trilla.errors import TrillaError
+from trilla.runs import free_path
 
 
 def gradcam(predictor, picture: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
@@ -53,15 +54,6 @@ def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path) 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def free_path(path: Path) -> Path:
-    """`path`, or `name-2.png`, `name-3.png`... when it exists: nothing already there is overwritten."""
-    candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
 
 
 def explain_files(

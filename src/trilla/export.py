@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from trilla.errors import TrillaError
-from trilla.explain import free_path
+from trilla.runs import free_path
 
 
 class _Probabilities(nn.Module):

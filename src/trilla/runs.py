@@ -33,6 +33,15 @@ def new_run_dir(root: Path, name: str) -> Path:
     raise TrillaError(f"could not create a new run folder in {root}")
 
 
+def free_path(path: Path) -> Path:
+    """`path`, or `name-2.png`, `name-3.png`... when it exists: nothing already there is overwritten."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
 class Run:
     def __init__(self, path: str | Path):
         self.path = Path(path)
