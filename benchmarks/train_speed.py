@@ -81,9 +81,9 @@ def main() -> None:
              "data.split.test=0.1", "data.split.val=0.1"],
         )
         # Pack the store first so neither side pays for decoding, then read the training rows from it.
-        from trilla.data.datamodule import ImageDataModule
+        from trilla.data.datamodule import StoreDataModule
 
-        datamodule = ImageDataModule(config, progress=False)
+        datamodule = StoreDataModule(config, progress=False)
         datamodule.prepare()
         train_rows = datamodule.splits["train"]
         images = datamodule.data.images(train_rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -54,3 +55,44 @@ def make_region_tree(root: Path, per_species: int = 30, size: int = 24, seed: in
             for i in range(per_species):
                 quadrant_image(rng, quadrant, size).save(folder / f"{i:03d}.png")
     return root
+
+
+def tone_clip(freq: float, seconds: float, sr: int, rate: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A sine at `freq` (pitch) pulsed `rate` times a second (0 = steady), with a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = np.sin(2 * np.pi * freq * t + rng.uniform(0, 6.28))
+    if rate:
+        x *= 0.3 + 0.7 * (np.sin(2 * np.pi * rate * t) > 0)
+    return (0.4 * x + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def make_tone_folder(root: Path, counts: dict[str, int], sr: int = 8000, seconds=(0.5, 0.5)) -> Path:
+    """<class>/<n>.wav: 'low' at about 300 Hz, 'high' at about 2 kHz; lengths drawn from `seconds`."""
+    import soundfile as sf
+
+    pitch = {"low": 300.0, "high": 2000.0}
+    rng = np.random.default_rng(1)
+    for label, n in counts.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            length = float(rng.uniform(*seconds))
+            sf.write(root / label / f"{i:03d}.wav", tone_clip(pitch[label] * rng.uniform(0.9, 1.1), length, sr, seed=i), sr)
+    return root
+
+
+def make_affect_manifest(root: Path, n: int = 80, sr: int = 8000, seconds: float = 0.5) -> Path:
+    """clips/<n>.wav with valence (the pitch: high = pleasant) and arousal (pulses: fast = energetic)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(2)
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        valence, arousal = rng.uniform(-1, 1, size=2)
+        freq = 1500.0 if valence >= 0 else 300.0
+        clip = tone_clip(freq * rng.uniform(0.9, 1.1), seconds, sr, rate=16.0 if arousal >= 0 else 2.0, seed=i)
+        sf.write(root / "clips" / f"{i:03d}.wav", clip, sr)
+        rows.append({"path": f"clips/{i:03d}.wav", "valence": round(valence, 3), "arousal": round(arousal, 3)})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root / "manifest.csv"

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_image_folder
+from trilla.config import load_config
 from trilla.data import store
 from trilla.data.dataset import load_labelled
 from trilla.data.sources import read_source
@@ -38,37 +39,42 @@ def test_csv_manifest_resolves_relative_paths(tmp_path):
         read_source(tmp_path / "nope")
 
 
+def _load(path, cache):
+    config = load_config(overrides=["data.image_size=16", f"data.store={cache}"])
+    return load_labelled(path, config.data, config.input, progress=False)
+
+
 def test_store_is_reused_until_files_or_preprocessing_change(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 5, "b": 5})
     paths = sorted(root.rglob("*.png"))
     cache = tmp_path / "cache"
-    first = store.open_or_build(paths, 16, cache_dir=cache, progress=False)
-    assert not first.reused and first.images.shape == (10, 16, 16, 3)
-    again = store.open_or_build(paths, 16, cache_dir=cache, progress=False)
+    first = store.open_or_build(paths, store.ImageCodec(16), cache_dir=cache, progress=False)
+    assert not first.reused and first.array.shape == (10, 16, 16, 3)
+    again = store.open_or_build(paths, store.ImageCodec(16), cache_dir=cache, progress=False)
     assert again.reused and again.root == first.root
-    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
-    assert store.open_or_build(paths, 20, cache_dir=cache, progress=False).root != first.root
+    np.testing.assert_array_equal(np.asarray(again.array), np.asarray(first.array))
+    assert store.open_or_build(paths, store.ImageCodec(20), cache_dir=cache, progress=False).root != first.root
     Image.new("RGB", (30, 30), (255, 255, 255)).save(paths[0])
     os.utime(paths[0], ns=(1, 1))
-    rebuilt = store.open_or_build(paths, 16, cache_dir=cache, progress=False)
+    rebuilt = store.open_or_build(paths, store.ImageCodec(16), cache_dir=cache, progress=False)
     assert not rebuilt.reused and rebuilt.root != first.root
-    assert np.asarray(rebuilt.images[0]).min() == 255
+    assert np.asarray(rebuilt.array[0]).min() == 255
 
 
 def test_store_packs_in_parallel_and_matches_decoding(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 100, "b": 100}, size=20)
     paths = sorted(root.rglob("*.png"))
-    packed = store.open_or_build(paths, 12, cache_dir=tmp_path / "c", progress=False)
+    packed = store.open_or_build(paths, store.ImageCodec(12), cache_dir=tmp_path / "c", progress=False)
     from trilla.data import images
 
     for i in (0, 77, 199):
-        np.testing.assert_array_equal(np.asarray(packed.images[i]), images.load(paths[i], 12, "rgb"))
+        np.testing.assert_array_equal(np.asarray(packed.array[i]), images.load(paths[i], 12, "rgb"))
 
 
 def test_grey_kept_and_long_side_padded(tmp_path):
     (tmp_path / "a").mkdir()
     Image.new("L", (40, 20), 200).save(tmp_path / "a" / "wide.png")
-    data = load_labelled(tmp_path, image_size=16, channels="auto", cache_dir=tmp_path / "c", progress=False)
+    data = _load(tmp_path, tmp_path / "c")
     image = data.images(np.array([0]))[0]
     assert image.shape == (16, 16, 1)
     assert image[8, :, 0].min() > 150  # the middle rows hold the picture, resized to the full width
@@ -81,7 +87,7 @@ def test_corrupt_files_skipped_and_reported(tmp_path):
     (root / "a" / "truncated.png").write_bytes(good[: len(good) // 2])
     (root / "b" / "notes.txt").write_text("not a picture")
     (root / "b" / "empty.jpg").write_bytes(b"")
-    data = load_labelled(root, image_size=16, channels="auto", cache_dir=tmp_path / "c", progress=False)
+    data = _load(root, tmp_path / "c")
     assert len(data.targets) == 8
     reasons = {p.path.split("/")[-1]: p.reason for p in data.problems}
     assert set(reasons) == {"truncated.png", "notes.txt", "empty.jpg"}
@@ -91,14 +97,15 @@ def test_corrupt_files_skipped_and_reported(tmp_path):
 def test_same_content_under_two_labels_is_reported(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
     (root / "b" / "copy.png").write_bytes((root / "a" / "a_001.png").read_bytes())
-    data = load_labelled(root, image_size=16, channels="auto", cache_dir=tmp_path / "c", progress=False)
+    data = _load(root, tmp_path / "c")
     assert sorted(data.conflicts["label"]) == ["a", "b"]
     assert data.conflicts["sha1"].nunique() == 1
 
 
 def test_labels_outside_run_classes_are_left_out(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2, "c": 2})
-    data = load_labelled(root, image_size=8, channels="rgb", classes=["b", "a"], cache_dir=tmp_path / "c", progress=False)
+    config = load_config(overrides=["data.image_size=8", "data.channels=rgb", f"data.store={tmp_path / 'c'}"])
+    data = load_labelled(root, config.data, config.input, classes=["b", "a"], progress=False)
     assert data.classes == ["b", "a"] and sorted(data.targets.tolist()) == [0, 0, 1, 1]
     assert sum("not a class of this run" in p.reason for p in data.problems) == 2
 
@@ -128,8 +135,8 @@ def test_split_falls_back_when_a_class_is_too_small():
 
 def test_too_few_images_for_the_splits_is_a_clear_error(tmp_path):
     from trilla.config import load_config
-    from trilla.data.datamodule import ImageDataModule
+    from trilla.data.datamodule import StoreDataModule
 
     data = make_image_folder(tmp_path / "d", {"a": 1, "b": 1})
     with pytest.raises(TrillaError, match="too few to split|split empty"):
-        ImageDataModule(load_config(data=data, overrides=["data.split.val=0.1"]), progress=False).prepare()
+        StoreDataModule(load_config(data=data, overrides=["data.split.val=0.1"]), progress=False).prepare()

@@ -91,9 +91,9 @@ def test_tta_and_report_extras(quadrant_run):
     from trilla.data.images import load
 
     batch = np.stack([load(p, 24, "rgb") for p in found])
-    p0, p2 = plain.predict_arrays(batch), averaged.predict_arrays(batch)
+    p0, p2 = plain.predict_inputs({"image": batch}), averaged.predict_inputs({"image": batch})
     assert np.allclose(p2.sum(1), 1, atol=1e-5) and not np.array_equal(p0, p2)
-    np.testing.assert_allclose(averaged.predict_arrays(batch), p2)  # seeded: the same views every time
+    np.testing.assert_allclose(averaged.predict_inputs({"image": batch}), p2)  # seeded: the same views every time
 
 
 def test_tta_needs_an_augment_section(tmp_path):
@@ -117,7 +117,7 @@ def test_onnx_export_with_metadata_matches_pytorch(tmp_path):
     rng = np.random.default_rng(0)
     pictures = rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8)
     codes = np.array([[0], [1], [2], [1], [2]], dtype=np.int64)
-    ours = run.predictor().predict_arrays(pictures, codes)
+    ours = run.predictor().predict_inputs({"image": pictures}, codes)
     theirs = session.run(None, {"image": pictures.transpose(0, 3, 1, 2).astype(np.float32), "metadata": codes})[0]
     np.testing.assert_allclose(theirs, ours, atol=1e-4)
     again = subprocess.run([sys.executable, "-m", "trilla", "export", str(run.path)], capture_output=True, text=True, check=True)

@@ -23,22 +23,23 @@ REGION = "data.metadata={region: {from: path, level: -3}}"
 
 def test_path_level_and_csv_column_metadata_are_encoded(tmp_path):
     tree = make_region_tree(tmp_path / "tree", per_species=3)
-    fields = load_config(overrides=[REGION]).data.metadata
-    data = load_labelled(tree, image_size=16, channels="auto", label_level=-2, metadata=fields, cache_dir=tmp_path / "c", progress=False)
+    store = f"data.store={tmp_path / 'c'}"
+    config = load_config(overrides=[REGION, "data.image_size=16", "data.label_level=-2", store])
+    data = load_labelled(tree, config.data, config.input, progress=False)
     assert data.classes == ["q0-east", "q0-west", "q3-east", "q3-west"]
     assert data.vocab == {"region": ["east", "west"]}
     regions = [data.vocab["region"][c - 1] for c in data.metadata[:, 0]]
     assert regions == [p.split("/")[-3] for p in data.paths]
     rows = [{"file": p, "species": p.split("/")[-2], "site": "" if i == 0 else p.split("/")[-3]} for i, p in enumerate(data.paths)]
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
-    column = load_config(overrides=["data.metadata={site: {from: column}}"]).data.metadata
-    from_csv = load_labelled(tmp_path / "m.csv", image_size=16, channels="auto", path_column="file", label_column="species",
-                             metadata=column, cache_dir=tmp_path / "c", progress=False)
+    csv_keys = ["data.image_size=16", "data.path_column=file", "data.label_column=species", store]
+    column = load_config(overrides=["data.metadata={site: {from: column}}", *csv_keys])
+    from_csv = load_labelled(tmp_path / "m.csv", column.data, column.input, progress=False)
     assert from_csv.metadata[0, 0] == 0, "a missing value is the unknown code"
     assert (from_csv.metadata[1:, 0] == data.metadata[1:, 0]).all()
     with pytest.raises(TrillaError, match="no column 'region'"):
-        load_labelled(tmp_path / "m.csv", image_size=16, channels="auto", path_column="file", label_column="species",
-                      metadata=load_config(overrides=["data.metadata={region: {from: column}}"]).data.metadata, cache_dir=tmp_path / "c")
+        wrong = load_config(overrides=["data.metadata={region: {from: column}}", *csv_keys])
+        load_labelled(tmp_path / "m.csv", wrong.data, wrong.input)
     with pytest.raises(TrillaError, match="from: path needs a level"):
         load_config(overrides=["data.metadata={region: {from: path}}"])
 

@@ -9,7 +9,7 @@ from trilla import load_config, train
 from trilla.config import AugmentConfig
 from trilla.data import images
 from trilla.data.augment import build_augment
-from trilla.data.datamodule import EpochSampler, ImageDataModule
+from trilla.data.datamodule import EpochSampler, StoreDataModule
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_balanced_sampler_draws_classes_evenly_and_reproducibly():
 
 def test_augmentation_only_in_training_and_keeps_shape(folder):
     config = load_config(data=folder, overrides=["data.image_size=24"])
-    datamodule = ImageDataModule(config, progress=False)
+    datamodule = StoreDataModule(config, progress=False)
     datamodule.prepare()
     train_set = datamodule.train_dataloader().dataset
     val_set = datamodule.val_dataloader().dataset

@@ -172,6 +172,66 @@ def runs(
         raise TrillaError(f"--format must be md or csv, not {format!r}")
 
 
+harvest_app = typer.Typer(no_args_is_help=True, help="Build datasets from raw material (songs -> clips).")
+app.add_typer(harvest_app, name="harvest")
+
+
+@harvest_app.command("clips")
+def harvest_clips(
+    songs: Path = typer.Argument(..., help="folder of songs (wav, flac, ogg, mp3, and what FFmpeg decodes)"),
+    out: Path = typer.Argument(..., help="folder for the clips, clips.csv and manifest.csv"),
+    seconds: float = typer.Option(10.0, "--seconds", min=0.1),
+    skip_start: float = typer.Option(0.0, "--skip-start", min=0.0, help="seconds skipped at the start of every song"),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="cut only this many clips, drawn at random"),
+    seed: int = typer.Option(0, "--seed"),
+    sample_rate: int = typer.Option(44100, "--sample-rate", min=1000),
+    format: str = typer.Option("wav", "--format", help="wav or flac"),
+) -> None:
+    """List every clip of every song, draw a sample and cut it (mono, resampled); cut clips are kept."""
+    _setup_logging()
+    from trilla.harvest import harvest_clips as run_harvest
+
+    result = run_harvest(songs, out, seconds, skip_start, sample, seed, sample_rate, format)
+    typer.echo(f"{result.listed} possible clips listed; {result.cut} cut now, {result.kept} already there; "
+               f"{len(result.problems)} songs skipped")
+    typer.echo(str(result.manifest))
+
+
+@app.command()
+def review(
+    runs: list[Path] = typer.Argument(..., help="run directories trained on the same data"),
+    data: Optional[Path] = typer.Option(None, "--data", help="labelled data to review; default: the first run's"),
+    min_votes: int = typer.Option(3, "--min-votes", min=1, help="queue examples at least this many runs got wrong"),
+    out: Path = typer.Option(Path("review.csv"), "--out", help="the queue (an existing file is never overwritten)"),
+) -> None:
+    """Queue likely label errors: examples most runs got wrong, ranked by confident learning (cleanlab)."""
+    _setup_logging()
+    from trilla.review import review as run_review
+    from trilla.runs import free_path
+
+    queue = run_review(runs, data, min_votes)
+    target = free_path(out)
+    queue.to_csv(target, index=False)
+    typer.echo(f"{len(queue)} examples queued ({int((queue['votes'] >= min_votes).sum())} with >= {min_votes} votes, "
+               f"{int(queue['cleanlab_issue'].sum())} flagged by cleanlab); fill in the new_* columns, then: trilla relabel {target} --apply")
+    typer.echo(str(target))
+
+
+@app.command()
+def relabel(
+    queue: Path = typer.Argument(..., help="a queue from trilla review, with new_* cells filled in"),
+    apply: bool = typer.Option(False, "--apply", help="write the changes (default: only show them)"),
+) -> None:
+    """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
+    _setup_logging()
+    from trilla.report import markdown_table
+    from trilla.review import relabel as run_relabel
+
+    changes = run_relabel(queue, apply)
+    typer.echo(markdown_table(changes) if len(changes) else "no changes in the queue")
+    typer.echo(f"{len(changes)} changes " + ("written" if apply else "found; run again with --apply to write them"))
+
+
 @app.command()
 def models() -> None:
     """List the registered models."""

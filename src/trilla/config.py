@@ -48,6 +48,9 @@ class MetadataField(Section):
         return self
 
 
+AXES = ("valence", "arousal")
+
+
 class DataConfig(Section):
     path: Path | None = None
     test_path: Path | None = None
@@ -65,6 +68,33 @@ class DataConfig(Section):
     metadata: dict[str, MetadataField] = Field(
         default_factory=dict, description="categorical inputs fused into the model's head, by name"
     )
+    targets: dict[Literal["valence", "arousal"], str] = Field(
+        default_factory=dict, description="affect coordinates in [-1, 1]: axis -> CSV column, e.g. {valence: valence, arousal: arousal}"
+    )
+    target_mode: Literal["binary", "quadrants", "regression"] = Field(
+        "quadrants", description="with targets: one axis as low/high, the four quadrants (happy, stress, sad, calm), or the coordinates"
+    )
+    axis: Literal["valence", "arousal"] | None = Field(None, description="target_mode binary: the axis trained; default: the only one given")
+
+    @model_validator(mode="after")
+    def _affect(self) -> "DataConfig":
+        given = list(self.targets)
+        if not given:
+            return self
+        if self.target_mode == "quadrants" and set(given) != set(AXES):
+            raise ValueError("target_mode quadrants needs both targets, valence and arousal")
+        if self.target_mode == "binary":
+            if self.axis is None and len(given) > 1:
+                raise ValueError(f"target_mode binary trains one axis: set data.axis to one of {given}")
+            if self.axis is not None and self.axis not in given:
+                raise ValueError(f"data.axis {self.axis} is not among data.targets ({given})")
+        return self
+
+    def trained_axes(self) -> list[str]:
+        """The affect axes the model predicts (in the targets' order), empty without targets."""
+        if self.target_mode == "binary" and self.targets:
+            return [self.axis or next(iter(self.targets))]
+        return list(self.targets)
 
 
 class AugmentConfig(Section):
@@ -86,12 +116,32 @@ class AugmentConfig(Section):
     tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")
 
 
+class AudioAugmentConfig(Section):
+    """Training-time augmentation of (log) spectrograms, applied per clip to the cached features.
+
+    SpecAugment's time and frequency masks (Park et al. 2019), a random gain (an offset in dB), a random
+    circular time shift, and a small shift along the frequency axis, which imitates another instrument's
+    or microphone's colouring; `augment: null` turns it off.
+    """
+
+    time_masks: int = Field(2, ge=0, le=10, description="number of time masks")
+    time_mask: float = Field(0.1, ge=0.0, lt=1.0, description="longest time mask, as a fraction of the clip")
+    freq_masks: int = Field(2, ge=0, le=10, description="number of frequency masks")
+    freq_mask: int = Field(8, ge=0, description="widest frequency mask, in bins")
+    gain_db: float = Field(6.0, ge=0.0, le=40.0, description="largest random gain, in dB either way")
+    shift: float = Field(0.5, ge=0.0, le=1.0, description="largest circular time shift, as a fraction of the clip")
+    freq_shift: int = Field(0, ge=0, le=16, description="largest shift along the frequency axis, in bins")
+    tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")
+
+
 class TrainConfig(Section):
     epochs: int = Field(60, ge=1)
     batch_size: int = Field(32, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop"] = Field(
+        "auto", description="auto = the model's own default (rmsprop for rnn, as in the music study; adamw otherwise)"
+    )
     lr: float = Field(0.002, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD's momentum (rmsprop has none, as in Keras)")
     weight_decay: float = Field(0.01, ge=0.0)
     schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
@@ -120,10 +170,65 @@ class RunConfig(Section):
     name: str | None = None
 
 
+class ImageInput(Section):
+    """Pictures; their size and colour are `data.image_size` and `data.channels`."""
+
+    type: Literal["image"] = "image"
+
+
+class AudioInput(Section):
+    """Sound files decoded to mono at `sample_rate`, then a (log) spectrogram computed in torch and cached.
+
+    The music study's setting is `features: spectrogram, sample_rate: 44100, n_fft: 256, hop: 128,
+    every: 2, seconds: 10` (matplotlib specgram's defaults, every other frame: 129 bins x 1722 frames).
+    """
+
+    type: Literal["audio"]
+    features: Literal["logmel", "spectrogram"] = "logmel"
+    sample_rate: int = Field(16000, ge=1000, le=384000)
+    n_fft: int = Field(512, ge=16)
+    hop: int = Field(160, ge=1)
+    n_mels: int = Field(64, ge=1, description="logmel: mel bands")
+    fmin: float = Field(0.0, ge=0.0)
+    fmax: float | None = Field(None, gt=0.0, description="logmel: highest frequency; default: half the sample rate")
+    every: int = Field(1, ge=1, description="keep every Nth frame (the music study kept every other one)")
+    seconds: float | None = Field(
+        None, gt=0.0, description="crop or pad every clip to this length; null = keep each clip's length (padded in batches, with masks)"
+    )
+
+    def bins(self) -> int:
+        return self.n_mels if self.features == "logmel" else self.n_fft // 2 + 1
+
+    def frames(self, samples: int) -> int:
+        """Frames kept from a clip of `samples` samples (no centring: a frame starts every hop)."""
+        full = 1 + max(samples - self.n_fft, 0) // self.hop
+        return -(-full // self.every)
+
+
 class Config(Section):
     data: DataConfig = DataConfig()
+    input: Annotated[ImageInput | AudioInput, Field(discriminator="type")] = ImageInput()
     model: SerializeAsAny[ModelParams] = Field(default_factory=lambda: params_class("small_cnn")())
-    augment: AugmentConfig | None = AugmentConfig()
+    augment: AugmentConfig | AudioAugmentConfig | None = AugmentConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_input(cls, raw: Any) -> Any:
+        """Audio input changes two defaults: spectrogram augmentation keys, and an audio model (panns_cnn)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict) or raw["input"].get("type") != "audio":
+            return raw
+        augment = raw.get("augment", {})
+        if isinstance(augment, dict):
+            raw = {**raw, "augment": AudioAugmentConfig.model_validate(augment)}
+        if raw.get("model") is None:
+            raw = {**raw, "model": {"name": "panns_cnn"}}
+        return raw
+
+    @model_validator(mode="after")
+    def _image_augment(self) -> "Config":
+        if self.input.type == "image" and isinstance(self.augment, AudioAugmentConfig):
+            raise ValueError("augment: spectrogram keys (time_masks, freq_mask, ...) need input: {type: audio}")
+        return self
     train: TrainConfig = TrainConfig()
     run: RunConfig = RunConfig()
 

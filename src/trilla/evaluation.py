@@ -12,24 +12,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sklearn.metrics import confusion_matrix
+
 from trilla import metrics as M
-from trilla.data.dataset import ImageData
+from trilla.config import DataConfig
+from trilla.data import affect
+from trilla.data.dataset import LabelledData
 from trilla.predict import Predictor
-from trilla.report import plot_confusion, plot_worst
+from trilla.report import plot_affect_plane, plot_confusion, plot_worst
 
 WORST = 16
 
 
 def evaluate_split(
-    predictor: Predictor, data: ImageData, positions: np.ndarray, majority_class: int, out_dir: Path, prefix: str = "test",
-    chunk: int = 2048,
+    predictor: Predictor, data: LabelledData, positions: np.ndarray, majority_class: int, out_dir: Path, prefix: str = "test",
+    chunk: int = 2048, data_cfg: DataConfig | None = None,
 ) -> dict[str, float]:
-    """Metrics (keys `<prefix>/...`) and the files behind them, written into `out_dir`."""
+    """Metrics (keys `<prefix>/...`) and the files behind them, written into `out_dir`.
+
+    With affect targets (`data_cfg.targets`), also the accuracy per axis and the clips on the
+    valence/arousal plane coloured by correctness."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    probs = np.concatenate([
-        predictor.predict_arrays(data.images(part), data.metadata[part] if data.metadata.shape[1] else None)
+    outputs = np.concatenate([
+        predictor.predict_inputs(data.inputs(part), data.metadata[part] if data.metadata.shape[1] else None)
         for part in (positions[i : i + chunk] for i in range(0, len(positions), chunk))
     ])
+    if predictor.regression:
+        result = _evaluate_regression(predictor, data, positions, outputs, majority_class, out_dir, prefix, data_cfg)
+    else:
+        result = _evaluate_classes(predictor, data, positions, outputs, majority_class, out_dir, prefix)
+    if data_cfg is not None and data.coords is not None:
+        result.update(_evaluate_affect(data_cfg, data.coords[positions], outputs, out_dir, prefix))
+    return result
+
+
+def _evaluate_classes(predictor, data, positions, probs, majority_class, out_dir, prefix) -> dict[str, float]:
     targets = data.targets[positions]
     classes = predictor.classes
     result = M.classification_metrics(targets, probs, majority_class, prefix)
@@ -47,12 +64,47 @@ def evaluate_split(
             "label_probability": probs[np.arange(len(probs)), targets],
         }
     ).to_csv(out_dir / "predictions.csv", index=False)
-    worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
-    plot_worst(
-        data.images(positions[worst]),
-        [f"{classes[targets[i]]}\n-> {classes[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in worst],
-        out_dir / "worst.png", title=f"Worst predicted ({prefix}): true -> predicted, probability",
-    )
+    if data.kind == "image":
+        worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
+        plot_worst(
+            data.images(positions[worst]),
+            [f"{classes[targets[i]]}\n-> {classes[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in worst],
+            out_dir / "worst.png", title=f"Worst predicted ({prefix}): true -> predicted, probability",
+        )
+    return result
+
+
+def _evaluate_regression(predictor, data, positions, values, majority_class, out_dir, prefix, data_cfg) -> dict[str, float]:
+    """R^2, r and RMSE per output; accuracy of the quadrant (or half-plane) the values fall in."""
+    targets = data.targets[positions]
+    result = M.regression_metrics(targets, values, predictor.classes, prefix)
+    truth = data.strata[positions]
+    predicted = affect.labels(data_cfg, values)
+    result.update(M.group_metrics(truth, predicted, majority_class, prefix))
+    groups = data.groups
+    matrix = confusion_matrix(truth, predicted, labels=np.arange(len(groups)))
+    plot_confusion(matrix, groups, out_dir / "confusion_matrix.png", title=f"Confusion matrix of the regressed quadrants ({prefix})")
+    pd.DataFrame(matrix, index=pd.Index(groups, name="true"), columns=groups).to_csv(out_dir / "confusion_matrix.csv")
+    frame = pd.DataFrame({"path": [data.paths[p] for p in positions], "label": [groups[t] for t in truth], "predicted": [groups[p] for p in predicted]})
+    for i, name in enumerate(predictor.classes):
+        frame[name], frame[f"predicted_{name}"] = targets[:, i], values[:, i]
+    frame.to_csv(out_dir / "predictions.csv", index=False)
+    return result
+
+
+def _evaluate_affect(cfg: DataConfig, coords: np.ndarray, outputs: np.ndarray, out_dir: Path, prefix: str) -> dict[str, float]:
+    """Accuracy per trained axis (high or low), and the plane with each clip marked right or wrong."""
+    signs = affect.axis_signs(cfg, outputs)
+    axes = list(cfg.targets)
+    right = np.ones(len(coords), dtype=bool)
+    result = {}
+    for axis, high in signs.items():
+        hit = high == (coords[:, axes.index(axis)] >= 0)
+        result[f"{prefix}/{axis}_accuracy"] = float(hit.mean())
+        right &= hit
+    if len(axes) == 2:
+        plot_affect_plane(coords[:, axes.index("valence")], coords[:, axes.index("arousal")], right, out_dir / "affect_plane.png",
+                          title=f"{prefix}: clips on the plane, {'/'.join(signs)} predicted right or wrong")
     return result
 
 
@@ -65,18 +117,19 @@ def write_json(path: Path, payload: dict) -> None:
 def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0) -> tuple[dict, Path]:
     """Metrics and plots of a run's best checkpoint on its own test split, or on any labelled data.
 
-    New data is packed with the run's image size and channels and labelled with the run's classes.
+    New data is packed exactly as the run's own data (image size and channels, or sample rate and
+    length) and labelled with the run's classes.
     Results go to a new folder under `<run>/evaluations/` (and to `out` as JSON when given).
     """
-    from trilla.data.datamodule import ImageDataModule
-    from trilla.data.dataset import load_labelled
+    from trilla.data.datamodule import StoreDataModule
+    from trilla.data.dataset import load_labelled, run_codec
     from trilla.errors import TrillaError
     from trilla.runs import new_run_dir
 
     cfg = run.config.data
     predictor = run.predictor(tta=tta)
     if data is None:
-        datamodule = ImageDataModule(run.config, progress)
+        datamodule = StoreDataModule(run.config, progress)
         datamodule.prepare()
         found = datamodule.split_data("test")
         if found is None:
@@ -84,13 +137,11 @@ def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = N
         source, positions, name = *found, "test"
     else:
         source = load_labelled(
-            Path(data), image_size=run.info["data"]["image_size"], channels=run.info["data"]["channels"], path_column=cfg.path_column,
-            label_column=cfg.label_column, label_level=cfg.label_level, classes=run.classes, cache_dir=cfg.store, progress=progress,
-            metadata=cfg.metadata, vocab=predictor.vocab,
+            Path(data), cfg, run.config.input, codec=run_codec(run), classes=run.classes, vocab=predictor.vocab, progress=progress,
         )
         positions, name = np.arange(len(source.targets)), Path(data).stem
     out_dir = new_run_dir(run.path / "evaluations", name)
-    result = evaluate_split(predictor, source, positions, run.info["majority_class"], out_dir, prefix="test")
+    result = evaluate_split(predictor, source, positions, run.info["majority_class"], out_dir, prefix="test", data_cfg=cfg)
     result["skipped"] = len(source.problems)
     result["tta"] = tta
     write_json(out_dir / "metrics.json", result)

@@ -61,3 +61,27 @@ def most_confused(matrix: np.ndarray, classes: list[str], limit: int = 10) -> li
     np.fill_diagonal(off, 0)
     pairs = [(classes[i], classes[j], int(off[i, j])) for i, j in zip(*np.nonzero(off))]
     return sorted(pairs, key=lambda p: -p[2])[:limit]
+
+
+def regression_metrics(targets: np.ndarray, values: np.ndarray, names: list[str], prefix: str = "test") -> dict[str, float]:
+    """Per output: R^2, Pearson r and RMSE (scikit-learn and scipy), as the affect studies report them."""
+    from scipy.stats import pearsonr
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    out = {}
+    for i, name in enumerate(names):
+        t, v = targets[:, i], values[:, i]
+        out[f"{prefix}/r2_{name}"] = r2_score(t, v)
+        out[f"{prefix}/pearson_{name}"] = pearsonr(t, v).statistic if np.std(v) > 0 and np.std(t) > 0 else float("nan")
+        out[f"{prefix}/rmse_{name}"] = float(np.sqrt(mean_squared_error(t, v)))
+    out[f"{prefix}/samples"] = int(len(targets))
+    return {key: float(value) for key, value in out.items()}
+
+
+def group_metrics(truth: np.ndarray, predicted: np.ndarray, majority_class: int, prefix: str = "test") -> dict[str, float]:
+    """Accuracy, balanced accuracy and the majority baseline of hard predictions (no probabilities)."""
+    return {
+        f"{prefix}/accuracy": float(accuracy_score(truth, predicted)),
+        f"{prefix}/balanced_accuracy": float(balanced_accuracy_score(truth, predicted)),
+        f"{prefix}/majority_baseline": float(np.mean(truth == majority_class)),
+    }

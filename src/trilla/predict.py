@@ -2,7 +2,8 @@
 
 Metadata fields fused into the model are encoded with the run's vocabularies; a field read from the
 path is taken from each file's path unless a value is given. Test-time augmentation averages the
-softmax over the original and `tta` augmented views (the run's own `augment:` transforms).
+softmax (or the regressed values) over the original and `tta` augmented views (the run's own
+`augment:` transforms). Sound files are decoded and turned into spectrograms as the run's `input:` says.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from trilla.config import AugmentConfig, MetadataField
-from trilla.data import images
+from trilla.config import AudioAugmentConfig, AudioInput, AugmentConfig, ImageInput, MetadataField
+from trilla.data import audio, images
 from trilla.data import metadata as meta
+from trilla.data.audio_augment import SpectrogramAugment
 from trilla.data.augment import build_augment
+from trilla.data.datamodule import to_batch
 from trilla.data.sources import visible_files
 from trilla.errors import TrillaError
 from trilla.tasks import load_task
@@ -26,34 +29,67 @@ from trilla.tasks import load_task
 class Predictor:
     def __init__(
         self, checkpoint: Path, device: str = "cpu", fields: Mapping[str, MetadataField] | None = None,
-        augment: AugmentConfig | None = None, tta: int = 0,
+        augment: AugmentConfig | AudioAugmentConfig | None = None, tta: int = 0, input_cfg: ImageInput | AudioInput | None = None,
     ):
         self.task = load_task(checkpoint, device).eval()
         self.device = device
         hp = self.task.hparams
         self.classes: list[str] = list(hp.classes)
-        self.size: int = hp.input_spec["size"]
-        self.channels: images.Channels = "grey" if hp.input_spec["channels"] == 1 else "rgb"
+        self.regression: bool = self.task.regression
+        self.kind: str = hp.input_spec.get("kind", "image")
+        if self.kind == "image":
+            self.size: int = hp.input_spec["size"]
+            self.channels: images.Channels = "grey" if hp.input_spec["channels"] == 1 else "rgb"
+        else:
+            from trilla.data.spectrogram import Spectrogram
+
+            if not isinstance(input_cfg, AudioInput):
+                raise TrillaError("an audio run needs its input: section (the run's config.yaml) to predict")
+            self.input_cfg = input_cfg
+            self.spectrogram = Spectrogram(input_cfg)
         self.vocab: dict[str, list[str]] = dict(hp.get("metadata") or {})
         self.fields = {name: (fields or {}).get(name, MetadataField(source="column")) for name in self.vocab}
         self.tta = tta
-        self.augment = build_augment(augment, self.size) if tta else None
-        if tta and self.augment is None:
-            raise TrillaError("test-time augmentation needs the run's augment: section, and this run trained without one")
+        self.augment = None
+        if tta:
+            self.augment = SpectrogramAugment(augment) if isinstance(augment, AudioAugmentConfig) else (
+                build_augment(augment, self.size) if self.kind == "image" and augment is not None else None)
+            if self.augment is None:
+                raise TrillaError("test-time augmentation needs the run's augment: section, and this run trained without one")
 
     @torch.inference_mode()
-    def predict_arrays(self, batch: np.ndarray, metadata: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
-        """uint8 (N, H, W, C) images and (N, fields) metadata codes -> class probabilities (N, classes)."""
+    def predict_inputs(self, inputs: dict[str, np.ndarray], metadata: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+        """Arrays as `LabelledData.inputs` gives them and (N, fields) metadata codes -> class
+        probabilities (N, classes), or the regressed values (N, outputs)."""
         out = []
+        count = len(next(iter(inputs.values())))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            for start in range(0, len(batch), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(batch[start : start + batch_size])).permute(0, 3, 1, 2)
-                codes = None if metadata is None else torch.from_numpy(metadata[start : start + batch_size]).to(self.device)
-                views = [x] + [torch.stack([self.augment(image) for image in x]) for _ in range(self.tta)]
-                probs = sum(torch.softmax(self.task(v.to(self.device), codes), dim=1) for v in views) / len(views)
-                out.append(probs.cpu().numpy())
+            for start in range(0, count, batch_size):
+                part = {key: value[start : start + batch_size] for key, value in inputs.items()}
+                extra = {} if metadata is None else {"metadata": torch.from_numpy(metadata[start : start + batch_size])}
+                views = [to_batch(part)] + [to_batch(part, self.augment) for _ in range(self.tta)]
+                total = sum(
+                    self.task.outputs(self.task.logits({k: v.to(self.device) for k, v in {**view, **extra}.items()})) for view in views
+                )
+                out.append((total / len(views)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def load(self, path: Path) -> dict[str, np.ndarray]:
+        """One file as a batch of one, preprocessed as in training; raises ValueError with the reason."""
+        if self.kind == "image":
+            try:
+                return {"image": images.load(path, self.size, self.channels)[None]}
+            except images.ImageError as err:
+                raise ValueError(str(err)) from err
+        try:
+            samples = audio.load(path, self.input_cfg.sample_rate)
+        except audio.AudioError as err:
+            raise ValueError(str(err)) from err
+        if self.input_cfg.seconds is not None:
+            samples = audio.fit(samples, int(round(self.input_cfg.seconds * self.input_cfg.sample_rate)))
+        with torch.inference_mode():
+            return {"spectrogram": self.spectrogram(torch.from_numpy(samples)[None]).numpy()}
 
     def encode_metadata(self, paths: list[Path], given: list[Mapping[str, str]]) -> np.ndarray | None:
         """Codes for these files; a value not given is read from the path for `from: path` fields."""
@@ -69,24 +105,24 @@ class Predictor:
         return np.stack(codes, axis=1)
 
     def predict_files(self, paths: list[Path], top_k: int = 5, metadata: list[Mapping[str, str]] | None = None) -> list[dict]:
-        """One record per file: its top-k labels with probabilities, or the reason it could not be read."""
+        """One record per file: its top-k labels with probabilities (or its regressed values), or the
+        reason it could not be read."""
         records: list[dict] = []
-        arrays, where = [], []
         metadata = metadata or [{}] * len(paths)
-        for path in paths:
+        codes = self.encode_metadata(paths, metadata)
+        k = min(top_k, len(self.classes))
+        for i, path in enumerate(paths):
             try:
-                arrays.append(images.load(path, self.size, self.channels))
-                where.append(len(records))
-                records.append({"file": str(path)})
-            except images.ImageError as err:
+                inputs = self.load(path)
+            except ValueError as err:
                 records.append({"file": str(path), "error": str(err)})
-        if arrays:
-            codes = self.encode_metadata([paths[i] for i in where], [metadata[i] for i in where])
-            probs = self.predict_arrays(np.stack(arrays), codes)
-            k = min(top_k, len(self.classes))
-            for slot, p in zip(where, probs):
+                continue
+            p = self.predict_inputs(inputs, None if codes is None else codes[i : i + 1])[0]
+            if self.regression:
+                records.append({"file": str(path), "values": {name: float(v) for name, v in zip(self.classes, p)}})
+            else:
                 best = np.argsort(-p)[:k]
-                records[slot]["predictions"] = [{"label": self.classes[i], "probability": float(p[i])} for i in best]
+                records.append({"file": str(path), "predictions": [{"label": self.classes[j], "probability": float(p[j])} for j in best]})
         return records
 
 

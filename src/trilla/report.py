@@ -54,6 +54,23 @@ def plot_worst(pictures: np.ndarray, titles: list[str], path: Path, title: str, 
     plt.close(fig)
 
 
+def plot_affect_plane(valence: np.ndarray, arousal: np.ndarray, right: np.ndarray, path: Path, title: str) -> None:
+    """Clips on Thayer's plane (valence across, arousal up) in green where predicted right, red where
+    wrong, with the quadrant names, as the music study's figures."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for mask, colour, label in ((right, "tab:green", "right"), (~right, "tab:red", "wrong")):
+        ax.scatter(valence[mask], arousal[mask], s=10, c=colour, alpha=0.7, label=f"{label} ({int(mask.sum())})")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(0, color="grey", lw=0.8)
+    for x, y, name in ((0.5, 0.5, "happy"), (-0.5, 0.5, "stress"), (-0.5, -0.5, "sad"), (0.5, -0.5, "calm")):
+        ax.text(x, y, name, ha="center", va="center", fontsize=14, color="grey", alpha=0.6)
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel="valence (pleasure)", ylabel="arousal (energy)", title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_class_counts(counts: pd.DataFrame, path: Path) -> None:
     """Images per class in each split, largest training class first: imbalance at a glance."""
     splits = [c for c in ("train", "val", "test") if c in counts]
@@ -133,7 +150,25 @@ def _errors_section(folder: Path, split: str, prefix: str) -> list[str]:
         lines += [markdown_table(pd.DataFrame(pairs, columns=["true", "predicted", "count"])), ""]
     if (folder / "worst.png").is_file():
         lines += [f"![worst predicted {split} images]({link}worst.png)", ""]
-    lines += ["Per class:", "", markdown_table(pd.read_csv(folder / "per_class.csv"), ".3f"), ""]
+    if (folder / "per_class.csv").is_file():
+        lines += ["Per class:", "", markdown_table(pd.read_csv(folder / "per_class.csv"), ".3f"), ""]
+    return lines
+
+
+def _affect_section(run_dir: Path, metrics: dict) -> list[str]:
+    """Per-axis accuracy and regression metrics per split, and the clips on the plane."""
+    rows = []
+    for split in ("train", "val", "test"):
+        values = {key.split("/", 1)[1]: v for key, v in metrics.items() if key.startswith(f"{split}/") and
+                  (key.endswith("_accuracy") and not key.endswith("balanced_accuracy") or "/r2_" in key or "/pearson_" in key or "/rmse_" in key)}
+        if values:
+            rows.append({"split": split, **values})
+    if not rows:
+        return []
+    lines = ["## Affect", "", markdown_table(pd.DataFrame(rows), ".3f"), ""]
+    for split, folder in (("train", run_dir / "train"), ("test", run_dir)):
+        if (folder / "affect_plane.png").is_file():
+            lines += [f"![{split} clips on the plane]({folder.relative_to(run_dir) / 'affect_plane.png' if folder != run_dir else 'affect_plane.png'})", ""]
     return lines
 
 
@@ -180,12 +215,20 @@ def render_report(run_dir: Path) -> Path:
     topk = _topk_table(metrics)
     if topk is not None:
         lines += ["Top-k accuracy (the true class among the k most probable):", "", markdown_table(topk, ".2%"), ""]
+    lines += _affect_section(run_dir, metrics)
     for folder, split in ((run_dir, "test"), (run_dir / "val", "validation")):
         lines += _errors_section(folder, split, prefix=str(folder.relative_to(run_dir)) if folder != run_dir else "")
     lines += ["## Data", "", f"- source: `{data['path']}`" + (f", test set: `{data['test_path']}`" if data.get("test_path") else "")]
-    lines += [f"- {data['samples']} usable images, {data['channels']}, {data['image_size']} px (long side, padded square; config: {config['data']['image_size']})",
+    if config.get("input", {}).get("type") == "audio":
+        audio, spec = config["input"], data["input"]
+        length = f"{audio['seconds']} s clips" if audio["seconds"] else "clips of their own length (masked)"
+        lines += [f"- {data['samples']} usable sound files at {audio['sample_rate']} Hz, {length}; {audio['features']} "
+                  f"(n_fft {audio['n_fft']}, hop {audio['hop']}, every {audio['every']}): {spec['bins']} bins x {spec['frames'] or 'variable'} frames"]
+    else:
+        lines += [f"- {data['samples']} usable images, {data['channels']}, {data['image_size']} px (long side, padded square; config: {config['data']['image_size']})"]
+    lines += [
               f"- fingerprint `{data['fingerprint'][:16]}`, store `{data['store']}` ({'reused' if data['store_reused'] else 'packed now'})", ""]
-    lines += ["Class counts per split:", ""]
+    lines += ["Counts per split:", ""]
     if (run_dir / "class_counts.png").is_file():
         lines += ["![class counts](class_counts.png)", ""]
     lines += [markdown_table(pd.read_csv(run_dir / "counts.csv"), ".0f"), ""]

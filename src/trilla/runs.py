@@ -87,7 +87,8 @@ class Run:
         """The best checkpoint, reading metadata and augmenting (tta views) as this run's config says."""
         from trilla.predict import Predictor
 
-        return Predictor(self.checkpoint("best"), device=device, fields=self.config.data.metadata, augment=self.config.augment, tta=tta)
+        config = self.config
+        return Predictor(self.checkpoint("best"), device, config.data.metadata, config.augment, tta, config.input)
 
     def predict(
         self, files: list[str | Path], top_k: int = 5, metadata: dict[str, str] | None = None,

@@ -1,11 +1,15 @@
 """LightningModules holding only the step logic; the Trainer owns the loop.
 
-The task receives uint8 images and normalizes them itself with the statistics the model expects (the
-training set's, or a pretrained backbone's), which are saved with its hyperparameters together with the
-metadata vocabularies, so a checkpoint alone is enough to predict exactly as in training.
+The task receives uint8 images or decibel spectrograms and normalizes them itself with the statistics
+the model expects (the training set's per channel or frequency bin, or a pretrained backbone's), which
+are saved with its hyperparameters together with the metadata vocabularies, so a checkpoint alone is
+enough to predict exactly as in training.
 
-A batch is a dict: `image` (uint8 NCHW) or `features` (pooled backbone features from the feature
+A batch is a dict: `image` (uint8 NCHW), `spectrogram` (float N, frames, bins, with `lengths` in
+frames when clips keep their own length) or `features` (pooled backbone features from the feature
 cache), `metadata` (int64 codes, one column per field) when the run fuses metadata, and `target`.
+The objective is classification (cross-entropy over `classes`) or regression (mean squared error,
+one output per name in `classes`, e.g. the valence and arousal coordinates).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ OPTIMIZERS = {
     "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]),
     "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
     "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
-    "rmsprop": lambda params, cfg: torch.optim.RMSprop(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]),
+    # Keras' RMSprop (rho 0.9, epsilon 1e-7, no momentum), the music study's optimizer.
+    "rmsprop": lambda params, cfg: torch.optim.RMSprop(params, lr=cfg["lr"], alpha=0.9, eps=1e-7, weight_decay=cfg["weight_decay"]),
 }
 
 
@@ -39,31 +44,54 @@ class ClassificationTask(L.LightningModule):
         train: dict[str, Any],
         class_weights: list[float] | None = None,
         metadata: dict[str, list[str]] | None = None,
+        objective: str = "classification",
         load_weights: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["load_weights"])
-        spec = InputSpec(input_spec["channels"], input_spec["size"], tuple(len(v) + 1 for v in (metadata or {}).values()))
+        fields = tuple(len(v) + 1 for v in (metadata or {}).values())
+        spec = InputSpec(**{k: v for k, v in input_spec.items()}, metadata=fields)
         self.model = build(params_class(model["name"]).model_validate(model), spec, len(classes), load_weights)
-        shape = (1, len(mean), 1, 1)
-        self.register_buffer("mean", torch.tensor(mean).view(shape) * 255.0, persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(shape) * 255.0, persistent=False)
-        weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
-        self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=train["label_smoothing"])
-        self.val_loss = nn.CrossEntropyLoss()
-        self.val_accuracy = MulticlassAccuracy(len(classes), average="micro")
-        self.val_balanced = MulticlassAccuracy(len(classes), average="macro")
+        if spec.kind == "image":
+            shape, scale = (1, len(mean), 1, 1), 255.0
+        else:
+            shape, scale = (1, 1, len(mean)), 1.0
+        self.register_buffer("mean", torch.tensor(mean).view(shape) * scale, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(shape) * scale, persistent=False)
+        self.regression = objective == "regression"
+        if self.regression:
+            self.loss = self.val_loss = nn.MSELoss()
+        else:
+            weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+            self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=train["label_smoothing"])
+            self.val_loss = nn.CrossEntropyLoss()
+        self.val_accuracy = MulticlassAccuracy(max(2, len(classes)), average="micro")
+        self.val_balanced = MulticlassAccuracy(max(2, len(classes)), average="macro")
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.mean) / self.std
+    def normalize(self, inputs: torch.Tensor) -> torch.Tensor:
+        return (inputs.float() - self.mean) / self.std
 
-    def forward(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(self.normalize(images), metadata)
+    def forward(self, inputs: torch.Tensor, metadata: torch.Tensor | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            return self.model(self.normalize(inputs), metadata)
+        return self.model(self.normalize(inputs), metadata, lengths)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "features" in batch:
             return self.model.forward_head(batch["features"], batch.get("metadata"))
+        if "spectrogram" in batch:
+            return self(batch["spectrogram"], batch.get("metadata"), batch.get("lengths"))
         return self(batch["image"], batch.get("metadata"))
+
+    def outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """What a prediction is: class probabilities, or the regressed values themselves."""
+        return logits if self.regression else torch.softmax(logits, dim=1)
+
+    def _hits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Correct per sample: the class, or (regression) the sign of every output."""
+        if self.regression:
+            return ((logits >= 0) == (targets >= 0)).all(1)
+        return logits.argmax(1) == targets
 
     def on_train_epoch_start(self) -> None:
         thaw = getattr(self.model, "thaw", None)
@@ -75,13 +103,18 @@ class ClassificationTask(L.LightningModule):
         logits = self.logits(batch)
         loss = self.loss(logits, targets)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
-        return {"loss": loss, "correct": (logits.argmax(1) == targets).sum().detach(), "count": len(targets)}
+        return {"loss": loss, "correct": self._hits(logits, targets).sum().detach(), "count": len(targets)}
 
     def validation_step(self, batch, batch_idx):
         targets = batch["target"]
         logits = self.logits(batch)
-        self.val_accuracy.update(logits, targets)
-        self.val_balanced.update(logits, targets)
+        if self.regression:  # accuracy of the quadrant (or half-plane) the coordinates fall in
+            hits = self._hits(logits, targets).long()
+            self.val_accuracy.update(hits, torch.ones_like(hits))
+            self.val_balanced.update(hits, torch.ones_like(hits))
+        else:
+            self.val_accuracy.update(logits, targets)
+            self.val_balanced.update(logits, targets)
         self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets))
         self.log("val/accuracy", self.val_accuracy, prog_bar=True, on_epoch=True)
         self.log("val/balanced_accuracy", self.val_balanced, on_epoch=True)

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from trilla import __version__
 from trilla.callbacks import History, RngState, WarmupEMA
 from trilla.config import Config
-from trilla.data.datamodule import ImageDataModule
+from trilla.data.datamodule import StoreDataModule
 from trilla.errors import TrillaError
 from trilla.evaluation import evaluate_split, write_json
 from trilla.predict import default_device
@@ -41,13 +41,15 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
     config = config.model_copy(deep=True)
     if config.train.ema == "auto":
         config.train.ema = config.model.default_ema()
+    if config.train.optimizer == "auto":
+        config.train.optimizer = config.model.default_optimizer()
     progress = config.train.progress if progress is None else progress
     for key in ("path", "test_path", "store"):
         value = getattr(config.data, key)
         if value is not None:
             setattr(config.data, key, Path(value).expanduser().resolve())
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    datamodule = ImageDataModule(config, progress)
+    datamodule = StoreDataModule(config, progress, default_device(config.train.accelerator))
     datamodule.prepare()
     data = datamodule.data
     path = new_run_dir(Path(config.run.dir), config.run.name or Path(config.data.path).stem)
@@ -58,11 +60,13 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
     plot_class_counts(counts.drop(columns="total"), path / "class_counts.png")
     log.info("class counts per split:\n%s", counts.to_string())
     _write_data_records(path, datamodule)
-    train_targets = data.targets[datamodule.splits["train"]]
-    mean, std = config.model.normalization(data.channels) or datamodule.normalization()
+    train_strata = data.strata[datamodule.splits["train"]]
+    mean, std = (data.kind == "image" and config.model.normalization(data.channels)) or datamodule.normalization()
+    regression = config.data.target_mode == "regression" and bool(config.data.targets)
     task = ClassificationTask(
         model=config.model.model_dump(mode="json"),
-        input_spec={"channels": data.channels, "size": data.size},
+        input_spec=data.input_spec(),
+        objective="regression" if regression else "classification",
         classes=data.classes,
         mean=mean,
         std=std,
@@ -78,9 +82,9 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
             "created": datetime.now().isoformat(timespec="seconds"),
             "command": " ".join(sys.argv),
             "versions": _versions(),
-            "model_summary": config.model.summary(),
+            "model_summary": config.model.summary(len(data.classes)),
             "parameters": sum(p.numel() for p in task.model.parameters()),
-            "majority_class": int(np.bincount(train_targets, minlength=len(data.classes)).argmax()),
+            "majority_class": int(np.bincount(train_strata, minlength=len(data.groups)).argmax()),
             "data": {
                 "path": str(config.data.path),
                 "test_path": str(config.data.test_path) if config.data.test_path else None,
@@ -88,8 +92,8 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
                 "store": str(data.store.root),
                 "store_reused": data.store.reused,
                 "samples": int(len(data.targets)),
-                "channels": data.store.channels,
-                "image_size": data.size,
+                "input": data.input_spec(),
+                **({"channels": data.store.channels, "image_size": data.size} if data.kind == "image" else {}),
                 "skipped": len(data.problems) + (len(datamodule.test_data.problems) if datamodule.test_data else 0),
                 "conflicts": int(data.conflicts["sha1"].nunique()),
             },
@@ -107,7 +111,7 @@ def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progr
     config = run.config
     progress = config.train.progress if progress is None else progress
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    datamodule = ImageDataModule(config, progress)
+    datamodule = StoreDataModule(config, progress, default_device(config.train.accelerator))
     datamodule.prepare()
     if datamodule.data.fingerprint != run.info["data"]["fingerprint"]:
         raise TrillaError(f"the data in {config.data.path} changed since run {run.id} started; it cannot be resumed")
@@ -115,7 +119,7 @@ def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progr
     return _fit(run, datamodule, task, list(callbacks), progress, ckpt_path=last)
 
 
-def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callbacks: list, progress: bool, ckpt_path) -> Run:
+def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callbacks: list, progress: bool, ckpt_path) -> Run:
     cfg = run.config.train
     if cfg.feature_cache and run.config.augment is None and run.config.model.frozen_features():
         datamodule.features = model_features(datamodule.data.store, task, default_device(cfg.accelerator), progress)
@@ -162,7 +166,7 @@ def _fit(run: Run, datamodule: ImageDataModule, task: ClassificationTask, callba
     return run
 
 
-def _finish(run: Run, datamodule: ImageDataModule, history: History) -> None:
+def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
     cfg = run.config.train
     frame = pd.DataFrame(history.rows)
     best = frame[cfg.monitor].idxmin() if cfg.monitor.endswith("loss") else frame[cfg.monitor].idxmax()
@@ -179,10 +183,13 @@ def _finish(run: Run, datamodule: ImageDataModule, history: History) -> None:
     }
     tta = run.config.augment.tta if run.config.augment else 0
     predictor = run.predictor(default_device(cfg.accelerator), tta=tta)
-    for split, folder in (("val", run.path / "val"), ("test", run.path)):
+    splits = [("val", run.path / "val"), ("test", run.path)]
+    if run.config.data.targets:  # the study plotted the training clips on the plane too
+        splits.insert(0, ("train", run.path / "train"))
+    for split, folder in splits:
         found = datamodule.split_data(split)
         if found:
-            metrics.update(evaluate_split(predictor, *found, run.info["majority_class"], folder, prefix=split))
+            metrics.update(evaluate_split(predictor, *found, run.info["majority_class"], folder, prefix=split, data_cfg=run.config.data))
     write_json(run.path / "metrics.json", metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
     _set_status(run, "finished")
@@ -193,7 +200,7 @@ def _set_status(run: Run, status: str) -> None:
     write_json(run.path / "run.json", {**run.info, "status": status})
 
 
-def _write_data_records(path: Path, datamodule: ImageDataModule) -> None:
+def _write_data_records(path: Path, datamodule: StoreDataModule) -> None:
     """splits.csv (what each file was used for), skipped.csv and conflicts.csv, for people and tools."""
     data = datamodule.data
     frames = []
@@ -201,7 +208,7 @@ def _write_data_records(path: Path, datamodule: ImageDataModule) -> None:
         found = datamodule.split_data(name)
         if found:
             source, positions = found
-            frames.append(pd.DataFrame({"path": [source.paths[p] for p in positions], "label": [source.classes[t] for t in source.targets[positions]], "split": name}))
+            frames.append(pd.DataFrame({"path": [source.paths[p] for p in positions], "label": [source.groups[t] for t in source.strata[positions]], "split": name}))
     pd.concat(frames).to_csv(path / "splits.csv", index=False)
     problems = data.problems + (datamodule.test_data.problems if datamodule.test_data else [])
     pd.DataFrame([vars(p) for p in problems], columns=["path", "reason"]).to_csv(path / "skipped.csv", index=False)

@@ -1,7 +1,8 @@
 """The Lightning DataModule: owns the datasets, the split and the loaders.
 
-Batches are read from the memory-mapped store with one fancy-index per batch (`__getitems__`) and stay
-uint8 until the model's first layer, which keeps loading cheaper than the network it feeds.
+Batches are read from the memory-mapped store (or its cached spectrograms) with one fancy-index per
+batch (`__getitems__`); images stay uint8 until the model's first layer, which keeps loading cheaper
+than the network it feeds.
 """
 
 from __future__ import annotations
@@ -13,18 +14,41 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trilla.config import Config
+from trilla.config import AudioAugmentConfig, Config
+from trilla.data.audio_augment import SpectrogramAugment
 from trilla.data.augment import build_augment
-from trilla.data.dataset import ImageData, load_labelled
+from trilla.data.dataset import LabelledData, load_labelled
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
 
 
-class StoreDataset(Dataset):
-    """Positions into an ImageData; yields batches as the task reads them: `image` (uint8 NCHW) or
-    `features` (rows of the feature cache), `metadata` codes when the data has fields, `target`."""
+def to_batch(inputs: dict[str, np.ndarray], transform=None) -> dict[str, torch.Tensor]:
+    """Arrays from `LabelledData.inputs` as the task reads them (images NCHW), augmented if asked."""
+    batch = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in inputs.items()}
+    if "image" in batch:
+        batch["image"] = batch["image"].permute(0, 3, 1, 2)
+        if transform is not None:
+            batch["image"] = torch.stack([transform(image) for image in batch["image"]])
+    elif transform is not None:
+        batch["spectrogram"] = transform(batch["spectrogram"], batch.get("lengths"))
+    return batch
 
-    def __init__(self, data: ImageData, positions: np.ndarray, transform=None, features: np.ndarray | None = None):
+
+def build_transform(config: Config, data: LabelledData):
+    """The training-time augmentation for this input, or None."""
+    if config.augment is None:
+        return None
+    if isinstance(config.augment, AudioAugmentConfig):
+        return SpectrogramAugment(config.augment)
+    return build_augment(config.augment, data.size)
+
+
+class StoreDataset(Dataset):
+    """Positions into a LabelledData; yields batches as the task reads them: `image` (uint8 NCHW),
+    `spectrogram` (+ `lengths`), or `features` (rows of the feature cache), `metadata` codes when the
+    data has fields, `target`."""
+
+    def __init__(self, data: LabelledData, positions: np.ndarray, transform=None, features: np.ndarray | None = None):
         self.data, self.positions, self.transform, self.features = data, positions, transform, features
 
     def __len__(self) -> int:
@@ -36,10 +60,7 @@ class StoreDataset(Dataset):
         if self.features is not None:
             batch["features"] = torch.from_numpy(np.asarray(self.features[self.data.rows[chosen]]))
         else:
-            x = torch.from_numpy(self.data.images(chosen)).permute(0, 3, 1, 2)
-            if self.transform is not None:
-                x = torch.stack([self.transform(image) for image in x])
-            batch["image"] = x
+            batch.update(to_batch(self.data.inputs(chosen), self.transform))
         if self.data.metadata.shape[1]:
             batch["metadata"] = torch.from_numpy(self.data.metadata[chosen])
         return batch
@@ -78,12 +99,12 @@ class EpochSampler(Sampler[int]):
         return iter(order.tolist())
 
 
-class ImageDataModule(L.LightningDataModule):
-    def __init__(self, config: Config, progress: bool = True):
+class StoreDataModule(L.LightningDataModule):
+    def __init__(self, config: Config, progress: bool = True, device: str = "cpu"):
         super().__init__()
-        self.config, self.progress = config, progress
-        self.data: ImageData | None = None
-        self.test_data: ImageData | None = None
+        self.config, self.progress, self.device = config, progress, device
+        self.data: LabelledData | None = None
+        self.test_data: LabelledData | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.features: np.ndarray | None = None
 
@@ -94,34 +115,29 @@ class ImageDataModule(L.LightningDataModule):
         cfg = self.config.data
         if cfg.path is None:
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
-        self.data = load_labelled(
-            cfg.path, image_size=cfg.image_size, channels=cfg.channels, path_column=cfg.path_column,
-            label_column=cfg.label_column, label_level=cfg.label_level, cache_dir=cfg.store, progress=self.progress, metadata=cfg.metadata,
-        )
+        self.data = load_labelled(cfg.path, cfg, self.config.input, device=self.device, progress=self.progress)
         split = cfg.split
         self.splits = split_indices(
-            self.data.targets, split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify
+            self.data.strata, split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify
         )
         for name in ("train", "val"):
             if not len(self.splits.get(name, ())):
                 raise TrillaError(
-                    f"{len(self.data.targets)} usable images leave the {name} split empty; add images or change data.split"
+                    f"{len(self.data.targets)} usable files leave the {name} split empty; add files or change data.split"
                 )
         if cfg.test_path:
             self.test_data = self.load_other(cfg.test_path)
 
-    def load_other(self, path: Path) -> ImageData:
+    def load_other(self, path: Path) -> LabelledData:
         """Another labelled set, preprocessed exactly as this one and labelled with its classes."""
         assert self.data is not None
-        cfg = self.config.data
         return load_labelled(
-            path, image_size=self.data.size, channels=self.data.store.channels, path_column=cfg.path_column,
-            label_column=cfg.label_column, label_level=cfg.label_level, classes=self.data.classes, cache_dir=cfg.store, progress=self.progress,
-            metadata=cfg.metadata, vocab=self.data.vocab,
+            path, self.config.data, self.config.input, codec=self.data.store.codec, classes=self.data.classes,
+            vocab=self.data.vocab, device=self.device, progress=self.progress,
         )
 
-    def split_data(self, name: str) -> tuple[ImageData, np.ndarray] | None:
-        """The ImageData and positions of a split, or None when the run has no such split."""
+    def split_data(self, name: str) -> tuple[LabelledData, np.ndarray] | None:
+        """The LabelledData and positions of a split, or None when the run has no such split."""
         assert self.data is not None
         if name == "test" and self.test_data is not None:
             return self.test_data, np.arange(len(self.test_data.targets))
@@ -134,19 +150,26 @@ class ImageDataModule(L.LightningDataModule):
         for name in ("train", "val", "test"):
             found = self.split_data(name)
             if found:
-                parts[name] = found[0].targets[found[1]]
-        return class_counts(self.data.classes, parts)
+                parts[name] = found[0].strata[found[1]]
+        return class_counts(self.data.groups, parts)
 
     def normalization(self, limit: int = 4096) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images (0-1 scale), from at most `limit` of them."""
+        """Mean and std of the training inputs from at most `limit` of them: per channel on the 0-1 scale
+        for images, per frequency bin in decibels for spectrograms (padding frames left out)."""
         positions = self.splits["train"]
         if len(positions) > limit:
             positions = np.random.default_rng(0).choice(positions, limit, replace=False)
-        pixels = self.data.images(np.sort(positions)).reshape(-1, self.data.channels).astype(np.float64) / 255.0
-        return pixels.mean(0).tolist(), np.maximum(pixels.std(0), 1e-3).tolist()
+        inputs = self.data.inputs(np.sort(positions))
+        if "image" in inputs:
+            values = inputs["image"].reshape(-1, self.data.channels).astype(np.float64) / 255.0
+        else:
+            spec, lengths = inputs["spectrogram"], inputs.get("lengths")
+            values = spec.reshape(-1, spec.shape[2]) if lengths is None else np.concatenate([s[:n] for s, n in zip(spec, lengths)])
+            values = values.astype(np.float64)
+        return values.mean(0).tolist(), np.maximum(values.std(0), 1e-3).tolist()
 
     def class_weights(self) -> list[float]:
-        counts = np.bincount(self.data.targets[self.splits["train"]], minlength=len(self.data.classes))
+        counts = np.bincount(self.data.strata[self.splits["train"]], minlength=len(self.data.groups))
         return (counts.sum() / (len(counts) * np.maximum(counts, 1))).tolist()
 
     def _loader(self, name: str, train: bool) -> DataLoader:
@@ -156,10 +179,10 @@ class ImageDataModule(L.LightningDataModule):
         if train:
             weights = None
             if train_cfg.imbalance == "balanced_sampler":
-                weights = np.asarray(self.class_weights())[data.targets[positions]]
+                weights = np.asarray(self.class_weights())[data.strata[positions]]
             sampler = EpochSampler(len(positions), train_cfg.seed, weights)
         workers = self.config.data.num_workers
-        transform = build_augment(self.config.augment, data.size) if train else None
+        transform = build_transform(self.config, data) if train else None
         features = self.features if data is self.data else None
         return DataLoader(
             StoreDataset(data, positions, transform, features), batch_size=train_cfg.batch_size, sampler=sampler,

@@ -1,7 +1,8 @@
-"""A labelled image dataset ready to train on: listed, packed into the store, labelled, checked.
+"""A labelled dataset ready to train on: listed, packed into the store, labelled, checked.
 
 Ties a source listing to store rows, drops what could not be decoded, reports the same file content
 filed under two labels, and fingerprints the data so a run can say exactly what it was trained on.
+Labels are class names, or affect coordinates turned into classes or regression targets.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from trilla.config import MetadataField
+from trilla.config import AudioInput, DataConfig, ImageInput
+from trilla.data import affect
 from trilla.data import metadata as meta
 from trilla.data import store as store_mod
 from trilla.data.sources import Problem, read_source
@@ -25,9 +27,11 @@ log = logging.getLogger("trilla")
 
 
 @dataclass
-class ImageData:
-    """Usable samples: `rows` index the store's images, `targets` index `classes`, and `metadata` holds
-    one column of codes per field of `vocab` (0 = unknown)."""
+class LabelledData:
+    """Usable samples: `rows` index the store, `targets` are class indices into `classes` (or, for
+    regression, one float per output in `classes`), `strata` group the samples for splitting and
+    counting (`groups` names them), `metadata` holds one column of codes per field of `vocab`
+    (0 = unknown) and `coords` the affect coordinates of `data.targets`, if any."""
 
     store: store_mod.Store
     rows: np.ndarray
@@ -39,50 +43,96 @@ class ImageData:
     fingerprint: str
     metadata: np.ndarray
     vocab: dict[str, list[str]]
+    strata: np.ndarray
+    groups: list[str]
+    coords: np.ndarray | None = None
+    features: np.ndarray | None = None
+    frames: np.ndarray | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.store.codec.kind
 
     @property
     def channels(self) -> int:
-        return int(self.store.images.shape[-1])
+        return int(self.store.array.shape[-1])
 
     @property
     def size(self) -> int:
         return self.store.size
 
     def images(self, positions: np.ndarray) -> np.ndarray:
-        return np.asarray(self.store.images[self.rows[positions]])
+        return np.asarray(self.store.array[self.rows[positions]])
+
+    def inputs(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """What the model reads for these samples: `image` (uint8 NHWC), or `spectrogram` (float32
+        N, frames, bins) with `lengths` in frames when clips keep their own length."""
+        if self.kind == "image":
+            return {"image": self.images(positions)}
+        rows = self.rows[positions]
+        out = {"spectrogram": np.asarray(self.features[rows], dtype=np.float32)}
+        if self.frames is not None:
+            out["lengths"] = self.frames[rows]
+        return out
+
+    def input_spec(self) -> dict:
+        """The shape the model is built for (saved in the checkpoint)."""
+        if self.kind == "image":
+            return {"kind": "image", "channels": self.channels, "size": self.size}
+        return {"kind": "audio", "bins": int(self.features.shape[2]), "frames": None if self.frames is not None else int(self.features.shape[1])}
+
+
+def codec_for(data: DataConfig, input_cfg: ImageInput | AudioInput) -> store_mod.Codec:
+    if isinstance(input_cfg, AudioInput):
+        return store_mod.AudioCodec(input_cfg.sample_rate, input_cfg.seconds)
+    return store_mod.ImageCodec(data.image_size, data.channels)
+
+
+def run_codec(run) -> store_mod.Codec:
+    """How a trained run packs new data: its resolved image size and channels, or its audio settings."""
+    if run.config.input.type == "audio":
+        return codec_for(run.config.data, run.config.input)
+    return store_mod.ImageCodec(run.info["data"]["image_size"], run.info["data"]["channels"])
 
 
 def load_labelled(
     path: Path,
+    cfg: DataConfig,
+    input_cfg: ImageInput | AudioInput,
     *,
-    image_size: int | str,
-    channels: str,
-    path_column: str = "path",
-    label_column: str = "label",
+    codec: store_mod.Codec | None = None,
     classes: list[str] | None = None,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-    metadata: Mapping[str, MetadataField] | None = None,
     vocab: Mapping[str, list[str]] | None = None,
-    label_level: int | None = None,
-) -> ImageData:
+    device: str = "cpu",
+    progress: bool = True,
+) -> LabelledData:
     """Read, pack and label the data at `path`; with `classes` given, labels outside them are left out.
 
-    Metadata fields are encoded with `vocab` when given (another set for a trained run), else with the
-    vocabularies of this data.
+    `codec` replaces the config's preprocessing (another set for a trained run is packed exactly as the
+    run's own data). Metadata fields are encoded with `vocab` when given, else with this data's.
     """
-    metadata = metadata or {}
+    from trilla.data.spectrogram import cached_spectrograms, frame_counts
+
+    affective = bool(cfg.targets)
     listing = read_source(
-        Path(path), path_column=path_column, label_column=label_column, extra_columns=meta.column_names(metadata),
-        label_level=label_level,
+        Path(path), path_column=cfg.path_column, label_column=None if affective else cfg.label_column,
+        extra_columns=meta.column_names(cfg.metadata) + list(cfg.targets.values()), label_level=cfg.label_level,
     )
-    store = store_mod.open_or_build([s.path for s in listing.samples], image_size, channels, cache_dir, progress)
+    store = store_mod.open_or_build([s.path for s in listing.samples], codec or codec_for(cfg, input_cfg), cfg.store, progress)
     problems = list(listing.problems) + store.problems
     ok = store.index["ok"].to_numpy()
-    labels = [s.label for s in listing.samples]
+    coords = _coordinates(cfg, listing.samples, ok, problems) if affective else None
+    if affective:
+        strata_all = affect.labels(cfg, coords)
+        labels = [affect.strata_names(cfg)[i] for i in strata_all]
+        classes = affect.classes(cfg) if classes is None else classes
+        ok = ok & ~np.isnan(coords).any(1)
+    else:
+        labels = [s.label for s in listing.samples]
     if classes is None:
         classes = sorted({label for label, good in zip(labels, ok) if good})
-    known = {name: i for i, name in enumerate(classes)}
+    regression = affective and cfg.target_mode == "regression"
+    known = {name: i for i, name in enumerate(affect.strata_names(cfg) if regression else classes)}
     keep = []
     for row, (label, good) in enumerate(zip(labels, ok)):
         if not good:
@@ -92,22 +142,51 @@ def load_labelled(
             continue
         keep.append(row)
     if not keep:
-        raise TrillaError(f"no usable images in {path}: " + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
+        raise TrillaError(f"no usable files in {path}: " + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
     rows = np.asarray(keep, dtype=np.int64)
     paths = [str(listing.samples[r].path) for r in keep]
     sha1 = store.index["sha1"].to_numpy()[rows].tolist()
-    targets = np.asarray([known[labels[r]] for r in keep], dtype=np.int64)
-    codes, vocab = meta.encode_table(metadata, paths, [listing.samples[r].columns for r in keep], vocab, where=str(path))
+    strata = np.asarray([known[labels[r]] for r in keep], dtype=np.int64)
+    kept_coords = coords[rows] if coords is not None else None
+    if regression:
+        trained = [list(cfg.targets).index(axis) for axis in cfg.trained_axes()]
+        targets = kept_coords[:, trained].astype(np.float32)
+    else:
+        targets = strata
+    codes, vocab = meta.encode_table(cfg.metadata, paths, [listing.samples[r].columns for r in keep], vocab, where=str(path))
     for problem in problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
-    conflicts = _conflicts(paths, sha1, [classes[t] for t in targets])
+    groups = list(known)
+    conflicts = _conflicts(paths, sha1, [groups[t] for t in strata])
     for _, group in conflicts.groupby("sha1"):
-        log.warning("the same image is filed under %s: %s", sorted(set(group["label"])), ", ".join(group["path"]))
+        log.warning("the same file is filed under %s: %s", sorted(set(group["label"])), ", ".join(group["path"]))
     decoded = [" ".join(vocab[name][c - 1] if c else "" for name, c in zip(vocab, row)) for row in codes]
+    label_text = [groups[t] for t in strata] if kept_coords is None else [" ".join(f"{v:.6g}" for v in c) for c in kept_coords]
     fingerprint = hashlib.sha256(
-        "\n".join(sorted(f"{d} {classes[t]} {m}".rstrip() for d, t, m in zip(sha1, targets, decoded))).encode()
+        "\n".join(sorted(f"{d} {label} {m}".rstrip() for d, label, m in zip(sha1, label_text, decoded))).encode()
     ).hexdigest()
-    return ImageData(store, rows, targets, paths, classes, problems, conflicts, fingerprint, codes, vocab)
+    features = frames = None
+    if store.codec.kind == "audio":
+        features = cached_spectrograms(store, input_cfg, device, progress=progress)  # type: ignore[arg-type]
+        if store.codec.seconds is None:  # type: ignore[union-attr]
+            frames = frame_counts(store, input_cfg)  # type: ignore[arg-type]
+    return LabelledData(
+        store, rows, targets, paths, classes, problems, conflicts, fingerprint, codes, vocab, strata, groups,
+        kept_coords, features, frames,
+    )
+
+
+def _coordinates(cfg: DataConfig, samples: list, ok: np.ndarray, problems: list[Problem]) -> np.ndarray:
+    """(samples, axes) floats from the target columns; NaN (and a problem) where a value is unusable."""
+    coords = np.full((len(samples), len(cfg.targets)), np.nan)
+    for row, sample in enumerate(samples):
+        if not ok[row]:
+            continue
+        try:
+            coords[row] = [affect.parse(sample.columns[column]) for column in cfg.targets.values()]
+        except ValueError as err:
+            problems.append(Problem(str(sample.path), f"affect target not a number in [-1, 1]: {err}"))
+    return coords
 
 
 def _conflicts(paths: list[str], sha1: list[str], labels: list[str]) -> pd.DataFrame:

@@ -47,9 +47,9 @@ def cached_features(
         return np.load(path, mmap_mode="r")
     chunks = []
     with torch.inference_mode():
-        for start in tqdm(range(0, len(store.images), batch_size), desc="caching features", unit="batch",
+        for start in tqdm(range(0, len(store.array), batch_size), desc="caching features", unit="batch",
                           disable=None if progress else True):
-            x = torch.from_numpy(np.array(store.images[start : start + batch_size])).permute(0, 3, 1, 2)
+            x = torch.from_numpy(np.array(store.array[start : start + batch_size])).permute(0, 3, 1, 2)
             chunks.append(extract(x.to(device)).float().cpu().numpy())
     features = np.concatenate(chunks)
     path.parent.mkdir(exist_ok=True)

@@ -50,7 +50,7 @@ def register_source(name: str, accepts: Callable[[Path], bool]) -> Callable[[Rea
 
 
 def read_source(
-    path: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = (),
+    path: Path, *, path_column: str = "path", label_column: str | None = "label", extra_columns: list[str] = (),
     label_level: int | None = None,
 ) -> Listing:
     """List the samples at `path` with the first registered reader that accepts it."""
@@ -109,21 +109,26 @@ def read_folder(root: Path, *, extra_columns: list[str] = (), label_level: int |
 
 @register_source("csv", accepts=lambda p: p.is_file() and p.suffix.lower() == ".csv")
 def read_csv(
-    manifest: Path, *, path_column: str = "path", label_column: str = "label", extra_columns: list[str] = (), **_: object
+    manifest: Path, *, path_column: str = "path", label_column: str | None = "label", extra_columns: list[str] = (), **_: object
 ) -> Listing:
-    """Rows of path,label[,more]; relative paths are resolved against the CSV's folder."""
+    """Rows of path,label[,more]; relative paths are resolved against the CSV's folder.
+
+    `label_column=None` reads unlabelled rows (the label then comes from other columns, e.g. affect
+    coordinates, which the caller checks)."""
     listing = Listing()
     with manifest.open(newline="", encoding="utf-8-sig") as handle:
         rows = csv.DictReader(handle)
-        missing = [c for c in (path_column, label_column, *extra_columns) if c not in (rows.fieldnames or [])]
+        wanted = [path_column, *([label_column] if label_column else []), *extra_columns]
+        missing = [c for c in wanted if c not in (rows.fieldnames or [])]
         if missing:
             raise TrillaError(
                 f"{manifest} has no column {' or '.join(map(repr, missing))}; its columns are "
-                f"{rows.fieldnames}. Name them with data.path_column / data.label_column / data.metadata.<name>.column."
+                f"{rows.fieldnames}. Name them with data.path_column / data.label_column / data.metadata.<name>.column / data.targets."
             )
         for line, row in enumerate(rows, start=2):
-            raw_path, label = (row[path_column] or "").strip(), (row[label_column] or "").strip()
-            if not raw_path or not label:
+            raw_path = (row[path_column] or "").strip()
+            label = (row[label_column] or "").strip() if label_column else ""
+            if not raw_path or (label_column and not label):
                 listing.problems.append(Problem(f"{manifest}:{line}", "empty path or label"))
                 continue
             path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path

@@ -51,7 +51,7 @@ class TimmParams(ModelParams):
             raise ValueError(f"timm has no model {value!r}{hint} (see timm.list_models())")
         return value
 
-    def summary(self) -> str:
+    def summary(self, outputs: int | None = None) -> str:
         weights = "scratch" if self.pretrained is False else ("pretrained" if self.pretrained is True else f"from {Path(self.pretrained).name}")
         return f"{self.backbone} ({weights}, freeze {self.freeze}) head {self.head} dp={self.dropout:g}"
 

@@ -35,12 +35,28 @@ class Head(nn.Module):
 
 
 class HeadedModel(nn.Module):
-    """What every trilla image model shares after its own `embed`: the dense head, metadata fused in."""
+    """What every trilla model shares after its own `embed`: the dense head, metadata fused in.
+    Audio models' `embed` also takes each clip's valid `lengths` in frames, when clips differ."""
 
     head: Head
 
     def forward_head(self, features: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(features, metadata)
 
-    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_head(self.embed(x), metadata)
+    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.embed(x) if lengths is None else self.embed(x, lengths), metadata)
+
+
+def time_mask(lengths: torch.Tensor, frames_in: int, frames_out: int) -> torch.Tensor:
+    """(B, frames_out) True where a downsampled time step still covers sound (at least the first one)."""
+    kept = torch.clamp(torch.ceil(lengths.float() * frames_out / frames_in), min=1).long()
+    return torch.arange(frames_out, device=lengths.device)[None, :] < kept[:, None]
+
+
+def mean_max_pool(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and max over the last (time) axis of (B, C, T), ignoring masked-out steps."""
+    if mask is None:
+        return x.mean(-1), x.amax(-1)
+    m = mask[:, None, :].to(x.dtype)
+    mean = (x * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+    return mean, x.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)

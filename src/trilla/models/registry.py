@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from torch import nn
@@ -21,9 +21,11 @@ class ModelParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     name: str
+    inputs: ClassVar[tuple[str, ...]] = ("image",)
 
-    def summary(self) -> str:
-        """A one-line description for results tables; models override it with their own knobs."""
+    def summary(self, outputs: int | None = None) -> str:
+        """A one-line description for results tables (`outputs`: the number of outputs, where a model names
+        it); models override it with their own knobs."""
         return self.name
 
     def normalization(self, channels: int) -> tuple[list[float], list[float]] | None:
@@ -34,6 +36,10 @@ class ModelParams(BaseModel):
         """What `train.ema: auto` means for this model."""
         return None
 
+    def default_optimizer(self) -> str:
+        """What `train.optimizer: auto` means for this model."""
+        return "adamw"
+
     def frozen_features(self) -> bool:
         """Whether `embed` stays fixed during training, so its outputs can be computed once and cached."""
         return False
@@ -41,12 +47,16 @@ class ModelParams(BaseModel):
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the data layer feeds the model: channels, a square side, and the vocabulary size of each
-    metadata field fused into the head (code 0 of each is "unknown")."""
+    """What the data layer feeds the model: for images channels and a square side, for audio the
+    spectrogram's frequency bins and frames (None when clips keep their own length), and the
+    vocabulary size of each metadata field fused into the head (code 0 of each is "unknown")."""
 
-    channels: int
-    size: int
+    channels: int = 0
+    size: int = 0
     metadata: tuple[int, ...] = ()
+    kind: str = "image"
+    bins: int = 0
+    frames: int | None = None
 
 
 Builder = Callable[..., nn.Module]
@@ -94,4 +104,8 @@ def params_class(name: str) -> type[ModelParams]:
 
 
 def build(params: ModelParams, spec: InputSpec, num_classes: int, load_weights: bool = True) -> nn.Module:
-    return _entry(params.name).builder(params, spec, num_classes, load_weights)
+    entry = _entry(params.name)
+    if spec.kind not in entry.params.inputs:
+        fitting = [name for name, e in sorted(_MODELS.items()) if spec.kind in e.params.inputs]
+        raise TrillaError(f"model {params.name!r} does not take {spec.kind} input; models for {spec.kind}: {', '.join(fitting)}")
+    return entry.builder(params, spec, num_classes, load_weights)

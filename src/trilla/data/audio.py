@@ -1,0 +1,81 @@
+"""Decoding one sound file into the mono waveform the store keeps, at the run's sample rate.
+
+libsndfile (soundfile) reads wav, flac, ogg and mp3 quickly; anything else (m4a, aac, opus in mp4,
+wma...) goes through FFmpeg's decoders via PyAV. Resampling is soxr's, the resampler librosa uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+
+class AudioError(Exception):
+    """The file is not a readable sound (unknown format, truncated, corrupt, silent container)."""
+
+
+def load(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate`."""
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        samples = samples.mean(axis=1)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        samples, rate = _load_ffmpeg(path)
+    except OSError as err:
+        raise AudioError(f"cannot read file: {err.strerror or err}") from err
+    if not len(samples):
+        raise AudioError("no audio samples in the file")
+    if rate != sample_rate:
+        samples = soxr.resample(samples, rate, sample_rate)
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def duration(path: str | Path) -> float:
+    """Length in seconds, from the header where the format has one."""
+    try:
+        return float(sf.info(str(path)).duration)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        pass
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / av.time_base
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+        raise AudioError(f"not a readable sound file: {err}") from err
+    samples, rate = _load_ffmpeg(path)
+    return len(samples) / rate
+
+
+def fit(samples: np.ndarray, length: int) -> np.ndarray:
+    """Crop (keeping the start) or pad with silence to exactly `length` samples."""
+    if len(samples) >= length:
+        return samples[:length]
+    return np.pad(samples, (0, length - len(samples)))
+
+
+def _load_ffmpeg(path: str | Path) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError("the file has no audio stream")
+            stream = container.streams.audio[0]
+            rate = stream.rate or stream.codec_context.sample_rate
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = [
+                out.to_ndarray().reshape(-1)
+                for frame in container.decode(stream)
+                for out in resampler.resample(frame)
+            ]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
+        raise AudioError(f"not a readable sound file: {err}") from err
+    if not chunks:
+        raise AudioError("no audio samples in the file")
+    return np.concatenate(chunks).astype(np.float32), int(rate)

@@ -1,0 +1,58 @@
+"""Augmentation of batches of (log) spectrograms, on the cached features, before standardization.
+
+Written by hand: torchaudio's SpecAugment transforms would bring torchaudio for three small tensor
+operations, and the gain and frequency shift here are offsets and shifts of decibel maps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trilla.config import AudioAugmentConfig
+
+
+class SpectrogramAugment:
+    """decibels (B, frames, bins) -> the same shape, each clip changed independently."""
+
+    def __init__(self, cfg: AudioAugmentConfig):
+        self.cfg = cfg
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        cfg, (batch, frames, bins) = self.cfg, x.shape
+        x = x.clone()
+        if cfg.gain_db:
+            x += (torch.rand(batch, 1, 1) * 2 - 1) * cfg.gain_db
+        if cfg.shift and lengths is None:
+            steps = (torch.rand(batch) * cfg.shift * frames).long()
+            x = torch.stack([torch.roll(clip, int(s), dims=0) for clip, s in zip(x, steps)])
+        if cfg.freq_shift:
+            x = torch.stack([_shift_bins(clip, int(s)) for clip, s in zip(x, torch.randint(-cfg.freq_shift, cfg.freq_shift + 1, (batch,)))])
+        fill = x.mean(dim=(1, 2), keepdim=True)
+        valid = lengths if lengths is not None else torch.full((batch,), frames)
+        for _ in range(cfg.time_masks):
+            x = _mask(x, fill, valid, int(cfg.time_mask * frames), axis=1)
+        for _ in range(cfg.freq_masks):
+            x = _mask(x, fill, torch.full((batch,), bins), cfg.freq_mask, axis=2)
+        return x
+
+
+def _shift_bins(clip: torch.Tensor, steps: int) -> torch.Tensor:
+    """Move the spectrum up (or down) by `steps` bins, repeating the edge bin into the gap."""
+    if steps > 0:
+        return torch.cat([clip[:, :1].expand(-1, steps), clip[:, :-steps]], dim=1)
+    if steps < 0:
+        return torch.cat([clip[:, -steps:], clip[:, -1:].expand(-1, -steps)], dim=1)
+    return clip
+
+
+def _mask(x: torch.Tensor, fill: torch.Tensor, extent: torch.Tensor, widest: int, axis: int) -> torch.Tensor:
+    """One band per clip, of random width up to `widest`, at a random place within `extent`."""
+    if widest < 1:
+        return x
+    size = x.shape[axis]
+    width = torch.randint(0, widest + 1, (len(x),))
+    start = (torch.rand(len(x)) * (extent - width).clamp_min(0)).long()
+    where = torch.arange(size)[None, :]
+    band = (where >= start[:, None]) & (where < (start + width)[:, None])
+    band = band[:, :, None] if axis == 1 else band[:, None, :]
+    return torch.where(band, fill, x)

@@ -1,0 +1,144 @@
+"""The label-review loop: find the examples whose label is probably wrong, queue them, merge corrections.
+
+Two signals, as the music study used and as confident learning formalizes it:
+- votes: how many of the given runs got an example wrong (the study relistened to the clips that at
+  least 3 of its 4 best models missed);
+- cleanlab's confident learning (Northcutt et al. 2021) on out-of-fold probabilities: for each example
+  only the runs that did not train on it (its split in that run's splits.csv is val or test) count.
+  Runs with different `data.split.seed` cover more examples; one never held out is not ranked.
+
+`relabel` merges the corrections a person typed into the queue's `new_*` columns into the CSV manifest,
+keeping every old value in a `label_history` column and the previous manifest as a backup file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trilla.data.dataset import load_labelled, run_codec
+from trilla.errors import TrillaError
+from trilla.runs import Run, free_path
+
+HISTORY = "label_history"
+
+
+def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progress: bool = True) -> pd.DataFrame:
+    """One row per example that at least `min_votes` runs got wrong or that cleanlab flags, most
+    suspicious first, with empty `new_*` columns for the corrections."""
+    import cleanlab
+
+    loaded = [Run(r) for r in runs]
+    if not loaded:
+        raise TrillaError("give at least one run")
+    first = loaded[0]
+    if any(r.classes != first.classes for r in loaded):
+        raise TrillaError("the runs were trained on different classes; review runs of one dataset")
+    if first.config.data.target_mode == "regression" and first.config.data.targets:
+        raise TrillaError("review needs classification runs (regression runs have no label to vote on)")
+    if min_votes > len(loaded):
+        raise TrillaError(f"--min-votes {min_votes} is more than the {len(loaded)} runs given")
+    cfg = first.config.data
+    source = Path(data) if data else cfg.path
+    labelled = load_labelled(source, cfg, first.config.input, codec=run_codec(first), classes=first.classes, progress=progress)
+    everything = np.arange(len(labelled.targets))
+    labels = labelled.targets
+    wrong = np.zeros(len(labels), dtype=int)
+    predicted_votes = np.zeros((len(labels), len(first.classes)), dtype=int)
+    held_out_sum = np.zeros((len(labels), len(first.classes)))
+    held_out_n = np.zeros(len(labels), dtype=int)
+    for run in loaded:
+        predictor = run.predictor()
+        probs = np.concatenate([
+            predictor.predict_inputs(labelled.inputs(part), labelled.metadata[part] if labelled.metadata.shape[1] else None)
+            for part in np.array_split(everything, max(1, len(everything) // 1024))
+        ])
+        predicted = probs.argmax(1)
+        wrong += predicted != labels
+        predicted_votes[everything, predicted] += 1
+        splits = pd.read_csv(run.path / "splits.csv")
+        trained_on = set(splits.loc[splits["split"] == "train", "path"])
+        held = np.array([p not in trained_on for p in labelled.paths])
+        held_out_sum[held] += probs[held]
+        held_out_n += held
+    covered = held_out_n > 0
+    rank = np.full(len(labels), np.nan)
+    issue = np.zeros(len(labels), dtype=bool)
+    if covered.sum() > len(first.classes) and len(np.unique(labels[covered])) == len(first.classes):
+        oof = held_out_sum[covered] / held_out_n[covered, None]
+        ranked = cleanlab.filter.find_label_issues(labels[covered], oof, return_indices_ranked_by="self_confidence")
+        where = np.flatnonzero(covered)
+        issue[where[ranked]] = True
+        rank[where[ranked]] = np.arange(1, len(ranked) + 1)
+    oof_label = np.full(len(labels), np.nan)
+    oof_label[covered] = held_out_sum[covered, labels[covered]] / held_out_n[covered]
+    queue = pd.DataFrame({
+        "path": labelled.paths,
+        "label": [first.classes[t] for t in labels],
+        "votes": wrong,
+        "runs": len(loaded),
+        "predicted": [first.classes[i] for i in predicted_votes.argmax(1)],
+        "held_out_runs": held_out_n,
+        "label_probability_out_of_fold": oof_label,
+        "cleanlab_issue": issue,
+        "cleanlab_rank": rank,
+    })
+    queue = queue[(queue["votes"] >= min_votes) | queue["cleanlab_issue"]]
+    queue = queue.sort_values(["votes", "cleanlab_rank"], ascending=[False, True], na_position="last")
+    for column in _editable(first):
+        queue[f"new_{column}"] = ""
+    queue.insert(0, "manifest", str(source))
+    return queue.reset_index(drop=True)
+
+
+def _editable(run: Run) -> list[str]:
+    """Manifest columns a person corrects: the label, or the affect coordinates the classes come from."""
+    cfg = run.config.data
+    return list(cfg.targets.values()) if cfg.targets else [cfg.label_column]
+
+
+def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path") -> pd.DataFrame:
+    """The changes the queue's filled-in `new_*` cells make to their manifest (written with `apply`)."""
+    queue = pd.read_csv(queue_csv, keep_default_na=False, dtype=str)
+    if "manifest" not in queue or "path" not in queue:
+        raise TrillaError(f"{queue_csv} is not a review queue (it has no manifest and path columns)")
+    changes = []
+    for manifest_path, group in queue.groupby("manifest"):
+        manifest_path = Path(manifest_path)
+        if manifest_path.suffix.lower() != ".csv":
+            raise TrillaError(f"relabel merges into a CSV manifest; {manifest_path} is a folder. Write a manifest (path,label) for it first.")
+        manifest = pd.read_csv(manifest_path, keep_default_na=False, dtype=str)
+        if path_column not in manifest:
+            raise TrillaError(f"{manifest_path} has no {path_column!r} column")
+        resolved = {str((manifest_path.parent / p).resolve()) if not Path(p).is_absolute() else str(Path(p).resolve()): i
+                    for i, p in enumerate(manifest[path_column])}
+        if HISTORY not in manifest:
+            manifest[HISTORY] = ""
+        stamp = datetime.now().isoformat(timespec="seconds")
+        for _, row in group.iterrows():
+            at = resolved.get(str(Path(row["path"]).resolve()))
+            for column in [c[4:] for c in queue.columns if c.startswith("new_")]:
+                new = row[f"new_{column}"].strip()
+                if not new:
+                    continue
+                if at is None:
+                    raise TrillaError(f"{row['path']} is not in {manifest_path}")
+                if column not in manifest:
+                    raise TrillaError(f"{manifest_path} has no column {column!r}")
+                old = manifest.at[at, column]
+                if old == new:
+                    continue
+                changes.append({"manifest": str(manifest_path), "path": row["path"], "column": column, "old": old, "new": new})
+                manifest.at[at, column] = new
+                entry = f"{stamp} {column}: {old} -> {new}"
+                manifest.at[at, HISTORY] = f"{manifest.at[at, HISTORY]}; {entry}" if manifest.at[at, HISTORY] else entry
+        if apply and any(c["manifest"] == str(manifest_path) for c in changes):
+            backup = free_path(manifest_path.with_name(f"{manifest_path.name}.{datetime.now():%Y%m%d-%H%M%S}.bak"))
+            backup.write_bytes(manifest_path.read_bytes())
+            tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
+            manifest.to_csv(tmp, index=False)
+            tmp.replace(manifest_path)
+    return pd.DataFrame(changes, columns=["manifest", "path", "column", "old", "new"])

@@ -1,0 +1,157 @@
+"""Audio as a first-class input: decoding, the store, spectrograms, the audio models, affect targets."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import make_affect_manifest, make_tone_folder, tone_clip
+from trilla import load_config, train
+from trilla.config import AudioInput
+from trilla.data import audio, spectrogram
+from trilla.data import store as store_mod
+from trilla.errors import TrillaError
+
+FAST = ["train.progress=false", "train.batch_size=16", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}"]
+
+
+def _config(tmp_path, data, *extra):
+    return load_config(data=data, overrides=[*FAST, f"run.dir={tmp_path / 'runs'}", f"data.store={tmp_path / 'store'}", *extra])
+
+
+def test_decodes_common_formats_and_ffmpeg_ones_and_reports_bad_files(tmp_path):
+    import av
+
+    sr, x = 22050, tone_clip(440.0, 1.0, 22050)
+    sf.write(tmp_path / "a.wav", np.stack([x, x], 1), sr)  # stereo -> mono
+    sf.write(tmp_path / "a.flac", x, sr)
+    sf.write(tmp_path / "a.ogg", x, sr)
+    with av.open(str(tmp_path / "a.m4a"), "w") as out:  # AAC in MP4: only FFmpeg reads it
+        stream = out.add_stream("aac", rate=sr)
+        frame = av.AudioFrame.from_ndarray(x[None], format="flt", layout="mono")
+        frame.sample_rate = sr
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    for name in ("a.wav", "a.flac", "a.ogg", "a.m4a"):
+        y = audio.load(tmp_path / name, 8000)
+        assert abs(len(y) - 8000) < 1200, name  # resampled to 8 kHz (AAC adds priming samples)
+        spectrum = np.abs(np.fft.rfft(y[:4096]))
+        assert abs(np.argmax(spectrum) * 8000 / 4096 - 440) < 10, name
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(audio.AudioError):
+        audio.load(tmp_path / "bad.wav", 8000)
+
+
+def test_store_keeps_lengths_and_spectrogram_matches_specgram(tmp_path):
+    from matplotlib import mlab
+
+    sr = 8000
+    (tmp_path / "s").mkdir()
+    for i, seconds in enumerate((1.0, 0.4)):
+        sf.write(tmp_path / "s" / f"{i}.wav", tone_clip(500.0, seconds, sr, seed=i), sr)
+    (tmp_path / "s" / "junk.wav").write_text("nope")
+    paths = sorted((tmp_path / "s").iterdir())
+    packed = store_mod.open_or_build(paths, store_mod.AudioCodec(sr), tmp_path / "c", progress=False)
+    assert packed.array.shape == (3, 8000) and packed.lengths.tolist() == [8000, 3200, 0]
+    assert "not a readable sound" in packed.problems[0].reason
+    cfg = AudioInput(type="audio", features="spectrogram", sample_rate=sr, n_fft=256, hop=128, every=2)
+    features = spectrogram.cached_spectrograms(packed, cfg, progress=False)
+    assert features.shape == (3, cfg.frames(8000), 129)
+    assert spectrogram.frame_counts(packed, cfg).tolist()[:2] == [cfg.frames(8000), cfg.frames(3200)]
+    pxx, _, times = mlab.specgram(packed.waves(np.array([0]))[0], NFFT=256, Fs=sr, noverlap=128, window=np.hanning(256), detrend="none")
+    ours, theirs = features[0].astype(np.float64), 10 * np.log10(np.maximum(pxx[:, ::2].T, 1e-10))
+    assert ours.shape == theirs.shape == (len(times[::2]), 129)
+    loud = theirs > theirs.max() - 60  # the same spectrum up to specgram's constant scaling, which
+    loud[:, [0, -1]] = False  # doubles every bin but DC and Nyquist (one-sided density)
+    difference = (ours - theirs)[loud]
+    assert difference.std() < 0.1, difference.std()
+    again = spectrogram.cached_spectrograms(packed, cfg, progress=False)
+    assert again.filename == features.filename
+
+
+@pytest.mark.parametrize("model", ["rnn", "panns_cnn", "spectro_cnn"])
+def test_audio_models_learn_pitch_from_clips_of_different_lengths(tmp_path, model):
+    data = make_tone_folder(tmp_path / "tones", {"low": 24, "high": 24}, seconds=(0.25, 0.6))
+    extra = {"rnn": ["model={name: rnn, units: [16]}", "train.lr=0.01"],
+             "panns_cnn": ["model={name: panns_cnn, channels: [8, 16, 16, 32], embedding: 32}", "train.lr=0.01"],
+             "spectro_cnn": ["model={name: spectro_cnn, conv: [{maps: 8}, {maps: 16}], global_pool: avg}", "train.lr=0.01"]}[model]
+    run = train(_config(tmp_path, data, "train.epochs=8", *extra))
+    assert run.metrics["test/accuracy"] >= 0.9, run.metrics
+    info = run.info
+    assert info["data"]["input"]["frames"] is None and info["data"]["input"]["bins"] == 32
+    if model == "rnn":
+        assert info["model_summary"] == "GRU_l1_o2_d0.5" and run.config.train.optimizer == "rmsprop"
+    clip = tmp_path / "one.wav"
+    sf.write(clip, tone_clip(2000.0, 0.3, 8000), 8000)
+    (tmp_path / "broken.mp3").write_text("no")
+    records = run.predict([clip, tmp_path / "broken.mp3"])
+    assert records[0]["predictions"][0]["label"] == "high"
+    assert "error" in records[1]
+    assert "sound files at 8000 Hz" in run.report.read_text()
+
+
+def test_spectrogram_features_are_computed_once_for_all_epochs(tmp_path, monkeypatch):
+    data = make_tone_folder(tmp_path / "tones", {"low": 10, "high": 10})
+    calls = []
+    original = spectrogram.Spectrogram.forward
+    monkeypatch.setattr(spectrogram.Spectrogram, "forward", lambda self, w: calls.append(len(w)) or original(self, w))
+    config = _config(tmp_path, data, "train.epochs=3", "input.seconds=0.5", "model={name: rnn, units: [4]}")
+    train(config)
+    assert sum(calls) == 20  # every clip once, when the cache was built, and never during the 3 epochs
+    train(config)
+    assert sum(calls) == 20  # a second run reuses the cache
+
+
+def test_flatten_needs_fixed_length_and_image_models_refuse_audio(tmp_path):
+    data = make_tone_folder(tmp_path / "tones", {"low": 6, "high": 6})
+    with pytest.raises(TrillaError, match="global_pool: flatten needs clips of one length"):
+        train(_config(tmp_path, data, "model={name: spectro_cnn}"))
+    with pytest.raises(TrillaError, match="models for audio: panns_cnn, rnn, spectro_cnn"):
+        train(_config(tmp_path, data, "model={name: small_cnn}"))
+    with pytest.raises(TrillaError, match="need input: {type: audio}"):
+        load_config(overrides=["augment={time_masks: 1}"])
+
+
+@pytest.mark.parametrize("mode", ["quadrants", "binary", "regression"])
+def test_affect_targets(tmp_path, mode):
+    manifest = make_affect_manifest(tmp_path / "emo", n=120)
+    extra = ["data.targets={valence: valence, arousal: arousal}", f"data.target_mode={mode}", "train.epochs=25",
+             "model={name: rnn, units: [16]}", "train.lr=0.01", "input.seconds=0.5", "augment=null"]
+    if mode == "binary":
+        extra.append("data.axis=arousal")
+    run = train(_config(tmp_path, manifest, *extra))
+    metrics = run.metrics
+    if mode == "binary":
+        assert run.classes == ["low arousal", "high arousal"] and "test/valence_accuracy" not in metrics
+        assert metrics["test/arousal_accuracy"] == metrics["test/accuracy"] >= 0.85
+    else:
+        assert metrics["test/valence_accuracy"] >= 0.85 and metrics["test/arousal_accuracy"] >= 0.85, metrics
+    if mode == "regression":
+        assert run.classes == ["valence", "arousal"]
+        assert metrics["test/pearson_valence"] > 0.5 and {"test/r2_arousal", "test/rmse_arousal"} <= set(metrics)
+        record = run.predict([tmp_path / "emo" / "clips" / "000.wav"])[0]
+        assert set(record["values"]) == {"valence", "arousal"}
+        predictions = pd.read_csv(run.path / "predictions.csv")
+        assert {"valence", "predicted_valence", "label", "predicted"} <= set(predictions)
+    assert (run.path / "affect_plane.png").is_file() and (run.path / "train" / "affect_plane.png").is_file()
+    assert "## Affect" in run.report.read_text()
+
+
+def test_affect_targets_are_checked(tmp_path):
+    manifest = make_affect_manifest(tmp_path / "emo", n=12)
+    frame = pd.read_csv(manifest).astype({"arousal": object})
+    frame.loc[0, "valence"], frame.loc[1, "arousal"] = 1.5, "loud"
+    frame.to_csv(manifest, index=False)
+    from trilla.data.dataset import load_labelled
+
+    config = _config(tmp_path, manifest, "data.targets={valence: valence, arousal: arousal}")
+    data = load_labelled(manifest, config.data, config.input, progress=False)
+    assert len(data.targets) == 10
+    assert sorted(p.reason.split(":")[0] for p in data.problems) == ["affect target not a number in [-1, 1]"] * 2
+    with pytest.raises(TrillaError, match="quadrants needs both targets"):
+        load_config(overrides=["data.targets={arousal: arousal}"])
+    with pytest.raises(TrillaError, match="set data.axis"):
+        load_config(overrides=["data.targets={arousal: a, valence: v}", "data.target_mode=binary"])

@@ -1,0 +1,77 @@
+"""Clip harvesting from songs, and the label-review loop (review -> queue -> relabel)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from conftest import make_tone_folder, tone_clip
+from trilla import load_config, train
+from trilla.cli import app
+from trilla.data import audio
+from trilla.errors import TrillaError
+from trilla.review import relabel, review
+
+
+def test_harvest_lists_samples_cuts_and_skips_what_is_there(tmp_path):
+    songs = tmp_path / "songs"
+    (songs / "album").mkdir(parents=True)
+    sf.write(songs / "album" / "long.wav", tone_clip(440.0, 25.0, 8000), 8000)
+    sf.write(songs / "short.flac", tone_clip(880.0, 12.0, 22050), 22050)
+    (songs / "broken.mp3").write_text("not audio")
+    out = tmp_path / "clips"
+    args = ["harvest", "clips", str(songs), str(out), "--seconds", "5", "--skip-start", "2", "--sample", "3", "--sample-rate", "16000"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    listing = pd.read_csv(out / "clips.csv")
+    assert len(listing) == 4 + 2  # starts 2, 7, 12, 17 in 25 s; 2, 7 in 12 s
+    assert "3 cut now, 0 already there; 1 songs skipped" in first.output
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert len(manifest) == 3
+    row = manifest.iloc[0]
+    clip = audio.load(out / row["path"], 16000)
+    song = audio.load(songs / row["file"], 16000)
+    start = int(row["start"] * 16000)
+    assert len(clip) == 5 * 16000 and np.abs(clip - song[start : start + len(clip)]).max() < 1e-3
+    manifest["arousal"] = 0.5  # a person labels the clips...
+    manifest.to_csv(out / "manifest.csv", index=False)
+    again = CliRunner().invoke(app, args)
+    assert "0 cut now, 3 already there" in again.output
+    assert (pd.read_csv(out / "manifest.csv")["arousal"] == 0.5).all()  # ...and a re-run keeps the labels
+
+
+def test_review_queues_flipped_labels_and_relabel_keeps_history(tmp_path):
+    folder = make_tone_folder(tmp_path / "tones", {"low": 30, "high": 30})
+    rows = [{"path": str(p.relative_to(folder)), "label": p.parent.name} for p in sorted(folder.rglob("*.wav"))]
+    flipped = {0, 31}
+    for i in flipped:
+        rows[i]["label"] = "high" if rows[i]["label"] == "low" else "low"
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    runs = []
+    for seed in range(3):  # different splits, so every clip is held out by some run
+        runs.append(train(load_config(data=folder / "manifest.csv", overrides=[
+            "train.progress=false", "train.epochs=8", "train.lr=0.01", "train.batch_size=16", f"data.split.seed={seed}",
+            "data.split.val=0.3", "data.split.test=0.3", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}",
+            "model={name: rnn, units: [16]}", f"run.dir={tmp_path / 'runs'}"])).path)
+    queue = review(runs, min_votes=3, progress=False)
+    flipped_paths = {str(folder / rows[i]["path"]) for i in flipped}
+    voted = set(queue.loc[queue["votes"] >= 3, "path"])
+    assert flipped_paths <= voted and len(voted) <= 4, queue
+    assert set(queue.loc[queue["cleanlab_issue"], "path"]) & flipped_paths
+    assert {"new_label", "manifest", "label_probability_out_of_fold"} <= set(queue)
+    queue["new_label"] = queue["new_label"].astype(object)
+    for i in flipped:
+        queue.loc[queue["path"] == str(folder / rows[i]["path"]), "new_label"] = folder.joinpath(rows[i]["path"]).parent.name
+    queue.to_csv(tmp_path / "queue.csv", index=False)
+    dry = relabel(tmp_path / "queue.csv")
+    assert len(dry) == 2 and pd.read_csv(folder / "manifest.csv")["label"].tolist() == [r["label"] for r in rows]
+    result = CliRunner().invoke(app, ["relabel", str(tmp_path / "queue.csv"), "--apply"])
+    assert "2 changes written" in result.output, result.output
+    fixed = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
+    assert (fixed["label"] == [p.split("/")[0] for p in fixed["path"]]).all()
+    assert "label: low -> high" in fixed.loc[0, "label_history"] and fixed.loc[1, "label_history"] == ""
+    backups = list(folder.glob("manifest.csv.*.bak"))
+    assert len(backups) == 1 and pd.read_csv(backups[0])["label"].tolist() == [r["label"] for r in rows]
+    with pytest.raises(TrillaError, match="more than the 3 runs"):
+        review(runs, min_votes=4)
