@@ -155,3 +155,15 @@ def test_affect_targets_are_checked(tmp_path):
         load_config(overrides=["data.targets={arousal: arousal}"])
     with pytest.raises(TrillaError, match="set data.axis"):
         load_config(overrides=["data.targets={arousal: a, valence: v}", "data.target_mode=binary"])
+
+
+def test_music_emotion_recipe_is_the_study_setting():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).parent.parent / "examples" / "music_emotion.yaml")
+    cfg = config.input
+    assert (cfg.features, cfg.sample_rate, cfg.bins(), cfg.frames(44100 * 10)) == ("spectrogram", 44100, 129, 1722)
+    assert config.model.summary(2) == "GRU_l1_o2_d0.8" and config.train.optimizer == "rmsprop"
+    assert config.data.trained_axes() == ["arousal"] and (config.train.batch_size, config.train.epochs) == (32, 50)
+    instruments = load_config(Path(__file__).parent.parent / "examples" / "instruments.yaml")
+    assert instruments.model.name == "panns_cnn" and instruments.augment.freq_shift == 2
