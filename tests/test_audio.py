@@ -167,3 +167,9 @@ def test_music_emotion_recipe_is_the_study_setting():
     assert config.data.trained_axes() == ["arousal"] and (config.train.batch_size, config.train.epochs) == (32, 50)
     instruments = load_config(Path(__file__).parent.parent / "examples" / "instruments.yaml")
     assert instruments.model.name == "panns_cnn" and instruments.augment.freq_shift == 2
+
+
+def test_sound_files_read_as_pictures_get_a_hint(tmp_path):
+    data = make_tone_folder(tmp_path / "tones", {"low": 3, "high": 3})
+    with pytest.raises(TrillaError, match=r"look like sound files: add `input: \{type: audio\}`"):
+        train(load_config(data=data, overrides=["train.progress=false", f"run.dir={tmp_path / 'runs'}"]))

@@ -106,23 +106,29 @@ class Predictor:
 
     def predict_files(self, paths: list[Path], top_k: int = 5, metadata: list[Mapping[str, str]] | None = None) -> list[dict]:
         """One record per file: its top-k labels with probabilities (or its regressed values), or the
-        reason it could not be read."""
-        records: list[dict] = []
+        reason it could not be read. Files whose inputs have one shape (all images; clips of a fixed
+        length) are predicted in batches."""
+        records: list[dict] = [{"file": str(path)} for path in paths]
         metadata = metadata or [{}] * len(paths)
         codes = self.encode_metadata(paths, metadata)
-        k = min(top_k, len(self.classes))
+        groups: dict[tuple, list[tuple[int, dict[str, np.ndarray]]]] = {}
         for i, path in enumerate(paths):
             try:
                 inputs = self.load(path)
             except ValueError as err:
-                records.append({"file": str(path), "error": str(err)})
+                records[i]["error"] = str(err)
                 continue
-            p = self.predict_inputs(inputs, None if codes is None else codes[i : i + 1])[0]
-            if self.regression:
-                records.append({"file": str(path), "values": {name: float(v) for name, v in zip(self.classes, p)}})
-            else:
-                best = np.argsort(-p)[:k]
-                records.append({"file": str(path), "predictions": [{"label": self.classes[j], "probability": float(p[j])} for j in best]})
+            groups.setdefault(tuple(v.shape for v in inputs.values()), []).append((i, inputs))
+        k = min(top_k, len(self.classes))
+        for members in groups.values():
+            where = np.asarray([i for i, _ in members])
+            stacked = {key: np.concatenate([inputs[key] for _, inputs in members]) for key in members[0][1]}
+            for i, p in zip(where, self.predict_inputs(stacked, None if codes is None else codes[where])):
+                if self.regression:
+                    records[i]["values"] = {name: float(v) for name, v in zip(self.classes, p)}
+                else:
+                    best = np.argsort(-p)[:k]
+                    records[i]["predictions"] = [{"label": self.classes[j], "probability": float(p[j])} for j in best]
         return records
 
 

@@ -50,7 +50,7 @@ class ClassificationTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["load_weights"])
         fields = tuple(len(v) + 1 for v in (metadata or {}).values())
-        spec = InputSpec(**{k: v for k, v in input_spec.items()}, metadata=fields)
+        spec = InputSpec(**input_spec, metadata=fields)
         self.model = build(params_class(model["name"]).model_validate(model), spec, len(classes), load_weights)
         if spec.kind == "image":
             shape, scale = (1, len(mean), 1, 1), 255.0

@@ -13,6 +13,9 @@ import soundfile as sf
 import soxr
 
 
+SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
+
+
 class AudioError(Exception):
     """The file is not a readable sound (unknown format, truncated, corrupt, silent container)."""
 
@@ -38,7 +41,11 @@ def duration(path: str | Path) -> float:
     try:
         return float(sf.info(str(path)).duration)
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        pass
+        return _duration_ffmpeg(path)
+
+
+def _duration_ffmpeg(path: str | Path) -> float:
+    """The container's duration, or (when it has none) the length of the decoded samples."""
     import av
 
     try:

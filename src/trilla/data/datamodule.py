@@ -155,18 +155,26 @@ class StoreDataModule(L.LightningDataModule):
 
     def normalization(self, limit: int = 4096) -> tuple[list[float], list[float]]:
         """Mean and std of the training inputs from at most `limit` of them: per channel on the 0-1 scale
-        for images, per frequency bin in decibels for spectrograms (padding frames left out)."""
+        for images, per frequency bin in decibels for spectrograms (padding frames left out).
+
+        Summed in chunks of 64 samples, so a thousand 10-s spectrograms never sit in memory at once."""
         positions = self.splits["train"]
         if len(positions) > limit:
             positions = np.random.default_rng(0).choice(positions, limit, replace=False)
-        inputs = self.data.inputs(np.sort(positions))
-        if "image" in inputs:
-            values = inputs["image"].reshape(-1, self.data.channels).astype(np.float64) / 255.0
-        else:
-            spec, lengths = inputs["spectrogram"], inputs.get("lengths")
-            values = spec.reshape(-1, spec.shape[2]) if lengths is None else np.concatenate([s[:n] for s, n in zip(spec, lengths)])
-            values = values.astype(np.float64)
-        return values.mean(0).tolist(), np.maximum(values.std(0), 1e-3).tolist()
+        positions = np.sort(positions)
+        total = squares = count = 0.0
+        for start in range(0, len(positions), 64):
+            inputs = self.data.inputs(positions[start : start + 64])
+            if "image" in inputs:
+                values = inputs["image"].reshape(-1, inputs["image"].shape[-1]).astype(np.float64) / 255.0
+            else:
+                spec, lengths = inputs["spectrogram"], inputs.get("lengths")
+                values = spec.reshape(-1, spec.shape[2]) if lengths is None else np.concatenate([s[:n] for s, n in zip(spec, lengths)])
+                values = values.astype(np.float64)
+            total, squares, count = total + values.sum(0), squares + np.square(values).sum(0), count + len(values)
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+        return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
     def class_weights(self) -> list[float]:
         counts = np.bincount(self.data.strata[self.splits["train"]], minlength=len(self.data.groups))

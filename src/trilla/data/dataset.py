@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from trilla.config import AudioInput, DataConfig, ImageInput
-from trilla.data import affect
+from trilla.data import affect, audio
 from trilla.data import metadata as meta
 from trilla.data import store as store_mod
 from trilla.data.sources import Problem, read_source
@@ -142,7 +142,10 @@ def load_labelled(
             continue
         keep.append(row)
     if not keep:
-        raise TrillaError(f"no usable files in {path}: " + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
+        hint = ""
+        if store.codec.kind == "image" and sum(Path(s.path).suffix.lower() in audio.SUFFIXES for s in listing.samples) > len(listing.samples) / 2:
+            hint = "These look like sound files: add `input: {type: audio}` to the config (or --set 'input={type: audio}'). "
+        raise TrillaError(f"no usable files in {path}. {hint}" + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
     rows = np.asarray(keep, dtype=np.int64)
     paths = [str(listing.samples[r].path) for r in keep]
     sha1 = store.index["sha1"].to_numpy()[rows].tolist()
