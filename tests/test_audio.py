@@ -10,8 +10,9 @@ import torch
 
 from conftest import make_affect_manifest, make_tone_folder, tone_clip
 from trilla import load_config, train
-from trilla.config import AudioInput
+from trilla.config import AudioAugmentConfig, AudioInput
 from trilla.data import audio, spectrogram
+from trilla.data.audio_augment import SpectrogramAugment
 from trilla.data import store as store_mod
 from trilla.errors import TrillaError
 
@@ -103,6 +104,45 @@ def test_spectrogram_features_are_computed_once_for_all_epochs(tmp_path, monkeyp
     assert sum(calls) == 20  # every clip once, when the cache was built, and never during the 3 epochs
     train(config)
     assert sum(calls) == 20  # a second run reuses the cache
+
+
+def test_spectrogram_augmentation_changes_each_clip_as_configured():
+    torch.manual_seed(0)
+    x = torch.randn(8, 50, 40)
+    none = dict(time_masks=0, freq_masks=0, gain_db=0, shift=0, freq_shift=0)
+    eq = SpectrogramAugment(AudioAugmentConfig(**{**none, "eq_db": 6, "eq_points": 5}))(x) - x
+    assert torch.allclose(eq, eq[:, :1].expand_as(eq), atol=1e-5)  # one curve per clip, the same in every frame
+    assert eq.abs().max() <= 6 + 1e-5 and eq.std(dim=2).min() > 0.3  # bounded, and not a flat gain
+    curve = eq[:, 0]
+    assert curve.diff(dim=1).diff(dim=1).abs().gt(1e-4).sum(dim=1).max() <= 2 * 3  # straight between the 5 points
+    assert not torch.allclose(curve[0], curve[1])  # each clip draws its own
+    gain = SpectrogramAugment(AudioAugmentConfig(**{**none, "gain_db": 3}))(x) - x
+    assert torch.allclose(gain, gain[:, :1, :1].expand_as(gain), atol=1e-5) and gain.abs().max() <= 3 + 1e-5
+    masked = SpectrogramAugment(AudioAugmentConfig(**{**none, "time_masks": 1, "time_mask": 0.2}))(x)
+    changed_frames = (masked != x).any(dim=2).sum(dim=1)
+    assert changed_frames.max() <= 10 and changed_frames.sum() > 0
+    assert torch.equal(SpectrogramAugment(AudioAugmentConfig(**none))(x), x)
+
+
+def test_mixup_trains_on_blended_clips_against_blended_targets():
+    from trilla.config import TrainConfig
+    from trilla.tasks import ClassificationTask, _mix
+
+    batch = {"spectrogram": torch.arange(3.0)[:, None, None].expand(3, 4, 2), "lengths": torch.tensor([4, 2, 3]), "target": torch.tensor([0, 1, 1])}
+    mixed = _mix(batch, torch.tensor([2, 0, 1]), 0.75)
+    assert torch.allclose(mixed["spectrogram"][:, 0, 0], torch.tensor([0.5, 0.75, 1.75]))
+    assert mixed["lengths"].tolist() == [4, 4, 3] and mixed["target"] is batch["target"]
+
+    task = ClassificationTask({"name": "rnn", "units": [4]}, {"kind": "audio", "bins": 2, "frames": None}, ["a", "b"],
+                              [0.0, 0.0], [1.0, 1.0], TrainConfig(mixup=1.0).model_dump())
+    targets = torch.tensor([0, 1] * 4)
+    confident = torch.nn.functional.one_hot(targets, 2).float() * 10  # right about every clip's own label
+    seen = []
+    task.logits = lambda b: seen.append(b) or confident
+    torch.manual_seed(0)
+    loss = task.training_step({"spectrogram": torch.arange(8.0)[:, None, None].expand(8, 4, 2), "target": targets}, 0)["loss"]
+    assert not torch.equal(seen[0]["spectrogram"][:, 0, 0], torch.arange(8.0))  # the model saw blends, not the clips
+    assert loss > 10 * torch.nn.functional.cross_entropy(confident, targets)  # and was also scored on the partners' labels
 
 
 def test_flatten_needs_fixed_length_and_image_models_refuse_audio(tmp_path):

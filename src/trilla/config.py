@@ -120,8 +120,10 @@ class AudioAugmentConfig(Section):
     """Training-time augmentation of (log) spectrograms, applied per clip to the cached features.
 
     SpecAugment's time and frequency masks (Park et al. 2019), a random gain (an offset in dB), a random
-    circular time shift, and a small shift along the frequency axis, which imitates another instrument's
-    or microphone's colouring; `augment: null` turns it off.
+    circular time shift, a small shift along the frequency axis, and a random smooth equalizer curve
+    (FilterAugment, Nam et al. 2022). The last two imitate another instrument's, sample set's or
+    microphone's colouring, which is what a model trained on one sound library must not depend on;
+    `augment: null` turns it off.
     """
 
     time_masks: int = Field(2, ge=0, le=10, description="number of time masks")
@@ -131,6 +133,8 @@ class AudioAugmentConfig(Section):
     gain_db: float = Field(6.0, ge=0.0, le=40.0, description="largest random gain, in dB either way")
     shift: float = Field(0.5, ge=0.0, le=1.0, description="largest circular time shift, as a fraction of the clip")
     freq_shift: int = Field(0, ge=0, le=16, description="largest shift along the frequency axis, in bins")
+    eq_db: float = Field(0.0, ge=0.0, le=40.0, description="largest gain of a random smooth equalizer curve, in dB either way")
+    eq_points: int = Field(6, ge=2, le=64, description="control points of that curve across the frequency axis")
     tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")
 
 
@@ -145,6 +149,10 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0.0)
     schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    mixup: float = Field(
+        0.0, ge=0.0, le=10.0, description="mixup's Beta(a, a) parameter a (Zhang et al. 2018; PANNs use 1.0): each training batch "
+        "is blended with a shuffled copy of itself and so are its targets; 0 = off"
+    )
     ema: Annotated[float, Field(gt=0.0, lt=1.0)] | Literal["auto"] | None = Field(
         "auto", description="decay of an exponential moving average of the weights, used for validation and saved in "
         "checkpoints (Lightning's EMAWeightAveraging); null = off; auto = the model's own default (0.99 for small_cnn, "

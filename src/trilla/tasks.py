@@ -100,8 +100,18 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         targets = batch["target"]
-        logits = self.logits(batch)
-        loss = self.loss(logits, targets)
+        alpha = self.hparams.train.get("mixup", 0.0)
+        if alpha:
+            share = float(torch.distributions.Beta(alpha, alpha).sample())
+            order = torch.randperm(len(targets), device=targets.device)
+            logits = self.logits(_mix(batch, order, share))
+            if self.regression:
+                loss = self.loss(logits, share * targets + (1 - share) * targets[order])
+            else:
+                loss = share * self.loss(logits, targets) + (1 - share) * self.loss(logits, targets[order])
+        else:
+            logits = self.logits(batch)
+            loss = self.loss(logits, targets)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
         return {"loss": loss, "correct": self._hits(logits, targets).sum().detach(), "count": len(targets)}
 
@@ -139,3 +149,16 @@ class ClassificationTask(L.LightningModule):
 def load_task(checkpoint: Path, device: str = "cpu") -> ClassificationTask:
     """A trained task from its checkpoint; pretrained weights are not fetched again, the checkpoint has them."""
     return ClassificationTask.load_from_checkpoint(checkpoint, map_location=device, load_weights=False)
+
+
+def _mix(batch: dict[str, torch.Tensor], order: torch.Tensor, share: float) -> dict[str, torch.Tensor]:
+    """The batch blended with itself in `order`: the inputs weighted `share` and 1 - `share` (before
+    normalization, which is affine), each clip as long as the longer of its two."""
+    mixed = dict(batch)
+    for key in ("image", "spectrogram", "features"):
+        if key in batch:
+            mixed[key] = share * batch[key].float() + (1 - share) * batch[key][order].float()
+    if "lengths" in batch:
+        mixed["lengths"] = torch.maximum(batch["lengths"], batch["lengths"][order])
+    return mixed
+

@@ -1,7 +1,7 @@
 """Augmentation of batches of (log) spectrograms, on the cached features, before standardization.
 
 Written by hand: torchaudio's SpecAugment transforms would bring torchaudio for three small tensor
-operations, and the gain and frequency shift here are offsets and shifts of decibel maps.
+operations, and the gain, frequency shift and equalizer here are offsets and shifts of decibel maps.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class SpectrogramAugment:
         if cfg.shift and lengths is None:
             steps = (torch.rand(batch) * cfg.shift * frames).long()
             x = torch.stack([torch.roll(clip, int(s), dims=0) for clip, s in zip(x, steps)])
+        if cfg.eq_db:
+            x += _equalizer(batch, bins, cfg.eq_db, cfg.eq_points)
         if cfg.freq_shift:
             x = torch.stack([_shift_bins(clip, int(s)) for clip, s in zip(x, torch.randint(-cfg.freq_shift, cfg.freq_shift + 1, (batch,)))])
         fill = x.mean(dim=(1, 2), keepdim=True)
@@ -34,6 +36,12 @@ class SpectrogramAugment:
         for _ in range(cfg.freq_masks):
             x = _mask(x, fill, torch.full((batch,), bins), cfg.freq_mask, axis=2)
         return x
+
+
+def _equalizer(batch: int, bins: int, gain_db: float, points: int) -> torch.Tensor:
+    """(B, 1, bins) dB offsets: gains drawn at evenly spaced points, linear in between."""
+    gains = (torch.rand(batch, 1, points) * 2 - 1) * gain_db
+    return torch.nn.functional.interpolate(gains, size=bins, mode="linear", align_corners=True)
 
 
 def _shift_bins(clip: torch.Tensor, steps: int) -> torch.Tensor:
