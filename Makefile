@@ -22,6 +22,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/train_speed.py --case gru --samples 320 --epochs 2 --rounds 3
+	$(BIN)/python benchmarks/audio_features.py --clips 64 --rounds 5
 	$(BIN)/python benchmarks/digits_quality.py
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/transfer.py

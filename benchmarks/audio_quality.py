@@ -1,0 +1,126 @@
+"""Audio quality (issue 4, item 7): instrument families across sound libraries, and the emotion quadrants.
+
+Data come from `make_audio.py` (the shared dataset renderer, passed with --make-audio; trilla does not
+depend on it): eight instrument families rendered from FluidR3 for training, and the same families
+rendered from MuseScore General and from TimGM6mb, sample sets the model never hears in training; and
+the emotion set (chord progressions whose mode and consonance set valence, and whose tempo, density and
+loudness set arousal).
+
+Runs, each a recipe from examples/ with only the data paths set:
+- `instruments`: examples/instruments.yaml, tested on MuseScore, then evaluated on TimGM6mb.
+- `instruments_plain` (with --plain): the same network with `augment: null`, `train.mixup: 0`, as a
+  reference for what augmentation buys.
+- `emotion`: examples/emotion_quadrants.yaml, per-axis accuracy on its held-out test split.
+
+    .venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work /tmp/aq [--plain]
+
+Needs the Debian soundfonts and pyfluidsynth that make_audio.py's docstring lists. Writes
+benchmarks/results/audio_quality.md. About 30 minutes on 2 CPU cores (45 with --plain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import trilla
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+RESULTS = Path(__file__).parent / "results" / "audio_quality.md"
+SOUNDFONTS = {
+    "fluid": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", 300, 0),
+    "muse": ("/usr/share/sounds/sf3/MuseScore_General.sf3", 50, 1),
+    "timgm": ("/usr/share/sounds/sf2/TimGM6mb.sf2", 50, 2),
+}
+
+
+def render(make_audio: Path, work: Path) -> list[str]:
+    """Render what is missing; returns the commands, for the results file."""
+    commands = []
+    jobs = [["instruments", name, "--n", str(n), "--seed", str(seed), "--soundfont", font] for name, (font, n, seed) in SOUNDFONTS.items()]
+    jobs.append(["emotion", "emotion", "--n", "250", "--seed", "0"])
+    for job in jobs:
+        kind, out, *rest = job
+        commands.append(" ".join(["make_audio.py", kind, out, *rest]))
+        if not (work / out / "manifest.csv").is_file():
+            subprocess.run([sys.executable, str(make_audio), kind, str(work / out), *rest], check=True, capture_output=True)
+    return commands
+
+
+def train(recipe: str, work: Path, overrides: list[str]) -> tuple[trilla.Run, float]:
+    """The run and its wall-clock minutes."""
+    config = trilla.load_config(EXAMPLES / recipe, [f"run.dir={work / 'runs'}", "train.progress=false", *overrides])
+    began = time.perf_counter()
+    run = trilla.train(config)
+    return run, (time.perf_counter() - began) / 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--make-audio", type=Path, required=True, help="path of the shared make_audio.py")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the renders and the runs")
+    parser.add_argument("--plain", action="store_true", help="also train the reference without augmentation")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    commands = render(args.make_audio, args.work)
+    data = [f"data.path={args.work / 'fluid' / 'manifest.csv'}", f"data.test_path={args.work / 'muse' / 'manifest.csv'}"]
+
+    rows = []
+    variants = [("instruments", [])] + ([("instruments_plain", ["augment=null", "train.mixup=0"])] if args.plain else [])
+    for name, extra in variants:
+        run, minutes = train("instruments.yaml", args.work, [*data, f"run.name={name}", *extra])
+        timgm, _ = run.evaluate(args.work / "timgm" / "manifest.csv", progress=False)
+        rows.append(f"| {name} | {run.metrics['val/accuracy']:.3f} | {run.metrics['test/accuracy']:.3f} | "
+                    f"{timgm['test/accuracy']:.3f} | {minutes:.1f} | `{run.path.name}` |")
+
+    emotion, emotion_minutes = train("emotion_quadrants.yaml", args.work, [f"data.path={args.work / 'emotion' / 'manifest.csv'}", "run.name=emotion"])
+    m = emotion.metrics
+
+    lines = [
+        "# Audio quality: instruments across sound libraries, emotion quadrants",
+        "",
+        f"Command: `.venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work WORK"
+        f"{' --plain' if args.plain else ''}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
+        "",
+        "Renders (16 kHz; instruments 2 s, emotion 4 s):",
+        "",
+        *[f"- `{c}`" for c in commands],
+        "",
+        "## Instrument families: trained on FluidR3 only",
+        "",
+        "Validation is a held-out part of the FluidR3 renders; MuseScore General is the run's test set, and",
+        "TimGM6mb is evaluated afterwards with `trilla evaluate RUN --data timgm/manifest.csv`.",
+        "",
+        "| run | FluidR3 (val) | MuseScore General | TimGM6mb | train minutes | run |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Goal (issue 4): >= 0.90 on MuseScore General and >= 0.75 on TimGM6mb.",
+        "",
+        "## Emotion quadrants",
+        "",
+        "| quadrant accuracy | arousal axis | valence axis | test clips | train minutes |",
+        "|---|---|---|---|---|",
+        f"| {m['test/accuracy']:.3f} | {m['test/arousal_accuracy']:.3f} | {m['test/valence_accuracy']:.3f} | "
+        f"{int(m['test/samples'])} | {emotion_minutes:.1f} |",
+        "",
+        "Goal (issue 4): >= 0.95 on the arousal axis and >= 0.90 on the valence axis.",
+        "",
+    ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print(RESULTS.read_text())
+
+
+if __name__ == "__main__":
+    main()
