@@ -12,10 +12,11 @@ Runs, each a recipe from examples/ with only the data paths set:
   reference for what augmentation buys.
 - `emotion`: examples/emotion_quadrants.yaml, per-axis accuracy on its held-out test split.
 
-    .venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work /tmp/aq [--plain]
+    .venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work /tmp/aq \
+        [--part instruments|emotion] [--plain]
 
 Needs the Debian soundfonts and pyfluidsynth that make_audio.py's docstring lists. Writes
-benchmarks/results/audio_quality.md. About 30 minutes on 2 CPU cores (45 with --plain).
+benchmarks/results/audio_quality_<part>.md. About 12 minutes per run on 2 idle CPU cores.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 import trilla
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-RESULTS = Path(__file__).parent / "results" / "audio_quality.md"
+RESULTS = Path(__file__).parent / "results"
 SOUNDFONTS = {
     "fluid": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", 300, 0),
     "muse": ("/usr/share/sounds/sf3/MuseScore_General.sf3", 50, 1),
@@ -63,63 +64,76 @@ def train(recipe: str, work: Path, overrides: list[str]) -> tuple[trilla.Run, fl
     return run, (time.perf_counter() - began) / 60
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--make-audio", type=Path, required=True, help="path of the shared make_audio.py")
-    parser.add_argument("--work", type=Path, required=True, help="folder for the renders and the runs")
-    parser.add_argument("--plain", action="store_true", help="also train the reference without augmentation")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    commands = render(args.make_audio, args.work)
-    data = [f"data.path={args.work / 'fluid' / 'manifest.csv'}", f"data.test_path={args.work / 'muse' / 'manifest.csv'}"]
-
+def instruments(work: Path, plain: bool) -> list[str]:
+    data = [f"data.path={work / 'fluid' / 'manifest.csv'}", f"data.test_path={work / 'muse' / 'manifest.csv'}"]
     rows = []
-    variants = [("instruments", [])] + ([("instruments_plain", ["augment=null", "train.mixup=0"])] if args.plain else [])
+    variants = [("instruments", [])] + ([("instruments_plain", ["augment=null", "train.mixup=0"])] if plain else [])
     for name, extra in variants:
-        run, minutes = train("instruments.yaml", args.work, [*data, f"run.name={name}", *extra])
-        timgm, _ = run.evaluate(args.work / "timgm" / "manifest.csv", progress=False)
+        run, minutes = train("instruments.yaml", work, [*data, f"run.name={name}", *extra])
+        timgm, _ = run.evaluate(work / "timgm" / "manifest.csv", progress=False)
         rows.append(f"| {name} | {run.metrics['val/accuracy']:.3f} | {run.metrics['test/accuracy']:.3f} | "
                     f"{timgm['test/accuracy']:.3f} | {minutes:.1f} | `{run.path.name}` |")
-
-    emotion, emotion_minutes = train("emotion_quadrants.yaml", args.work, [f"data.path={args.work / 'emotion' / 'manifest.csv'}", "run.name=emotion"])
-    m = emotion.metrics
-
-    lines = [
-        "# Audio quality: instruments across sound libraries, emotion quadrants",
-        "",
-        f"Command: `.venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work WORK"
-        f"{' --plain' if args.plain else ''}`",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
-        "",
-        "Renders (16 kHz; instruments 2 s, emotion 4 s):",
-        "",
-        *[f"- `{c}`" for c in commands],
-        "",
+    return [
         "## Instrument families: trained on FluidR3 only",
         "",
         "Validation is a held-out part of the FluidR3 renders; MuseScore General is the run's test set, and",
-        "TimGM6mb is evaluated afterwards with `trilla evaluate RUN --data timgm/manifest.csv`.",
+        "TimGM6mb is evaluated afterwards (`trilla evaluate RUN --data timgm/manifest.csv`).",
         "",
         "| run | FluidR3 (val) | MuseScore General | TimGM6mb | train minutes | run |",
         "|---|---|---|---|---|---|",
         *rows,
         "",
         "Goal (issue 4): >= 0.90 on MuseScore General and >= 0.75 on TimGM6mb.",
-        "",
+    ]
+
+
+def emotion(work: Path, plain: bool) -> list[str]:
+    run, minutes = train("emotion_quadrants.yaml", work, [f"data.path={work / 'emotion' / 'manifest.csv'}", "run.name=emotion"])
+    m = run.metrics
+    return [
         "## Emotion quadrants",
         "",
-        "| quadrant accuracy | arousal axis | valence axis | test clips | train minutes |",
-        "|---|---|---|---|---|",
+        "| quadrant accuracy | arousal axis | valence axis | test clips | train minutes | run |",
+        "|---|---|---|---|---|---|",
         f"| {m['test/accuracy']:.3f} | {m['test/arousal_accuracy']:.3f} | {m['test/valence_accuracy']:.3f} | "
-        f"{int(m['test/samples'])} | {emotion_minutes:.1f} |",
+        f"{int(m['test/samples'])} | {minutes:.1f} | `{run.path.name}` |",
         "",
         "Goal (issue 4): >= 0.95 on the arousal axis and >= 0.90 on the valence axis.",
-        "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print(RESULTS.read_text())
+
+
+PARTS = {"instruments": instruments, "emotion": emotion}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--make-audio", type=Path, required=True, help="path of the shared make_audio.py")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the renders and the runs")
+    parser.add_argument("--part", choices=list(PARTS), action="append", help="what to run (repeatable); default: both")
+    parser.add_argument("--plain", action="store_true", help="instruments: also train the reference without augmentation")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    commands = render(args.make_audio, args.work)
+    for part in args.part or list(PARTS):
+        lines = [
+            f"# Audio quality: {part}",
+            "",
+            f"Command: `.venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work WORK "
+            f"--part {part}{' --plain' if args.plain and part == 'instruments' else ''}`",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
+            "",
+            "Renders (16 kHz; instruments 2 s, emotion 4 s):",
+            "",
+            *[f"- `{c}`" for c in commands],
+            "",
+            *PARTS[part](args.work, args.plain),
+            "",
+        ]
+        out = RESULTS / f"audio_quality_{part}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines))
+        print(out.read_text())
 
 
 if __name__ == "__main__":
