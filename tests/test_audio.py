@@ -123,6 +123,18 @@ def test_spectrogram_augmentation_changes_each_clip_as_configured():
     assert changed_frames.max() <= 10 and changed_frames.sum() > 0
     assert torch.equal(SpectrogramAugment(AudioAugmentConfig(**none))(x), x)
 
+    colours = torch.linspace(-20, 20, 8)[:, None, None] * torch.linspace(0, 1, 40)[None, None, :]
+    clips = x + colours  # the same kind of events, each clip coloured differently
+    styled = SpectrogramAugment(AudioAugmentConfig(**{**none, "mixstyle": 1.0, "mixstyle_alpha": 2.0}))(clips)
+
+    def standardized(t):
+        return (t - t.mean(dim=1, keepdim=True)) / t.std(dim=1, keepdim=True)
+
+    assert torch.allclose(standardized(styled), standardized(clips), atol=1e-3)  # the events are kept
+    means, new_means = clips.mean(dim=1), styled.mean(dim=1)
+    assert (new_means - means).abs().amax(dim=1).max() > 1  # the colouring changed
+    assert (new_means >= means.amin(dim=0) - 1e-3).all() and (new_means <= means.amax(dim=0) + 1e-3).all()  # a blend of the batch's
+
 
 def test_mixup_trains_on_blended_clips_against_blended_targets():
     from trilla.config import TrainConfig

@@ -120,9 +120,10 @@ class AudioAugmentConfig(Section):
     """Training-time augmentation of (log) spectrograms, applied per clip to the cached features.
 
     SpecAugment's time and frequency masks (Park et al. 2019), a random gain (an offset in dB), a random
-    circular time shift, a small shift along the frequency axis, and a random smooth equalizer curve
-    (FilterAugment, Nam et al. 2022). The last two imitate another instrument's, sample set's or
-    microphone's colouring, which is what a model trained on one sound library must not depend on;
+    circular time shift, a small shift along the frequency axis, a random smooth equalizer curve
+    (FilterAugment, Nam et al. 2022) and Freq-MixStyle (Kim et al. 2022: each clip takes per-bin
+    statistics blended with another clip's). The last three imitate another instrument's, sample set's
+    or microphone's colouring, which is what a model trained on one sound library must not depend on;
     `augment: null` turns it off.
     """
 
@@ -135,6 +136,8 @@ class AudioAugmentConfig(Section):
     freq_shift: int = Field(0, ge=0, le=16, description="largest shift along the frequency axis, in bins")
     eq_db: float = Field(0.0, ge=0.0, le=40.0, description="largest gain of a random smooth equalizer curve, in dB either way")
     eq_points: int = Field(6, ge=2, le=64, description="control points of that curve across the frequency axis")
+    mixstyle: float = Field(0.0, ge=0.0, le=1.0, description="Freq-MixStyle: probability that a batch gets blended per-bin statistics")
+    mixstyle_alpha: float = Field(0.3, gt=0.0, le=10.0, description="Freq-MixStyle's Beta(a, a) parameter a")
     tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")
 
 

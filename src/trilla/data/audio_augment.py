@@ -29,6 +29,8 @@ class SpectrogramAugment:
             x += _equalizer(batch, bins, cfg.eq_db, cfg.eq_points)
         if cfg.freq_shift:
             x = torch.stack([_shift_bins(clip, int(s)) for clip, s in zip(x, torch.randint(-cfg.freq_shift, cfg.freq_shift + 1, (batch,)))])
+        if cfg.mixstyle and float(torch.rand(())) < cfg.mixstyle:
+            x = _freq_mixstyle(x, lengths, cfg.mixstyle_alpha)
         fill = x.mean(dim=(1, 2), keepdim=True)
         valid = lengths if lengths is not None else torch.full((batch,), frames)
         for _ in range(cfg.time_masks):
@@ -42,6 +44,20 @@ def _equalizer(batch: int, bins: int, gain_db: float, points: int) -> torch.Tens
     """(B, 1, bins) dB offsets: gains drawn at evenly spaced points, linear in between."""
     gains = (torch.rand(batch, 1, points) * 2 - 1) * gain_db
     return torch.nn.functional.interpolate(gains, size=bins, mode="linear", align_corners=True)
+
+
+def _freq_mixstyle(x: torch.Tensor, lengths: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """Each clip standardized per frequency bin over its frames, then given a blend of its own and a
+    random partner's per-bin mean and spread: the colouring changes, the events stay."""
+    batch, frames, _ = x.shape
+    valid = torch.ones(batch, frames, 1) if lengths is None else (torch.arange(frames)[None, :] < lengths[:, None]).float()[..., None]
+    count = valid.sum(dim=1, keepdim=True).clamp_min(2)
+    mean = (x * valid).sum(dim=1, keepdim=True) / count
+    spread = (((x - mean) * valid).square().sum(dim=1, keepdim=True) / (count - 1) + 1e-6).sqrt()
+    share = torch.distributions.Beta(alpha, alpha).sample((batch, 1, 1))
+    partner = torch.randperm(batch)
+    mixed = (x - mean) / spread * (share * spread + (1 - share) * spread[partner]) + share * mean + (1 - share) * mean[partner]
+    return torch.where(valid.bool(), mixed, x)
 
 
 def _shift_bins(clip: torch.Tensor, steps: int) -> torch.Tensor:
