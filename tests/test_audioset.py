@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from trilla.data import audioset
 from trilla.errors import TrillaError
@@ -81,3 +82,153 @@ def test_class_list(tmp_path):
     pd.DataFrame({"index": [0], "name": ["A"]}).to_csv(path, index=False)
     with pytest.raises(TrillaError, match="lacks the column"):
         audioset.read_class_labels(path)
+
+
+def _average_precision(truth, scores):
+    """Textbook AP for distinct scores: the precision at the rank of each positive, averaged."""
+    order = np.argsort(-scores)
+    hits = truth[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return precision[hits].mean()
+
+
+def _auc(truth, scores):
+    """The probability that a random positive outscores a random negative (Mann-Whitney)."""
+    pos, neg = scores[truth], scores[~truth]
+    return (pos[:, None] > neg[None, :]).mean()
+
+
+def test_multilabel_metrics_agree_with_plain_numpy():
+    from scipy.stats import norm
+
+    from trilla.metrics import multilabel_metrics, per_class_ranking
+
+    rng = np.random.default_rng(3)
+    targets = rng.random((200, 6)) < [0.5, 0.2, 0.05, 0.3, 0.1, 0.0]  # the last class has no positives
+    probs = np.clip(targets * 0.3 + rng.random((200, 6)) * 0.7, 0, 1)  # distinct scores, informative
+    m = multilabel_metrics(targets, probs)
+    aps = [_average_precision(targets[:, c], probs[:, c]) for c in range(5)]
+    aucs = [_auc(targets[:, c], probs[:, c]) for c in range(5)]
+    assert abs(m["test/mAP"] - np.mean(aps)) < 1e-6 and m["test/classes_without_positives"] == 1
+    assert abs(m["test/mean_auc"] - np.mean(aucs)) < 1e-6
+    assert abs(m["test/d_prime"] - np.sqrt(2) * norm.ppf(np.mean(aucs))) < 1e-6
+    predicted = probs >= 0.5
+    inter, union = (predicted & targets).sum(1), (predicted | targets).sum(1)
+    jaccard = [i / u if u else 1.0 for i, u in zip(inter, union)]
+    assert abs(m["test/study_jaccard"] - np.mean(jaccard)) < 1e-6
+    assert abs(m["test/study_psr"] - inter.sum() / targets.sum()) < 1e-6
+    assert m["test/mAP"] != m["test/study_jaccard"]  # the study's "mAP" is another number
+    table = per_class_ranking(targets, probs, list("abcdef"))
+    assert table["class"].tolist() == list("abcdef") and np.isnan(table.loc[5, "average_precision"])
+    assert table["positives"].tolist() == targets.sum(0).tolist()
+
+
+EMBEDDING_MODELS = {
+    "mlp": {"name": "mlp", "layers": 2, "units": 64},
+    "emb_cnn": {"name": "emb_cnn", "dense": 64},
+    "emb_lstm": {"name": "emb_lstm", "units": 32, "dense": 32},
+    "decision": {"name": "attention", "level": "decision", "hidden": [64]},
+    "feature": {"name": "attention", "level": "feature", "hidden": [64]},
+}
+
+
+def weak_scenes(n: int, classes: int = 4, seed: int = 0):
+    """Clips of 10 seconds whose labels say which class patterns sound in some of the seconds."""
+    patterns = np.random.default_rng(99).standard_normal((classes, 128)).astype(np.float32)  # the same sounds in every set
+    rng = np.random.default_rng(seed)
+    x = 0.3 * rng.standard_normal((n, 10, 128)).astype(np.float32)
+    y = rng.random((n, classes)) < 0.35
+    for i, c in zip(*np.nonzero(y)):
+        seconds = rng.choice(10, size=int(rng.integers(2, 6)), replace=False)
+        x[i, seconds] += patterns[c]
+    lengths = rng.integers(6, 11, n)
+    for i, length in enumerate(lengths):
+        x[i, length:] = 0.0
+    return torch.from_numpy(x), torch.from_numpy(y.astype(np.float32)), torch.from_numpy(lengths)
+
+
+@pytest.mark.parametrize("model", list(EMBEDDING_MODELS))
+def test_embedding_models_learn_weak_labels_and_ignore_padding(model):
+    from trilla.metrics import multilabel_metrics
+    from trilla.models import InputSpec, build, params_class
+
+    torch.manual_seed(0)
+    params = params_class(EMBEDDING_MODELS[model]["name"]).model_validate(EMBEDDING_MODELS[model])
+    net = build(params, InputSpec(kind="embeddings", bins=128, frames=10), 4)
+    x, y, lengths = weak_scenes(256)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(8):
+        for start in range(0, 256, 32):
+            part = slice(start, start + 32)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[part], None, lengths[part]), y[part])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    net.eval()
+    tx, ty, tlengths = weak_scenes(128, seed=1)
+    with torch.no_grad():
+        probs = torch.sigmoid(net(tx, None, tlengths)).numpy()
+        if model in ("emb_lstm", "decision", "feature"):  # what lies past a clip's end changes nothing
+            noisy = tx.clone()
+            noisy[torch.arange(10)[None, :] >= tlengths[:, None]] = 5.0
+            assert np.allclose(torch.sigmoid(net(noisy, None, tlengths)).numpy(), probs, atol=1e-5)
+    assert multilabel_metrics(ty.numpy() > 0.5, probs)["test/mAP"] >= 0.9
+
+
+def write_hdf5(path, n, classes=4, seed=0, frequencies=(0.9, 0.3, 0.1, 0.02)):
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f["x"] = rng.integers(0, 256, (n, 10, 128), dtype=np.uint8)
+        f["y"] = rng.random((n, classes)) < np.asarray(frequencies)
+        f["video_id_list"] = np.asarray([f"vid{i:06d}".encode() for i in range(n)])
+    return path
+
+
+def _ids(batch_embeddings, path):
+    """Recover row numbers from the values: each row's first byte pattern is unique enough with its neighbours."""
+    with h5py.File(path, "r") as f:
+        x = (f["x"][:, 0, :8].astype(np.float32) - 128) / 128
+    lookup = {row.tobytes(): i for i, row in enumerate(x)}
+    return [lookup[e[0, :8].numpy().tobytes()] for e in batch_embeddings]
+
+
+def test_stream_visits_each_training_row_once_per_epoch_in_a_new_order(tmp_path):
+    from trilla.data.embedding_stream import HDF5Stream
+
+    path = write_hdf5(tmp_path / "train.h5", 1000)
+    train_rows = np.arange(1000)[np.arange(1000) % 5 != 0]  # a fifth carved out for validation
+    stream = HDF5Stream(path, train_rows, batch_size=64, chunk=100, buffer=300, seed=0)
+    epochs = []
+    for _ in range(2):
+        batches = list(stream)
+        assert len(batches) == len(stream) == 13 and all(len(b["target"]) == 64 for b in batches[:-1])
+        seen = [row for b in batches for row in _ids(b["embeddings"], path)]
+        assert sorted(seen) == train_rows.tolist()  # every training row once, no validation row
+        epochs.append(seen)
+    assert epochs[0] != epochs[1] and epochs[0] != sorted(epochs[0])
+    first = batches[0]
+    assert first["embeddings"].shape[1:] == (10, 128) and first["target"].shape[1] == 4 and (first["lengths"] == 10).all()
+
+
+def test_stream_memory_stays_bounded_by_the_buffer(tmp_path):
+    import tracemalloc
+
+    from trilla.data.embedding_stream import HDF5Stream
+
+    path = write_hdf5(tmp_path / "big.h5", 40000)  # 51 MB of embeddings
+    stream = HDF5Stream(path, batch_size=128, chunk=1024, buffer=2048)
+    tracemalloc.start()
+    count = sum(len(b["target"]) for b in stream)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 40000 and peak < 12e6, peak  # the buffer and a chunk, as float batches: far below the file
+
+
+def test_balanced_stream_shows_rare_classes_as_often_as_common_ones(tmp_path):
+    from trilla.data.embedding_stream import HDF5Stream
+
+    path = write_hdf5(tmp_path / "unbalanced.h5", 3000)
+    plain = np.concatenate([b["target"].numpy() for b in HDF5Stream(path, batch_size=128)]).mean(0)
+    balanced = np.concatenate([b["target"].numpy() for b in HDF5Stream(path, batch_size=128, balanced=True)]).mean(0)
+    assert plain[3] < 0.05 and balanced[3] > 0.2  # the 2% class now fills about a quarter of each batch
+    assert balanced[2] > 2 * plain[2]

@@ -48,6 +48,13 @@ class EmbeddingClips:
         """(N, SECONDS) bool: True where a second holds an embedding rather than padding."""
         return np.arange(SECONDS)[None, :] < self.frames[:, None]
 
+    def take(self, index: np.ndarray) -> "EmbeddingClips":
+        return EmbeddingClips(self.video_ids[index], self.embeddings[index], self.frames[index], self.labels[index])
+
+    @staticmethod
+    def concat(parts: list["EmbeddingClips"]) -> "EmbeddingClips":
+        return EmbeddingClips(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("video_ids", "embeddings", "frames", "labels")))
+
 
 def read_class_labels(path: str | Path) -> pd.DataFrame:
     """class_labels_indices.csv as a frame indexed 0..C-1, with columns mid and display_name."""
@@ -120,17 +127,21 @@ def _check_hdf5(f, path) -> None:
         raise TrillaError(f"{path}: x must be uint8 (N, seconds, {DIMS}), not {f['x'].dtype} {f['x'].shape}")
 
 
-def read_hdf5(path: str | Path, start: int = 0, stop: int | None = None) -> EmbeddingClips:
-    """Rows start..stop of the packed HDF5 file; only those rows are read from disk."""
+def read_hdf5(path: str | Path, start: int = 0, stop: int | None = None, rows: np.ndarray | None = None) -> EmbeddingClips:
+    """Rows start..stop of the packed HDF5 file, or the given increasing `rows`; only those are read."""
     import h5py
 
     with h5py.File(path, "r") as f:
         _check_hdf5(f, path)
-        stop = f["x"].shape[0] if stop is None else min(stop, f["x"].shape[0])
-        x = f["x"][start:stop]
-        labels = f["y"][start:stop].astype(bool)
-        ids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in f["video_id_list"][start:stop]], dtype=str)
+        where = slice(start, f["x"].shape[0] if stop is None else min(stop, f["x"].shape[0])) if rows is None else rows
+        x = f["x"][where]
+        labels = f["y"][where].astype(bool)
+        ids = f["video_id_list"][where]
+    ids = ids.astype(str) if ids.dtype.kind == "S" else np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in ids], dtype=str)
     kept = x[:, :SECONDS]
-    embeddings = np.full((len(x), SECONDS, DIMS), PAD, dtype=np.uint8)
-    embeddings[:, : kept.shape[1]] = kept
+    if kept.shape[1] == SECONDS:
+        embeddings = kept
+    else:
+        embeddings = np.full((len(x), SECONDS, DIMS), PAD, dtype=np.uint8)
+        embeddings[:, : kept.shape[1]] = kept
     return EmbeddingClips(ids, embeddings, np.full(len(x), kept.shape[1], dtype=np.int64), labels)
