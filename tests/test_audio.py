@@ -136,6 +136,7 @@ def test_spectrogram_augmentation_changes_each_clip_as_configured():
     assert (new_means >= means.amin(dim=0) - 1e-3).all() and (new_means <= means.amax(dim=0) + 1e-3).all()  # a blend of the batch's
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # the step runs without a Trainer here
 def test_mixup_trains_on_blended_clips_against_blended_targets():
     from trilla.config import TrainConfig
     from trilla.tasks import ClassificationTask, _mix

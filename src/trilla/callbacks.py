@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import WeightAveraging
 
 
 class History(L.Callback):
-    """Writes history.csv after every validation: losses, accuracies, learning rate and elapsed times.
+    """Writes history.csv after every validation: losses, accuracies (or macro mAP), learning rate and elapsed times.
 
     It records at validation end, before ModelCheckpoint saves, so a checkpoint carries the history up to
     and including its own epoch and a resumed run continues the same table and the same clock.
@@ -62,7 +62,7 @@ class History(L.Callback):
             "epoch": trainer.current_epoch + 1,
             "train/loss": float(self._loss_sum) / self._count,
             "train/accuracy": float(self._correct) / self._count,
-            **{key: float(metrics[key]) for key in ("val/loss", "val/accuracy", "val/balanced_accuracy") if key in metrics},
+            **{key: float(metrics[key]) for key in ("val/loss", "val/accuracy", "val/balanced_accuracy", "val/mAP") if key in metrics},
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "elapsed_s": self.elapsed_s,
         }

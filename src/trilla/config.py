@@ -75,6 +75,11 @@ class DataConfig(Section):
         "quadrants", description="with targets: one axis as low/high, the four quadrants (happy, stress, sad, calm), or the coordinates"
     )
     axis: Literal["valence", "arousal"] | None = Field(None, description="target_mode binary: the axis trained; default: the only one given")
+    labels_column: str = Field("labels", description="task multilabel: the CSV column holding each file's labels")
+    label_separator: str = Field(";", min_length=1, description="task multilabel: what joins the labels in that column")
+    class_list: Path | None = Field(
+        None, description="embeddings: AudioSet's class_labels_indices.csv (index, mid, display_name), naming the label columns"
+    )
 
     @model_validator(mode="after")
     def _affect(self) -> "DataConfig":
@@ -165,7 +170,13 @@ class TrainConfig(Section):
     early_stopping: int | None = Field(
         None, ge=1, description="patience in epochs; off by default because the one-cycle schedule plans its own end"
     )
-    monitor: Literal["val/loss", "val/accuracy", "val/balanced_accuracy"] = "val/loss"
+    monitor: Literal["val/loss", "val/accuracy", "val/balanced_accuracy", "val/mAP"] = Field(
+        "val/loss", description="what picks the best checkpoint and drives early stopping; val/mAP (macro) for task multilabel"
+    )
+    multilabel_loss: Literal["bce", "bipolar"] = Field(
+        "bce", description="task multilabel: sigmoid outputs with binary cross-entropy, or the AudioSet study's bipolar "
+        "variant (tanh outputs, targets in {-1, 1}, mean squared error)"
+    )
     feature_cache: bool = Field(
         True, description="with a frozen backbone and augment: null, compute the backbone's features once and train the head on them"
     )
@@ -216,29 +227,66 @@ class AudioInput(Section):
         return -(-full // self.every)
 
 
+class EmbeddingsInput(Section):
+    """Precomputed per-second embeddings with multi-hot labels, as AudioSet released them: `data.path` is
+    a packed HDF5 file (`x`, `y`, `video_id_list`) or a folder of TFRecord shards.
+
+    A file too large for memory is streamed for training (chunked reads through a shuffle buffer);
+    validation and test rows are read as needed."""
+
+    type: Literal["embeddings"]
+    stream: bool | Literal["auto"] = Field("auto", description="stream the training rows from HDF5; auto: when its x exceeds 1 GiB")
+    buffer: int = Field(65536, ge=1, description="streaming: clips held in the shuffle buffer")
+    chunk: int = Field(4096, ge=1, description="streaming: clips per contiguous read")
+
+
 class Config(Section):
+    task: Literal["classification", "multilabel"] = Field(
+        "classification", description="one class per example, or any number of labels (data.labels_column, ';'-joined)"
+    )
     data: DataConfig = DataConfig()
-    input: Annotated[ImageInput | AudioInput, Field(discriminator="type")] = ImageInput()
+    input: Annotated[ImageInput | AudioInput | EmbeddingsInput, Field(discriminator="type")] = ImageInput()
     model: SerializeAsAny[ModelParams] = Field(default_factory=lambda: params_class("small_cnn")())
     augment: AugmentConfig | AudioAugmentConfig | None = AugmentConfig()
 
     @model_validator(mode="before")
     @classmethod
     def _defaults_for_input(cls, raw: Any) -> Any:
-        """Audio input changes two defaults: spectrogram augmentation keys, and an audio model (panns_cnn)."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict) or raw["input"].get("type") != "audio":
+        """Audio input changes two defaults: spectrogram augmentation keys, and an audio model (panns_cnn).
+        Embeddings are multi-label clips without augmentation, with the study's MLP by default."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict):
             return raw
+        kind = raw["input"].get("type")
+        if kind not in ("audio", "embeddings"):
+            return raw
+        model = raw.get("model") or {}
+        if isinstance(model, dict) and "name" not in model:
+            raw = {**raw, "model": {"name": "panns_cnn" if kind == "audio" else "mlp", **model}}
+        if kind == "embeddings":
+            return {"task": "multilabel", "augment": None, **raw}
         augment = raw.get("augment", {})
         if isinstance(augment, dict):
             raw = {**raw, "augment": AudioAugmentConfig.model_validate(augment)}
-        if raw.get("model") is None:
-            raw = {**raw, "model": {"name": "panns_cnn"}}
         return raw
 
     @model_validator(mode="after")
-    def _image_augment(self) -> "Config":
+    def _consistent(self) -> "Config":
         if self.input.type == "image" and isinstance(self.augment, AudioAugmentConfig):
             raise ValueError("augment: spectrogram keys (time_masks, freq_mask, ...) need input: {type: audio}")
+        if self.input.type == "embeddings":
+            if self.task != "multilabel":
+                raise ValueError("input: {type: embeddings} holds multi-label clips: set task: multilabel")
+            if self.augment is not None:
+                raise ValueError("input: {type: embeddings} has no augmentation: set augment: null")
+        multilabel = self.task == "multilabel"
+        if multilabel and self.data.targets:
+            raise ValueError("task multilabel reads data.labels_column; affect targets (data.targets) are a classification or regression")
+        if multilabel and self.train.monitor in ("val/accuracy", "val/balanced_accuracy"):
+            raise ValueError(f"task multilabel logs val/loss and val/mAP, not {self.train.monitor}: set train.monitor to one of those")
+        if not multilabel and self.train.monitor == "val/mAP":
+            raise ValueError("train.monitor val/mAP needs task: multilabel")
+        if multilabel and self.train.imbalance == "class_weights":
+            raise ValueError("train.imbalance class_weights is for one class per example; task multilabel takes balanced_sampler")
         return self
     train: TrainConfig = TrainConfig()
     run: RunConfig = RunConfig()

@@ -16,10 +16,10 @@ from sklearn.metrics import confusion_matrix
 
 from trilla import metrics as M
 from trilla.config import DataConfig
-from trilla.data import affect
+from trilla.data import affect, multilabel
 from trilla.data.dataset import LabelledData
 from trilla.predict import Predictor
-from trilla.report import plot_affect_plane, plot_confusion, plot_worst
+from trilla.report import plot_affect_plane, plot_average_precision, plot_confusion, plot_worst
 
 WORST = 16
 
@@ -39,6 +39,8 @@ def evaluate_split(
     ])
     if predictor.regression:
         result = _evaluate_regression(predictor, data, positions, outputs, majority_class, out_dir, prefix, data_cfg)
+    elif predictor.multilabel:
+        result = _evaluate_multilabel(predictor, data, positions, outputs, out_dir, prefix)
     else:
         result = _evaluate_classes(predictor, data, positions, outputs, majority_class, out_dir, prefix)
     if data_cfg is not None and data.coords is not None:
@@ -71,6 +73,29 @@ def _evaluate_classes(predictor, data, positions, probs, majority_class, out_dir
             [f"{classes[targets[i]]}\n-> {classes[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in worst],
             out_dir / "worst.png", title=f"Worst predicted ({prefix}): true -> predicted, probability",
         )
+    return result
+
+
+def _evaluate_multilabel(predictor, data, positions, probs, out_dir, prefix) -> dict[str, float]:
+    """Ranking metrics (macro mAP, AUC, d', the study's own two), F1 at the run's thresholds, and the
+    per-class AP table with display names, best and worst classes plotted."""
+    targets = np.asarray(data.targets[positions]).astype(bool)
+    classes = predictor.classes
+    result = M.multilabel_metrics(targets, probs, prefix)
+    result.update(M.thresholded_metrics(targets, probs, predictor.thresholds, prefix))
+    table = M.per_class_ranking(targets, probs, classes)
+    table["threshold"] = predictor.thresholds
+    table.sort_values("average_precision", ascending=False).to_csv(out_dir / "per_class.csv", index=False)
+    plot_average_precision(table, out_dir / "average_precision.png", title=f"Average precision per class ({prefix})")
+    predicted = probs >= predictor.thresholds[None, :]
+    pd.DataFrame(
+        {
+            "path": [data.paths[p] for p in positions],
+            "labels": [multilabel.names(row, classes) for row in targets],
+            "predicted": [multilabel.names(row, classes) for row in predicted],
+            "probabilities": [";".join(f"{p:.3f}" for p in row[hit]) for row, hit in zip(probs, predicted)],
+        }
+    ).to_csv(out_dir / "predictions.csv", index=False)
     return result
 
 
@@ -121,8 +146,8 @@ def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = N
     length) and labelled with the run's classes.
     Results go to a new folder under `<run>/evaluations/` (and to `out` as JSON when given).
     """
-    from trilla.data.datamodule import StoreDataModule
-    from trilla.data.dataset import load_labelled, run_codec
+    from trilla.data.datamodule import StoreDataModule, load_data
+    from trilla.data.dataset import run_codec
     from trilla.errors import TrillaError
     from trilla.runs import new_run_dir
 
@@ -136,9 +161,7 @@ def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = N
             raise TrillaError(f"run {run.id} has no test split; give labelled data with --data")
         source, positions, name = *found, "test"
     else:
-        source = load_labelled(
-            Path(data), cfg, run.config.input, codec=run_codec(run), classes=run.classes, vocab=predictor.vocab, progress=progress,
-        )
+        source = load_data(Path(data), run.config, codec=run_codec(run), classes=run.classes, vocab=predictor.vocab, progress=progress)
         positions, name = np.arange(len(source.targets)), Path(data).stem
     out_dir = new_run_dir(run.path / "evaluations", name)
     result = evaluate_split(predictor, source, positions, run.info["majority_class"], out_dir, prefix="test", data_cfg=cfg)

@@ -108,6 +108,44 @@ def per_class_ranking(targets: np.ndarray, probs: np.ndarray, names: list[str]) 
     return pd.DataFrame(rows)
 
 
+def macro_average_precision(targets: np.ndarray, probs: np.ndarray) -> float:
+    """Macro mAP over the classes that have positives (NaN when none has), for validation each epoch."""
+    present = np.asarray(targets).astype(bool).any(0)
+    if not present.any():
+        return float("nan")
+    return float(average_precision_score(np.asarray(targets)[:, present].astype(bool), np.asarray(probs)[:, present], average="macro"))
+
+
+def tune_thresholds(targets: np.ndarray, probs: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per class, the probability threshold that maximizes F1 on these (validation) examples; `default`
+    for a class without positives there. Taken from scikit-learn's precision-recall curve, whose
+    thresholds are the observed scores."""
+    from sklearn.metrics import precision_recall_curve
+
+    targets = np.asarray(targets).astype(bool)
+    out = np.full(targets.shape[1], default, dtype=np.float64)
+    for c in range(targets.shape[1]):
+        if not targets[:, c].any():
+            continue
+        precision, recall, thresholds = precision_recall_curve(targets[:, c], probs[:, c])
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        out[c] = float(thresholds[int(np.argmax(f1))])
+    return out
+
+
+def thresholded_metrics(targets: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, prefix: str = "test") -> dict[str, float]:
+    """Micro and macro F1, and the share of examples whose label set is predicted exactly, at per-class thresholds."""
+    from sklearn.metrics import f1_score
+
+    targets = np.asarray(targets).astype(bool)
+    predicted = probs >= thresholds[None, :]
+    return {
+        f"{prefix}/micro_f1": float(f1_score(targets, predicted, average="micro", zero_division=0)),
+        f"{prefix}/macro_f1": float(f1_score(targets, predicted, average="macro", zero_division=0)),
+        f"{prefix}/exact_match": float((predicted == targets).all(1).mean()),
+    }
+
+
 def multilabel_metrics(targets: np.ndarray, probs: np.ndarray, prefix: str = "test") -> dict[str, float]:
     """Macro mAP over the classes that have positives (the others are left out and counted), mean AUC,
     d' = sqrt(2) * Phi^-1(mean AUC), and the study's per-clip Jaccard index and pooled recall of the

@@ -4,6 +4,7 @@ Metadata fields fused into the model are encoded with the run's vocabularies; a 
 path is taken from each file's path unless a value is given. Test-time augmentation averages the
 softmax (or the regressed values) over the original and `tta` augmented views (the run's own
 `augment:` transforms). Sound files are decoded and turned into spectrograms as the run's `input:` says.
+A multi-label run returns every label whose probability reaches its threshold (tuned on validation).
 """
 
 from __future__ import annotations
@@ -30,14 +31,19 @@ class Predictor:
     def __init__(
         self, checkpoint: Path, device: str = "cpu", fields: Mapping[str, MetadataField] | None = None,
         augment: AugmentConfig | AudioAugmentConfig | None = None, tta: int = 0, input_cfg: ImageInput | AudioInput | None = None,
+        thresholds: list[float] | None = None,
     ):
         self.task = load_task(checkpoint, device).eval()
         self.device = device
         hp = self.task.hparams
         self.classes: list[str] = list(hp.classes)
         self.regression: bool = self.task.regression
+        self.multilabel: bool = self.task.multilabel
+        self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.kind: str = hp.input_spec.get("kind", "image")
-        if self.kind == "image":
+        if self.kind == "embeddings":
+            pass  # rows of an embeddings file, read by the data layer; there are no files to decode
+        elif self.kind == "image":
             self.size: int = hp.input_spec["size"]
             self.channels: images.Channels = "grey" if hp.input_spec["channels"] == 1 else "rgb"
         else:
@@ -77,6 +83,8 @@ class Predictor:
 
     def load(self, path: Path) -> dict[str, np.ndarray]:
         """One file as a batch of one, preprocessed as in training; raises ValueError with the reason."""
+        if self.kind == "embeddings":
+            raise TrillaError("a run on embeddings predicts embedding files: use trilla evaluate RUN --data FILE.h5 (predictions.csv)")
         if self.kind == "image":
             try:
                 return {"image": images.load(path, self.size, self.channels)[None]}
@@ -126,6 +134,11 @@ class Predictor:
             for i, p in zip(where, self.predict_inputs(stacked, None if codes is None else codes[where])):
                 if self.regression:
                     records[i]["values"] = {name: float(v) for name, v in zip(self.classes, p)}
+                elif self.multilabel:
+                    above = [j for j in np.argsort(-p) if p[j] >= self.thresholds[j]]
+                    records[i]["predictions"] = [
+                        {"label": self.classes[j], "probability": float(p[j]), "threshold": float(self.thresholds[j])} for j in above
+                    ]
                 else:
                     best = np.argsort(-p)[:k]
                     records[i]["predictions"] = [{"label": self.classes[j], "probability": float(p[j])} for j in best]

@@ -97,10 +97,13 @@ def plot_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None
     for key, label in (("train/loss", "train"), ("val/loss", "validation")):
         if key in history:
             loss_ax.plot(history["epoch"], history[key], label=label)
-    for key, label in (("train/accuracy", "train"), ("val/accuracy", "validation"), ("val/balanced_accuracy", "validation, balanced")):
+    scores = (("train/accuracy", "train"), ("val/accuracy", "validation"), ("val/balanced_accuracy", "validation, balanced"),
+              ("val/mAP", "validation macro mAP"))
+    for key, label in scores:
         if key in history:
             acc_ax.plot(history["epoch"], history[key], label=label)
-    for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+    score_name = "accuracy (train: exact label set) / mAP" if "val/mAP" in history else "accuracy"
+    for ax, name in ((loss_ax, "loss"), (acc_ax, score_name)):
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")
@@ -109,6 +112,24 @@ def plot_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_average_precision(table: pd.DataFrame, path: Path, title: str, show: int = 20) -> None:
+    """Average precision of the best and the worst classes (all of them when few), with positives."""
+    ranked = table.dropna(subset=["average_precision"]).sort_values("average_precision")
+    if len(ranked) > 2 * show:
+        ranked = pd.concat([ranked.head(show), ranked.tail(show)])
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(ranked) + 1.2)))
+    y = np.arange(len(ranked))
+    ax.barh(y, ranked["average_precision"], color="tab:blue")
+    ax.set_yticks(y, [f"{c} ({p})" for c, p in zip(ranked["class"], ranked["positives"])], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("average precision (positives in brackets)")
+    ax.set_title(title + ("" if len(ranked) == len(table.dropna(subset=["average_precision"])) else f": worst and best {show}"))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -195,7 +216,18 @@ def render_report(run_dir: Path) -> Path:
             "",
         ]
     lines += ["## Results", ""]
-    if acc is not None:
+    if "test/mAP" in metrics:
+        rows = [
+            ("test macro mAP", f"{metrics['test/mAP']:.4f}"),
+            ("test mean AUC", f"{metrics['test/mean_auc']:.4f}"),
+            ("test d'", f"{metrics['test/d_prime']:.3f}"),
+            ("test micro F1 at the tuned thresholds", f"{metrics['test/micro_f1']:.4f}"),
+            ("the study's \"mAP\" (per-clip Jaccard at 0.5; not macro mAP)", f"{metrics['test/study_jaccard']:.4f}"),
+            ("the study's pSR (pooled recall at 0.5)", f"{metrics['test/study_psr']:.4f}"),
+            ("classes without test positives (left out of mAP)", str(int(metrics["test/classes_without_positives"]))),
+            ("test samples", str(int(metrics["test/samples"]))),
+        ]
+    elif acc is not None:
         rows = [("test accuracy", f"{acc:.2%}"), ("test balanced accuracy", f"{metrics['test/balanced_accuracy']:.2%}"),
                 ("majority baseline", f"{base:.2%}")]
         rows += [("test samples", str(int(metrics["test/samples"])))]
@@ -204,7 +236,8 @@ def render_report(run_dir: Path) -> Path:
     rows += [
         ("best epoch", f"{metrics.get('best_epoch')} of {metrics.get('epochs')}" + (" (stopped early)" if metrics.get("stopped_early") else "")),
         ("min validation loss", f"{metrics.get('min_val_loss', float('nan')):.4f}"),
-        ("validation accuracy at best", f"{metrics.get('val/accuracy', float('nan')):.2%}"),
+        *([("validation macro mAP at best", f"{metrics['val/mAP']:.4f}")] if "val/mAP" in metrics else
+          [("validation accuracy at best", f"{metrics.get('val/accuracy', float('nan')):.2%}")]),
         ("time to best", f"{metrics.get('time_to_best_s', 0):.1f} s"),
         ("training time", f"{metrics.get('train_time_s', 0):.1f} s"),
         ("training speed", f"{metrics.get('train_samples_per_s', 0):.0f} samples/s"),
@@ -216,18 +249,28 @@ def render_report(run_dir: Path) -> Path:
     if topk is not None:
         lines += ["Top-k accuracy (the true class among the k most probable):", "", markdown_table(topk, ".2%"), ""]
     lines += _affect_section(run_dir, metrics)
+    if (run_dir / "average_precision.png").is_file():
+        lines += ["![average precision per class](average_precision.png)", "",
+                  "Per-class average precision, AUC and the threshold tuned on validation: `per_class.csv`; "
+                  "the thresholds the model predicts with: `thresholds.json`.", ""]
+        table = pd.read_csv(run_dir / "per_class.csv")
+        lines += [f"Test classes by average precision (the first 30 of {len(table)}):", "", markdown_table(table.head(30), ".3f"), ""]
     for folder, split in ((run_dir, "test"), (run_dir / "val", "validation")):
         lines += _errors_section(folder, split, prefix=str(folder.relative_to(run_dir)) if folder != run_dir else "")
     lines += ["## Data", "", f"- source: `{data['path']}`" + (f", test set: `{data['test_path']}`" if data.get("test_path") else "")]
-    if config.get("input", {}).get("type") == "audio":
+    if config.get("input", {}).get("type") == "embeddings":
+        spec = data["input"]
+        lines += [f"- {data['samples']} clips of {spec['frames']} x {spec['bins']} embeddings, "
+                  f"{len(json.loads((run_dir / 'classes.json').read_text()))} labels"]
+    elif config.get("input", {}).get("type") == "audio":
         audio, spec = config["input"], data["input"]
         length = f"{audio['seconds']} s clips" if audio["seconds"] else "clips of their own length (masked)"
         lines += [f"- {data['samples']} usable sound files at {audio['sample_rate']} Hz, {length}; {audio['features']} "
                   f"(n_fft {audio['n_fft']}, hop {audio['hop']}, every {audio['every']}): {spec['bins']} bins x {spec['frames'] or 'variable'} frames"]
     else:
         lines += [f"- {data['samples']} usable images, {data['channels']}, {data['image_size']} px (long side, padded square; config: {config['data']['image_size']})"]
-    lines += [
-              f"- fingerprint `{data['fingerprint'][:16]}`, store `{data['store']}` ({'reused' if data['store_reused'] else 'packed now'})", ""]
+    stored = f", store `{data['store']}` ({'reused' if data['store_reused'] else 'packed now'})" if data.get("store") else ""
+    lines += [f"- fingerprint `{data['fingerprint'][:16]}`{stored}", ""]
     lines += ["Counts per split:", ""]
     if (run_dir / "class_counts.png").is_file():
         lines += ["![class counts](class_counts.png)", ""]

@@ -39,6 +39,8 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
         raise TrillaError("the runs were trained on different classes; review runs of one dataset")
     if first.config.data.target_mode == "regression" and first.config.data.targets:
         raise TrillaError("review needs classification runs (regression runs have no label to vote on)")
+    if first.config.task == "multilabel":
+        raise TrillaError("review needs single-label runs: confident learning and the vote rule rank one label per example")
     if min_votes > len(loaded):
         raise TrillaError(f"--min-votes {min_votes} is more than the {len(loaded)} runs given")
     cfg = first.config.data

@@ -84,11 +84,16 @@ class Run:
         return path
 
     def predictor(self, device: str = "cpu", tta: int = 0):
-        """The best checkpoint, reading metadata and augmenting (tta views) as this run's config says."""
+        """The best checkpoint, reading metadata and augmenting (tta views) as this run's config says, and
+        (multi-label) predicting each label above the threshold tuned on validation."""
         from trilla.predict import Predictor
 
         config = self.config
-        return Predictor(self.checkpoint("best"), device, config.data.metadata, config.augment, tta, config.input)
+        thresholds = _read_json(self.path / "thresholds.json")
+        return Predictor(
+            self.checkpoint("best"), device, config.data.metadata, config.augment, tta, config.input,
+            thresholds=[thresholds[c] for c in self.classes] if thresholds else None,
+        )
 
     def predict(
         self, files: list[str | Path], top_k: int = 5, metadata: dict[str, str] | None = None,

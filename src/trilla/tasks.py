@@ -8,8 +8,11 @@ enough to predict exactly as in training.
 A batch is a dict: `image` (uint8 NCHW), `spectrogram` (float N, frames, bins, with `lengths` in
 frames when clips keep their own length) or `features` (pooled backbone features from the feature
 cache), `metadata` (int64 codes, one column per field) when the run fuses metadata, and `target`.
-The objective is classification (cross-entropy over `classes`) or regression (mean squared error,
-one output per name in `classes`, e.g. the valence and arousal coordinates).
+The objective is classification (cross-entropy over `classes`), regression (mean squared error, one
+output per name in `classes`, e.g. the valence and arousal coordinates), multilabel (a sigmoid and
+binary cross-entropy per class in `classes`) or bipolar (the AudioSet study's tanh outputs against
+targets in {-1, 1} by squared error, reported as scores in [0, 1]). `embeddings` batches (AudioSet's
+per-second vectors) come with `lengths` in seconds.
 """
 
 from __future__ import annotations
@@ -59,8 +62,16 @@ class ClassificationTask(L.LightningModule):
         self.register_buffer("mean", torch.tensor(mean).view(shape) * scale, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(shape) * scale, persistent=False)
         self.regression = objective == "regression"
+        self.multilabel = objective in ("multilabel", "bipolar")
+        self.bipolar = objective == "bipolar"
+        self._val_outputs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
         if self.regression:
             self.loss = self.val_loss = nn.MSELoss()
+        elif self.bipolar:
+            self.loss = self.val_loss = _bipolar_mse
+        elif self.multilabel:
+            self.loss = self.val_loss = nn.BCEWithLogitsLoss()
         else:
             weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
             self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=train["label_smoothing"])
@@ -79,19 +90,31 @@ class ClassificationTask(L.LightningModule):
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "features" in batch:
             return self.model.forward_head(batch["features"], batch.get("metadata"))
-        if "spectrogram" in batch:
-            return self(batch["spectrogram"], batch.get("metadata"), batch.get("lengths"))
+        for key in ("spectrogram", "embeddings"):
+            if key in batch:
+                return self(batch[key], batch.get("metadata"), batch.get("lengths"))
         return self(batch["image"], batch.get("metadata"))
 
     def outputs(self, logits: torch.Tensor) -> torch.Tensor:
-        """What a prediction is: class probabilities, or the regressed values themselves."""
-        return logits if self.regression else torch.softmax(logits, dim=1)
+        """What a prediction is: class probabilities (one softmax, or an independent score in [0, 1] per
+        label), or the regressed values themselves."""
+        if self.regression:
+            return logits
+        if self.bipolar:
+            return (torch.tanh(logits) + 1) / 2
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
     def _hits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Correct per sample: the class, or (regression) the sign of every output."""
+        """Correct per sample: the class, (regression) the sign of every output, or (multi-label) every
+        label's presence at the 0.5 threshold."""
         if self.regression:
             return ((logits >= 0) == (targets >= 0)).all(1)
+        if self.multilabel:
+            return ((logits >= 0) == (targets > 0.5)).all(1)
         return logits.argmax(1) == targets
+
+    def _targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch["target"].float() if self.multilabel else batch["target"]
 
     def on_train_epoch_start(self) -> None:
         thaw = getattr(self.model, "thaw", None)
@@ -99,13 +122,13 @@ class ClassificationTask(L.LightningModule):
             thaw(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
-        targets = batch["target"]
+        targets = self._targets(batch)
         alpha = self.hparams.train.get("mixup", 0.0)
         if alpha:
             share = float(torch.distributions.Beta(alpha, alpha).sample())
             order = torch.randperm(len(targets), device=targets.device)
             logits = self.logits(_mix(batch, order, share))
-            if self.regression:
+            if self.regression or self.multilabel:
                 loss = self.loss(logits, share * targets + (1 - share) * targets[order])
             else:
                 loss = share * self.loss(logits, targets) + (1 - share) * self.loss(logits, targets[order])
@@ -116,8 +139,13 @@ class ClassificationTask(L.LightningModule):
         return {"loss": loss, "correct": self._hits(logits, targets).sum().detach(), "count": len(targets)}
 
     def validation_step(self, batch, batch_idx):
-        targets = batch["target"]
+        targets = self._targets(batch)
         logits = self.logits(batch)
+        self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets))
+        if self.multilabel:
+            self._val_outputs.append(self.outputs(logits).detach().cpu())
+            self._val_targets.append(targets.detach().cpu())
+            return
         if self.regression:  # accuracy of the quadrant (or half-plane) the coordinates fall in
             hits = self._hits(logits, targets).long()
             self.val_accuracy.update(hits, torch.ones_like(hits))
@@ -125,9 +153,20 @@ class ClassificationTask(L.LightningModule):
         else:
             self.val_accuracy.update(logits, targets)
             self.val_balanced.update(logits, targets)
-        self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets))
         self.log("val/accuracy", self.val_accuracy, prog_bar=True, on_epoch=True)
         self.log("val/balanced_accuracy", self.val_balanced, on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        """Multi-label: macro mAP over the whole validation split (average precision does not average
+        over batches), computed as every report computes it."""
+        if not self._val_outputs:
+            return
+        from trilla.metrics import macro_average_precision
+
+        outputs, targets = torch.cat(self._val_outputs).numpy(), torch.cat(self._val_targets).numpy()
+        self._val_outputs.clear()
+        self._val_targets.clear()
+        self.log("val/mAP", macro_average_precision(targets, outputs), prog_bar=True)
 
     def configure_optimizers(self):
         cfg = self.hparams.train
@@ -151,11 +190,16 @@ def load_task(checkpoint: Path, device: str = "cpu") -> ClassificationTask:
     return ClassificationTask.load_from_checkpoint(checkpoint, map_location=device, load_weights=False)
 
 
+def _bipolar_mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The AudioSet study's bipolar output: tanh units fitted to targets in {-1, 1} by squared error."""
+    return nn.functional.mse_loss(torch.tanh(logits), 2 * targets - 1)
+
+
 def _mix(batch: dict[str, torch.Tensor], order: torch.Tensor, share: float) -> dict[str, torch.Tensor]:
     """The batch blended with itself in `order`: the inputs weighted `share` and 1 - `share` (before
     normalization, which is affine), each clip as long as the longer of its two."""
     mixed = dict(batch)
-    for key in ("image", "spectrogram", "features"):
+    for key in ("image", "spectrogram", "embeddings", "features"):
         if key in batch:
             mixed[key] = share * batch[key].float() + (1 - share) * batch[key][order].float()
     if "lengths" in batch:

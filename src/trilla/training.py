@@ -24,9 +24,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from trilla import __version__
 from trilla.callbacks import History, RngState, WarmupEMA
 from trilla.config import Config
+from trilla.data import multilabel as multi
 from trilla.data.datamodule import StoreDataModule
 from trilla.errors import TrillaError
 from trilla.evaluation import evaluate_split, write_json
+from trilla.metrics import tune_thresholds
 from trilla.predict import default_device
 from trilla.report import plot_class_counts, plot_curves, render_report
 from trilla.runs import Run, new_run_dir
@@ -62,11 +64,10 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
     _write_data_records(path, datamodule)
     train_strata = data.strata[datamodule.splits["train"]]
     mean, std = (data.kind == "image" and config.model.normalization(data.channels)) or datamodule.normalization()
-    regression = config.data.target_mode == "regression" and bool(config.data.targets)
     task = ClassificationTask(
         model=config.model.model_dump(mode="json"),
         input_spec=data.input_spec(),
-        objective="regression" if regression else "classification",
+        objective=_objective(config),
         classes=data.classes,
         mean=mean,
         std=std,
@@ -89,8 +90,8 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
                 "path": str(config.data.path),
                 "test_path": str(config.data.test_path) if config.data.test_path else None,
                 "fingerprint": data.fingerprint,
-                "store": str(data.store.root),
-                "store_reused": data.store.reused,
+                "store": str(data.store.root) if data.store is not None else None,
+                "store_reused": data.store.reused if data.store is not None else None,
                 "samples": int(len(data.targets)),
                 "input": data.input_spec(),
                 **({"channels": data.store.channels, "image_size": data.size} if data.kind == "image" else {}),
@@ -100,6 +101,12 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
         },
     )
     return _fit(Run(path), datamodule, task, list(callbacks), progress, ckpt_path=None)
+
+
+def _objective(config: Config) -> str:
+    if config.task == "multilabel":
+        return "bipolar" if config.train.multilabel_loss == "bipolar" else "multilabel"
+    return "regression" if config.data.target_mode == "regression" and config.data.targets else "classification"
 
 
 def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progress: bool | None = None) -> Run:
@@ -155,6 +162,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning internals vs torch 2.14
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # the store is fast
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen batch norm, on purpose
+            warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__`.*")  # the HDF5 stream runs in-process
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as err:
         _set_status(run, "interrupted")
@@ -174,14 +182,15 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
         "best_epoch": int(frame.loc[best, "epoch"]),
         "epochs": int(frame["epoch"].iloc[-1]),
         "min_val_loss": float(frame["val/loss"].min()),
-        "val/accuracy": float(frame.loc[best, "val/accuracy"]),
-        "val/balanced_accuracy": float(frame.loc[best, "val/balanced_accuracy"]),
+        **{key: float(frame.loc[best, key]) for key in ("val/accuracy", "val/balanced_accuracy", "val/mAP") if key in frame},
         "time_to_best_s": float(frame.loc[best, "elapsed_s"]),
         "train_time_s": float(history.elapsed_s),
         "train_samples_per_s": history.samples_per_s,
         "stopped_early": bool(int(frame["epoch"].iloc[-1]) < cfg.epochs),
     }
     tta = run.config.augment.tta if run.config.augment else 0
+    if run.config.task == "multilabel":
+        _tune_thresholds(run, datamodule, default_device(cfg.accelerator))
     predictor = run.predictor(default_device(cfg.accelerator), tta=tta)
     splits = [("val", run.path / "val"), ("test", run.path)]
     if run.config.data.targets:  # the study plotted the training clips on the plane too
@@ -196,6 +205,16 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
     render_report(run.path)
 
 
+def _tune_thresholds(run: Run, datamodule: StoreDataModule, device: str, chunk: int = 2048) -> None:
+    """thresholds.json: per class, the probability above which the label is predicted, chosen for the
+    best F1 on the validation split (never on test)."""
+    data, positions = datamodule.split_data("val")
+    predictor = run.predictor(device)
+    probs = np.concatenate([predictor.predict_inputs(data.inputs(positions[i : i + chunk])) for i in range(0, len(positions), chunk)])
+    thresholds = tune_thresholds(data.targets[positions], probs)
+    write_json(run.path / "thresholds.json", dict(zip(data.classes, thresholds.tolist())))
+
+
 def _set_status(run: Run, status: str) -> None:
     write_json(run.path / "run.json", {**run.info, "status": status})
 
@@ -208,7 +227,11 @@ def _write_data_records(path: Path, datamodule: StoreDataModule) -> None:
         found = datamodule.split_data(name)
         if found:
             source, positions = found
-            frames.append(pd.DataFrame({"path": [source.paths[p] for p in positions], "label": [source.groups[t] for t in source.strata[positions]], "split": name}))
+            if datamodule.config.task == "multilabel":
+                labels = [multi.names(source.targets[p], source.classes) for p in positions]
+            else:
+                labels = [source.groups[t] for t in source.strata[positions]]
+            frames.append(pd.DataFrame({"path": [source.paths[p] for p in positions], "label": labels, "split": name}))
     pd.concat(frames).to_csv(path / "splits.csv", index=False)
     problems = data.problems + (datamodule.test_data.problems if datamodule.test_data else [])
     pd.DataFrame([vars(p) for p in problems], columns=["path", "reason"]).to_csv(path / "skipped.csv", index=False)

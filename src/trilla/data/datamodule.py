@@ -17,9 +17,21 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from trilla.config import AudioAugmentConfig, Config
 from trilla.data.audio_augment import SpectrogramAugment
 from trilla.data.augment import build_augment
+from trilla.data import multilabel as multi
 from trilla.data.dataset import LabelledData, load_labelled
+from trilla.data.embedding_stream import HDF5Stream
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
+
+
+def load_data(path: Path, config: Config, **kwargs) -> LabelledData:
+    """The labelled data at `path` as `config` reads it: files packed into the store (single- or
+    multi-label), or precomputed embeddings. `kwargs` go to the loader (classes, codec, vocab, ...)."""
+    if config.input.type == "embeddings":
+        from trilla.data.embedding_data import load_embeddings
+
+        return load_embeddings(path, config.data, config.input, classes=kwargs.get("classes"), progress=kwargs.get("progress", True))
+    return load_labelled(path, config.data, config.input, multilabel=config.task == "multilabel", **kwargs)
 
 
 def to_batch(inputs: dict[str, np.ndarray], transform=None) -> dict[str, torch.Tensor]:
@@ -115,7 +127,7 @@ class StoreDataModule(L.LightningDataModule):
         cfg = self.config.data
         if cfg.path is None:
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
-        self.data = load_labelled(cfg.path, cfg, self.config.input, device=self.device, progress=self.progress)
+        self.data = load_data(cfg.path, self.config, device=self.device, progress=self.progress)
         split = cfg.split
         self.splits = split_indices(
             self.data.strata, split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify
@@ -131,9 +143,9 @@ class StoreDataModule(L.LightningDataModule):
     def load_other(self, path: Path) -> LabelledData:
         """Another labelled set, preprocessed exactly as this one and labelled with its classes."""
         assert self.data is not None
-        return load_labelled(
-            path, self.config.data, self.config.input, codec=self.data.store.codec, classes=self.data.classes,
-            vocab=self.data.vocab, device=self.device, progress=self.progress,
+        codec = self.data.store.codec if self.data.store is not None else None
+        return load_data(
+            path, self.config, codec=codec, classes=self.data.classes, vocab=self.data.vocab, device=self.device, progress=self.progress
         )
 
     def split_data(self, name: str) -> tuple[LabelledData, np.ndarray] | None:
@@ -146,18 +158,22 @@ class StoreDataModule(L.LightningDataModule):
         return None
 
     def counts(self):
+        multilabel = self.config.task == "multilabel"
         parts = {}
         for name in ("train", "val", "test"):
             found = self.split_data(name)
             if found:
-                parts[name] = found[0].strata[found[1]]
-        return class_counts(self.data.groups, parts)
+                parts[name] = (found[0].targets if multilabel else found[0].strata)[found[1]]
+        return multi.positives(self.data.classes, parts) if multilabel else class_counts(self.data.groups, parts)
 
     def normalization(self, limit: int = 4096) -> tuple[list[float], list[float]]:
         """Mean and std of the training inputs from at most `limit` of them: per channel on the 0-1 scale
         for images, per frequency bin in decibels for spectrograms (padding frames left out).
 
         Summed in chunks of 64 samples, so a thousand 10-s spectrograms never sit in memory at once."""
+        if self.data.kind == "embeddings":  # (v - 128) / 128 already centres them, as the study fed them
+            dims = self.data.input_spec()["bins"]
+            return [0.0] * dims, [1.0] * dims
         positions = self.splits["train"]
         if len(positions) > limit:
             positions = np.random.default_rng(0).choice(positions, limit, replace=False)
@@ -183,6 +199,13 @@ class StoreDataModule(L.LightningDataModule):
     def _loader(self, name: str, train: bool) -> DataLoader:
         data, positions = self.split_data(name)
         train_cfg = self.config.train
+        if train and data.embeddings is not None and data.embeddings.on_disk:
+            inputs = self.config.input
+            stream = HDF5Stream(
+                data.embeddings.path, np.sort(data.rows[positions]), train_cfg.batch_size, inputs.chunk, inputs.buffer,
+                balanced=train_cfg.imbalance == "balanced_sampler", seed=train_cfg.seed,
+            )
+            return DataLoader(stream, batch_size=None)
         sampler = None
         if train:
             weights = None

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import pandas as pd
@@ -19,9 +19,13 @@ import pandas as pd
 from trilla.config import AudioInput, DataConfig, ImageInput
 from trilla.data import affect, audio
 from trilla.data import metadata as meta
+from trilla.data import multilabel as multi
 from trilla.data import store as store_mod
 from trilla.data.sources import Problem, read_source
 from trilla.errors import TrillaError
+
+if TYPE_CHECKING:
+    from trilla.data.embedding_data import EmbeddingSource
 
 log = logging.getLogger("trilla")
 
@@ -29,11 +33,11 @@ log = logging.getLogger("trilla")
 @dataclass
 class LabelledData:
     """Usable samples: `rows` index the store, `targets` are class indices into `classes` (or, for
-    regression, one float per output in `classes`), `strata` group the samples for splitting and
+    regression, one float per output in `classes`; multi-label, one 0/1 per class), `strata` group the samples for splitting and
     counting (`groups` names them), `metadata` holds one column of codes per field of `vocab`
     (0 = unknown) and `coords` the affect coordinates of `data.targets`, if any."""
 
-    store: store_mod.Store
+    store: store_mod.Store | None
     rows: np.ndarray
     targets: np.ndarray
     paths: list[str]
@@ -48,10 +52,11 @@ class LabelledData:
     coords: np.ndarray | None = None
     features: np.ndarray | None = None
     frames: np.ndarray | None = None
+    embeddings: "EmbeddingSource | None" = None
 
     @property
     def kind(self) -> str:
-        return self.store.codec.kind
+        return "embeddings" if self.embeddings is not None else self.store.codec.kind
 
     @property
     def channels(self) -> int:
@@ -66,10 +71,13 @@ class LabelledData:
 
     def inputs(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """What the model reads for these samples: `image` (uint8 NHWC), or `spectrogram` (float32
-        N, frames, bins) with `lengths` in frames when clips keep their own length."""
+        N, frames, bins) with `lengths` in frames when clips keep their own length, or `embeddings`
+        (float32 N, seconds, dims) with `lengths` in seconds."""
         if self.kind == "image":
             return {"image": self.images(positions)}
         rows = self.rows[positions]
+        if self.embeddings is not None:
+            return self.embeddings.inputs(rows)
         out = {"spectrogram": np.asarray(self.features[rows], dtype=np.float32)}
         if self.frames is not None:
             out["lengths"] = self.frames[rows]
@@ -79,6 +87,8 @@ class LabelledData:
         """The shape the model is built for (saved in the checkpoint)."""
         if self.kind == "image":
             return {"kind": "image", "channels": self.channels, "size": self.size}
+        if self.embeddings is not None:
+            return self.embeddings.input_spec()
         return {"kind": "audio", "bins": int(self.features.shape[2]), "frames": None if self.frames is not None else int(self.features.shape[1])}
 
 
@@ -88,8 +98,11 @@ def codec_for(data: DataConfig, input_cfg: ImageInput | AudioInput) -> store_mod
     return store_mod.ImageCodec(data.image_size, data.channels)
 
 
-def run_codec(run) -> store_mod.Codec:
-    """How a trained run packs new data: its resolved image size and channels, or its audio settings."""
+def run_codec(run) -> store_mod.Codec | None:
+    """How a trained run packs new data: its resolved image size and channels, or its audio settings
+    (None for embeddings, which are not packed)."""
+    if run.config.input.type == "embeddings":
+        return None
     if run.config.input.type == "audio":
         return codec_for(run.config.data, run.config.input)
     return store_mod.ImageCodec(run.info["data"]["image_size"], run.info["data"]["channels"])
@@ -105,18 +118,26 @@ def load_labelled(
     vocab: Mapping[str, list[str]] | None = None,
     device: str = "cpu",
     progress: bool = True,
+    multilabel: bool = False,
 ) -> LabelledData:
     """Read, pack and label the data at `path`; with `classes` given, labels outside them are left out.
 
+    `multilabel` reads `cfg.labels_column` (labels joined by `cfg.label_separator`, possibly none) into
+    multi-hot targets.
     `codec` replaces the config's preprocessing (another set for a trained run is packed exactly as the
     run's own data). Metadata fields are encoded with `vocab` when given, else with this data's.
     """
     from trilla.data.spectrogram import cached_spectrograms, frame_counts
 
     affective = bool(cfg.targets)
+    if multilabel and Path(path).is_dir():
+        raise TrillaError(
+            f"task multilabel needs a CSV manifest with a '{cfg.labels_column}' column of '{cfg.label_separator}'-joined labels; {path} is a folder"
+        )
+    label_columns = list(cfg.targets.values()) + ([cfg.labels_column] if multilabel else [])
     listing = read_source(
-        Path(path), path_column=cfg.path_column, label_column=None if affective else cfg.label_column,
-        extra_columns=meta.column_names(cfg.metadata) + list(cfg.targets.values()), label_level=cfg.label_level,
+        Path(path), path_column=cfg.path_column, label_column=None if affective or multilabel else cfg.label_column,
+        extra_columns=meta.column_names(cfg.metadata) + label_columns, label_level=cfg.label_level,
     )
     store = store_mod.open_or_build([s.path for s in listing.samples], codec or codec_for(cfg, input_cfg), cfg.store, progress)
     problems = list(listing.problems) + store.problems
@@ -127,18 +148,23 @@ def load_labelled(
         labels = [affect.strata_names(cfg)[i] for i in strata_all]
         classes = affect.classes(cfg) if classes is None else classes
         ok = ok & ~np.isnan(coords).any(1)
+    elif multilabel:
+        label_sets = [multi.parse(s.columns[cfg.labels_column], cfg.label_separator) for s in listing.samples]
+        labels = [cfg.label_separator.join(sorted(found)) for found in label_sets]
     else:
         labels = [s.label for s in listing.samples]
     if classes is None:
-        classes = sorted({label for label, good in zip(labels, ok) if good})
+        given = (label_sets if multilabel else [[label] for label in labels])
+        classes = sorted({label for found, good in zip(given, ok) if good for label in found})
     regression = affective and cfg.target_mode == "regression"
     known = {name: i for i, name in enumerate(affect.strata_names(cfg) if regression else classes)}
     keep = []
     for row, (label, good) in enumerate(zip(labels, ok)):
         if not good:
             continue
-        if label not in known:
-            problems.append(Problem(str(listing.samples[row].path), f"label '{label}' is not a class of this run"))
+        unknown = [x for x in label_sets[row] if x not in known] if multilabel else [label] * (label not in known)
+        if unknown:
+            problems.append(Problem(str(listing.samples[row].path), f"label '{', '.join(unknown)}' is not a class of this run"))
             continue
         keep.append(row)
     if not keep:
@@ -149,22 +175,25 @@ def load_labelled(
     rows = np.asarray(keep, dtype=np.int64)
     paths = [str(listing.samples[r].path) for r in keep]
     sha1 = store.index["sha1"].to_numpy()[rows].tolist()
-    strata = np.asarray([known[labels[r]] for r in keep], dtype=np.int64)
     kept_coords = coords[rows] if coords is not None else None
+    if multilabel:
+        targets = multi.multi_hot([label_sets[r] for r in keep], classes)
+        strata = multi.strata(targets)
+    else:
+        strata = np.asarray([known[labels[r]] for r in keep], dtype=np.int64)
+        targets = strata
     if regression:
         trained = [list(cfg.targets).index(axis) for axis in cfg.trained_axes()]
         targets = kept_coords[:, trained].astype(np.float32)
-    else:
-        targets = strata
     codes, vocab = meta.encode_table(cfg.metadata, paths, [listing.samples[r].columns for r in keep], vocab, where=str(path))
     for problem in problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
-    groups = list(known)
-    conflicts = _conflicts(paths, sha1, [groups[t] for t in strata])
+    groups = list(known) + ([multi.NONE] if multilabel else [])
+    conflicts = _conflicts(paths, sha1, [labels[r] for r in keep])
     for _, group in conflicts.groupby("sha1"):
         log.warning("the same file is filed under %s: %s", sorted(set(group["label"])), ", ".join(group["path"]))
     decoded = [" ".join(vocab[name][c - 1] if c else "" for name, c in zip(vocab, row)) for row in codes]
-    label_text = [groups[t] for t in strata] if kept_coords is None else [" ".join(f"{v:.6g}" for v in c) for c in kept_coords]
+    label_text = [labels[r] for r in keep] if kept_coords is None else [" ".join(f"{v:.6g}" for v in c) for c in kept_coords]
     fingerprint = hashlib.sha256(
         "\n".join(sorted(f"{d} {label} {m}".rstrip() for d, label, m in zip(sha1, label_text, decoded))).encode()
     ).hexdigest()

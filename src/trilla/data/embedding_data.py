@@ -1,0 +1,120 @@
+"""AudioSet-style embeddings as a LabelledData: a packed HDF5 file or a folder of TFRecord shards.
+
+Clips are kept in memory when they fit; a file larger than that (the two-million-clip unbalanced set is
+2.6 GB of embeddings) stays on disk: its labels are read once (bool, 1 byte per class and clip), the
+training rows are streamed by HDF5Stream, and validation or test rows are read batch by batch. The
+fingerprint hashes the ids, embeddings and labels, read in chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trilla.config import DataConfig, EmbeddingsInput
+from trilla.data import multilabel as multi
+from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, read_class_labels, read_hdf5, read_tfrecords
+from trilla.data.dataset import LabelledData
+from trilla.errors import TrillaError
+
+AUDIOSET_CLASSES = 527
+STREAM_BYTES = 1 << 30
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+class EmbeddingSource:
+    """Where a set's embedding rows come from: `clips` in memory, or rows of the HDF5 file at `path`."""
+
+    def __init__(self, clips: EmbeddingClips | None = None, path: Path | None = None):
+        self.clips, self.path = clips, path
+
+    @property
+    def on_disk(self) -> bool:
+        return self.clips is None
+
+    def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        if self.clips is not None:
+            clips = self.clips.take(rows)
+        else:  # h5py reads increasing, distinct rows only
+            unique, back = np.unique(rows, return_inverse=True)
+            clips = read_hdf5(self.path, rows=unique).take(back)
+        return {"embeddings": clips.values(), "lengths": clips.frames}
+
+    def input_spec(self) -> dict:
+        return {"kind": "embeddings", "bins": DIMS, "frames": SECONDS}
+
+
+def class_names(cfg: DataConfig, count: int) -> list[str]:
+    """Display names from `data.class_list`, or the column indices when none is given."""
+    if cfg.class_list is None:
+        return [str(i) for i in range(count)]
+    names = read_class_labels(cfg.class_list)["display_name"].astype(str).tolist()
+    if len(names) != count:
+        raise TrillaError(f"data.class_list {cfg.class_list} names {len(names)} classes, but the labels have {count}")
+    return names
+
+
+def load_embeddings(
+    path: Path, cfg: DataConfig, input_cfg: EmbeddingsInput, *, classes: list[str] | None = None, progress: bool = True
+) -> LabelledData:
+    """Clips, labels, strata and fingerprint of the embeddings at `path`; `classes` (a trained run's)
+    must match the label columns in number."""
+    path = Path(path)
+    if not path.exists():
+        raise TrillaError(f"data path {path} does not exist")
+    if path.is_file() and path.suffix.lower() in HDF5_SUFFIXES:
+        source, labels, ids, fingerprint = _hdf5(path, input_cfg)
+    elif path.is_dir() or path.suffix.lower() == ".tfrecord":
+        shards = sorted(path.glob("*.tfrecord")) if path.is_dir() else [path]
+        if not shards:
+            raise TrillaError(f"{path} holds no .tfrecord shards")
+        count = len(classes) if classes is not None else (len(read_class_labels(cfg.class_list)) if cfg.class_list else AUDIOSET_CLASSES)
+        clips = read_tfrecords(shards, count)
+        source, labels, ids = EmbeddingSource(clips), clips.labels, clips.video_ids
+        digest = hashlib.sha256()
+        _update(digest, clips)
+        fingerprint = digest.hexdigest()
+    else:
+        raise TrillaError(f"{path}: input type embeddings reads a packed HDF5 file (.h5) or a folder of .tfrecord shards")
+    if classes is None:
+        classes = class_names(cfg, labels.shape[1])
+    elif len(classes) != labels.shape[1]:
+        raise TrillaError(f"{path} has {labels.shape[1]} label columns; the run was trained on {len(classes)} classes")
+    return LabelledData(
+        store=None, rows=np.arange(len(labels)), targets=labels, paths=ids.tolist(), classes=classes, problems=[],
+        conflicts=pd.DataFrame(columns=["sha1", "label", "path"]), fingerprint=fingerprint,
+        metadata=np.zeros((len(labels), 0), dtype=np.int64), vocab={}, strata=multi.strata(labels),
+        groups=[*classes, multi.NONE], embeddings=source,
+    )
+
+
+def _hdf5(path: Path, input_cfg: EmbeddingsInput, chunk: int = 65536):
+    """The source, labels, ids and fingerprint of a packed file; one pass over it, in chunks when streamed."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "x" not in f or "y" not in f or "video_id_list" not in f:
+            raise TrillaError(f"{path}: not a packed AudioSet HDF5 file (it needs x, y and video_id_list)")
+        big = f["x"].size * f["x"].dtype.itemsize > STREAM_BYTES
+        total, count = f["y"].shape
+    stream = big if input_cfg.stream == "auto" else input_cfg.stream
+    digest = hashlib.sha256()
+    if not stream:
+        clips = read_hdf5(path)
+        _update(digest, clips)
+        return EmbeddingSource(clips=clips), clips.labels, clips.video_ids, digest.hexdigest()
+    labels, ids = np.zeros((total, count), dtype=bool), []
+    for start in range(0, total, chunk):  # only the labels and ids stay; the embeddings pass through
+        part = read_hdf5(path, start, start + chunk)
+        _update(digest, part)
+        labels[start : start + len(part)] = part.labels
+        ids.append(part.video_ids)
+    return EmbeddingSource(path=path), labels, np.concatenate(ids) if ids else np.zeros(0, dtype=str), digest.hexdigest()
+
+
+def _update(digest, clips: EmbeddingClips) -> None:
+    for block in (clips.video_ids.astype("S").tobytes(), clips.embeddings.tobytes(), np.packbits(clips.labels).tobytes()):
+        digest.update(block)
