@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/digits_quality.py
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/transfer.py
+	$(BIN)/python benchmarks/embedding_stream.py
+	$(BIN)/python benchmarks/embedding_train_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

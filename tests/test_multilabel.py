@@ -199,3 +199,33 @@ def test_bipolar_variant_fits_tanh_outputs_to_targets_in_minus_one_one(tmp_path)
     assert run.metrics["test/mAP"] >= 0.85
     predictor = run.predictor()
     assert predictor.multilabel and predictor.task.bipolar
+
+
+def test_embeddings_train_from_a_folder_of_tfrecord_shards_and_the_same_clips_give_the_same_fingerprint(tmp_path):
+    from test_audioset import write_tfrecord
+
+    from trilla.config import EmbeddingsInput
+    from trilla.data.embedding_data import load_embeddings
+
+    write_scenes_hdf5(tmp_path / "scenes.h5", 240, seed=0)
+    with h5py.File(tmp_path / "scenes.h5", "r") as f:
+        x, y, ids = f["x"][:], f["y"][:], f["video_id_list"][:].astype(str)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for part in range(2):
+        rows = range(part * 120, (part + 1) * 120)
+        write_tfrecord(shards / f"{part}.tfrecord", [(ids[i], 0, np.flatnonzero(y[i]), x[i]) for i in rows])
+    (tmp_path / "classes.csv").write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},Sound {i}\n" for i in range(4)))
+    config = _config(
+        tmp_path, "input={type: embeddings}", f"data.path={shards}", f"data.class_list={tmp_path / 'classes.csv'}", "model.units=32",
+        "train.epochs=2",
+    )
+    run = trilla.train(config)
+    assert run.classes == [f"Sound {i}" for i in range(4)] and "test/mAP" in run.metrics
+    cfg = config.data
+    from_shards = load_embeddings(shards, cfg, EmbeddingsInput(type="embeddings"))
+    from_hdf5 = load_embeddings(tmp_path / "scenes.h5", cfg, EmbeddingsInput(type="embeddings"))
+    assert from_shards.fingerprint == from_hdf5.fingerprint
+    assert np.array_equal(from_shards.inputs(np.arange(5))["embeddings"], from_hdf5.inputs(np.arange(5))["embeddings"])
+    with pytest.raises(TrillaError, match="4 label columns; the run was trained on 3"):
+        load_embeddings(tmp_path / "scenes.h5", cfg, EmbeddingsInput(type="embeddings"), classes=["a", "b", "c"])
