@@ -41,12 +41,10 @@ class Predictor:
         self.multilabel: bool = self.task.multilabel
         self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.kind: str = hp.input_spec.get("kind", "image")
-        if self.kind == "embeddings":
-            pass  # rows of an embeddings file, read by the data layer; there are no files to decode
-        elif self.kind == "image":
+        if self.kind == "image":
             self.size: int = hp.input_spec["size"]
             self.channels: images.Channels = "grey" if hp.input_spec["channels"] == 1 else "rgb"
-        else:
+        elif self.kind == "audio":  # embeddings runs read rows of their files through the data layer, never files
             from trilla.data.spectrogram import Spectrogram
 
             if not isinstance(input_cfg, AudioInput):
