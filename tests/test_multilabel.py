@@ -229,3 +229,9 @@ def test_embeddings_train_from_a_folder_of_tfrecord_shards_and_the_same_clips_gi
     assert np.array_equal(from_shards.inputs(np.arange(5))["embeddings"], from_hdf5.inputs(np.arange(5))["embeddings"])
     with pytest.raises(TrillaError, match="4 label columns; the run was trained on 3"):
         load_embeddings(tmp_path / "scenes.h5", cfg, EmbeddingsInput(type="embeddings"), classes=["a", "b", "c"])
+
+
+def test_a_file_that_is_not_hdf5_is_named_in_a_clear_error(tmp_path):
+    (tmp_path / "broken.h5").write_text("not an HDF5 file")
+    with pytest.raises(TrillaError, match="broken.h5: not a readable HDF5 file"):
+        trilla.train(_config(tmp_path, "input={type: embeddings}", f"data.path={tmp_path / 'broken.h5'}"))

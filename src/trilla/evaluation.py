@@ -24,19 +24,26 @@ from trilla.report import plot_affect_plane, plot_average_precision, plot_confus
 WORST = 16
 
 
+def predict_positions(predictor: Predictor, data: LabelledData, positions: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """The predictor's outputs for these samples (with their metadata), read `chunk` samples at a time."""
+    parts = [positions[i : i + chunk] for i in range(0, len(positions), chunk)]
+    return np.concatenate([
+        predictor.predict_inputs(data.inputs(part), data.metadata[part] if data.metadata.shape[1] else None) for part in parts
+    ])
+
+
 def evaluate_split(
     predictor: Predictor, data: LabelledData, positions: np.ndarray, majority_class: int, out_dir: Path, prefix: str = "test",
-    chunk: int = 2048, data_cfg: DataConfig | None = None,
+    data_cfg: DataConfig | None = None, outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Metrics (keys `<prefix>/...`) and the files behind them, written into `out_dir`.
+    """Metrics (keys `<prefix>/...`) and the files behind them, written into `out_dir`; `outputs` are
+    the predictions when the caller already has them.
 
     With affect targets (`data_cfg.targets`), also the accuracy per axis and the clips on the
     valence/arousal plane coloured by correctness."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = np.concatenate([
-        predictor.predict_inputs(data.inputs(part), data.metadata[part] if data.metadata.shape[1] else None)
-        for part in (positions[i : i + chunk] for i in range(0, len(positions), chunk))
-    ])
+    if outputs is None:
+        outputs = predict_positions(predictor, data, positions)
     if predictor.regression:
         result = _evaluate_regression(predictor, data, positions, outputs, majority_class, out_dir, prefix, data_cfg)
     elif predictor.multilabel:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from trilla.data.dataset import load_labelled, run_codec
+from trilla.evaluation import predict_positions
 from trilla.errors import TrillaError
 from trilla.runs import Run, free_path
 
@@ -54,10 +55,7 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
     held_out_n = np.zeros(len(labels), dtype=int)
     for run in loaded:
         predictor = run.predictor()
-        probs = np.concatenate([
-            predictor.predict_inputs(labelled.inputs(part), labelled.metadata[part] if labelled.metadata.shape[1] else None)
-            for part in np.array_split(everything, max(1, len(everything) // 1024))
-        ])
+        probs = predict_positions(predictor, labelled, everything)
         predicted = probs.argmax(1)
         wrong += predicted != labels
         predicted_votes[everything, predicted] += 1

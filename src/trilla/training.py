@@ -27,7 +27,7 @@ from trilla.config import Config
 from trilla.data import multilabel as multi
 from trilla.data.datamodule import StoreDataModule
 from trilla.errors import TrillaError
-from trilla.evaluation import evaluate_split, write_json
+from trilla.evaluation import evaluate_split, predict_positions, write_json
 from trilla.metrics import tune_thresholds
 from trilla.predict import default_device
 from trilla.report import plot_class_counts, plot_curves, render_report
@@ -189,30 +189,33 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
         "stopped_early": bool(int(frame["epoch"].iloc[-1]) < cfg.epochs),
     }
     tta = run.config.augment.tta if run.config.augment else 0
-    if run.config.task == "multilabel":
-        _tune_thresholds(run, datamodule, default_device(cfg.accelerator))
     predictor = run.predictor(default_device(cfg.accelerator), tta=tta)
+    known = {}
+    if run.config.task == "multilabel":
+        known["val"] = _tune_thresholds(run, predictor, *datamodule.split_data("val"))
     splits = [("val", run.path / "val"), ("test", run.path)]
     if run.config.data.targets:  # the study plotted the training clips on the plane too
         splits.insert(0, ("train", run.path / "train"))
     for split, folder in splits:
         found = datamodule.split_data(split)
         if found:
-            metrics.update(evaluate_split(predictor, *found, run.info["majority_class"], folder, prefix=split, data_cfg=run.config.data))
+            metrics.update(evaluate_split(
+                predictor, *found, run.info["majority_class"], folder, prefix=split, data_cfg=run.config.data, outputs=known.get(split)
+            ))
     write_json(run.path / "metrics.json", metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
     _set_status(run, "finished")
     render_report(run.path)
 
 
-def _tune_thresholds(run: Run, datamodule: StoreDataModule, device: str, chunk: int = 2048) -> None:
+def _tune_thresholds(run: Run, predictor, data, positions: np.ndarray) -> np.ndarray:
     """thresholds.json: per class, the probability above which the label is predicted, chosen for the
-    best F1 on the validation split (never on test)."""
-    data, positions = datamodule.split_data("val")
-    predictor = run.predictor(device)
-    probs = np.concatenate([predictor.predict_inputs(data.inputs(positions[i : i + chunk])) for i in range(0, len(positions), chunk)])
-    thresholds = tune_thresholds(data.targets[positions], probs)
-    write_json(run.path / "thresholds.json", dict(zip(data.classes, thresholds.tolist())))
+    best F1 on the validation split (never on test); the predictor takes them at once. Returns the
+    validation outputs, which the validation report then reuses."""
+    outputs = predict_positions(predictor, data, positions)
+    predictor.thresholds = tune_thresholds(data.targets[positions], outputs)
+    write_json(run.path / "thresholds.json", dict(zip(data.classes, predictor.thresholds.tolist())))
+    return outputs
 
 
 def _set_status(run: Run, status: str) -> None:

@@ -15,6 +15,7 @@ many seconds are real; longer ones are cut to 10 s.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,20 +120,27 @@ def read_tfrecords(paths: list[str | Path], classes: int) -> EmbeddingClips:
     return EmbeddingClips(np.asarray(ids, dtype=str), embeddings, frames, np.asarray(labels, dtype=bool).reshape(-1, classes))
 
 
-def _check_hdf5(f, path) -> None:
-    missing = {"x", "y", "video_id_list"} - set(f.keys())
-    if missing:
-        raise TrillaError(f"{path}: not a packed AudioSet HDF5 file, it lacks {', '.join(sorted(missing))}")
-    if f["x"].ndim != 3 or f["x"].shape[2] != DIMS or f["x"].dtype != np.uint8:
-        raise TrillaError(f"{path}: x must be uint8 (N, seconds, {DIMS}), not {f['x'].dtype} {f['x'].shape}")
+@contextmanager
+def open_hdf5(path: str | Path):
+    """The packed file opened read-only, its layout checked; a file h5py cannot open is a TrillaError."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise TrillaError(f"{path}: not a readable HDF5 file ({err})") from err
+    with f:
+        missing = {"x", "y", "video_id_list"} - set(f.keys())
+        if missing:
+            raise TrillaError(f"{path}: not a packed AudioSet HDF5 file, it lacks {', '.join(sorted(missing))}")
+        if f["x"].ndim != 3 or f["x"].shape[2] != DIMS or f["x"].dtype != np.uint8:
+            raise TrillaError(f"{path}: x must be uint8 (N, seconds, {DIMS}), not {f['x'].dtype} {f['x'].shape}")
+        yield f
 
 
 def read_hdf5(path: str | Path, start: int = 0, stop: int | None = None, rows: np.ndarray | None = None) -> EmbeddingClips:
     """Rows start..stop of the packed HDF5 file, or the given increasing `rows`; only those are read."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        _check_hdf5(f, path)
+    with open_hdf5(path) as f:
         where = slice(start, f["x"].shape[0] if stop is None else min(stop, f["x"].shape[0])) if rows is None else rows
         x = f["x"][where]
         labels = f["y"][where].astype(bool)

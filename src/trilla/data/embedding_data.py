@@ -16,7 +16,7 @@ import pandas as pd
 
 from trilla.config import DataConfig, EmbeddingsInput
 from trilla.data import multilabel as multi
-from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, read_class_labels, read_hdf5, read_tfrecords
+from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, open_hdf5, read_class_labels, read_hdf5, read_tfrecords
 from trilla.data.dataset import LabelledData
 from trilla.errors import TrillaError
 
@@ -93,11 +93,7 @@ def load_embeddings(
 
 def _hdf5(path: Path, input_cfg: EmbeddingsInput, chunk: int = 65536):
     """The source, labels, ids and fingerprint of a packed file; one pass over it, in chunks when streamed."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if "x" not in f or "y" not in f or "video_id_list" not in f:
-            raise TrillaError(f"{path}: not a packed AudioSet HDF5 file (it needs x, y and video_id_list)")
+    with open_hdf5(path) as f:
         big = f["x"].size * f["x"].dtype.itemsize > STREAM_BYTES
         total, count = f["y"].shape
     stream = big if input_cfg.stream == "auto" else input_cfg.stream

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trilla.data.audioset import EmbeddingClips, read_hdf5
+from trilla.data.audioset import EmbeddingClips, open_hdf5, read_hdf5
 
 
 class HDF5Stream(torch.utils.data.IterableDataset):
@@ -39,9 +39,7 @@ class HDF5Stream(torch.utils.data.IterableDataset):
     ):
         super().__init__()
         self.path = Path(path)
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
+        with open_hdf5(self.path) as f:
             total = int(f["y"].shape[0])
             self.member = np.zeros(total, dtype=bool)
             self.member[np.arange(total) if rows is None else rows] = True
