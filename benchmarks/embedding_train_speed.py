@@ -6,9 +6,10 @@ memory, shuffled index batches of 128, Linear(1280, 1500) -> ReLU -> Dropout 0.3
 binary cross-entropy, Adam. trilla trains examples/audioset.yaml on the same clips written as a packed
 HDF5 file, once held in memory and once streamed (chunked reads through a shuffle buffer); its speed is
 the training samples per second its history recorded (validation excluded), over all epochs, as the
-plain loop's.
+plain loop's. The three loops take turns for `--rounds` rounds and each reports its median, so a burst
+of load from another tenant of this shared machine does not land on one loop only.
 
-    .venv/bin/python benchmarks/embedding_train_speed.py [--clips 40000] [--epochs 3]
+    .venv/bin/python benchmarks/embedding_train_speed.py [--clips 40000] [--epochs 3] [--rounds 3]
 
 Writes benchmarks/results/embedding_train_speed.md.
 """
@@ -78,22 +79,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=40000)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clips.h5"
         write(path, args.clips)
-        reference = plain(path, args.epochs)
-        memory = trilla_speed(path, Path(tmp) / "runs", args.epochs, stream=False)
-        streamed = trilla_speed(path, Path(tmp) / "runs", args.epochs, stream=True)
+        rounds = [
+            (plain(path, args.epochs), trilla_speed(path, Path(tmp) / f"runs{r}", args.epochs, stream=False),
+             trilla_speed(path, Path(tmp) / f"runs{r}", args.epochs, stream=True))
+            for r in range(args.rounds)
+        ]
+    reference, memory, streamed = np.median(rounds, axis=0)
     lines = [
         "# MLP 1 x 1500 training speed from HDF5",
         "",
-        f"Command: `.venv/bin/python benchmarks/embedding_train_speed.py --clips {args.clips} --epochs {args.epochs}`",
+        f"Command: `.venv/bin/python benchmarks/embedding_train_speed.py --clips {args.clips} --epochs {args.epochs} --rounds {args.rounds}`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
         "",
         f"{args.clips} random AudioSet-shaped clips (10 x 128 uint8, {CLASSES} classes), 90% trained on, batch 128, Adam.",
+        "",
+        f"Median of {args.rounds} rounds, the loops taking turns; every round's clips/s (plain, in memory, streamed):",
+        "",
+        *[f"- round {r + 1}: " + ", ".join(f"{v:.0f}" for v in speeds) for r, speeds in enumerate(rounds)],
         "",
         "| loop | clips/s | ratio to the plain loop |",
         "|---|---|---|",

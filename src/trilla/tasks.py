@@ -135,8 +135,16 @@ class ClassificationTask(L.LightningModule):
         else:
             logits = self.logits(batch)
             loss = self.loss(logits, targets)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
+        if self._logged_step():
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
         return {"loss": loss, "correct": self._hits(logits, targets).sum().detach(), "count": len(targets)}
+
+    def _logged_step(self) -> bool:
+        """Whether the logger writes this step. Only those steps log the training loss: every self.log costs
+        Lightning about a millisecond (it deep-copies its metadata), some 5% of the AudioSet MLP's 18-ms step
+        on 2 cores, and History keeps the exact epoch mean anyway."""
+        trainer = self._trainer
+        return trainer is not None and trainer.log_every_n_steps > 0 and (trainer.global_step + 1) % trainer.log_every_n_steps == 0
 
     def validation_step(self, batch, batch_idx):
         targets = self._targets(batch)
