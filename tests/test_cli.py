@@ -122,9 +122,15 @@ def test_runs_table_and_runs_never_overwritten(trained, tmp_path):
     frame = pd.read_csv(pd.io.common.StringIO(table))
     assert set(frame["id"]) >= {run.name, second_run.name}
     assert set(frame["batch_size"]) >= {16, 32}
-    assert list(frame.columns[:8]) == ["id", "batch_size", "lr", "momentum", "min_val_loss", "best_epoch", "test/accuracy", "test/balanced_accuracy"]
+    # the study's columns, then what the runs differ in (not where they were filed), then the metrics
+    assert list(frame.columns[:9]) == ["id", "batch_size", "lr", "momentum", "train.epochs", "min_val_loss", "best_epoch",
+                                       "test/accuracy", "test/balanced_accuracy"]
+    assert frame.loc[frame["id"] == second_run.name, "train.epochs"].item() == 1
+    assert "at_majority" in frame and frame["test/accuracy"].is_monotonic_decreasing
     markdown = trilla("runs", root / "runs").stdout
     assert markdown.startswith("| id | batch_size") and "4 conv" in markdown
+    html = trilla("runs", root / "runs", "--format", "html").stdout
+    assert html.startswith("<!doctype html>") and second_run.name in html
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path):

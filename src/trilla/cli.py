@@ -157,19 +157,57 @@ def export(
 def runs(
     root: Path = typer.Argument(Path("runs"), help="a folder of runs (searched recursively)"),
     sort: Optional[str] = typer.Option(None, "--sort", help="column to sort by, e.g. test/balanced_accuracy"),
-    format: str = typer.Option("md", "--format", help="md or csv"),
+    format: str = typer.Option("md", "--format", help="md, csv or html"),
 ) -> None:
-    """Tabulate runs: hyperparameters, losses, accuracies and times, as in the studies' tables."""
+    """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, metrics, times, and a flag
+    on runs at the majority baseline."""
     from trilla.report import markdown_table
-    from trilla.results import runs_table
+    from trilla.results import runs_table, to_html
 
+    if format not in ("md", "csv", "html"):
+        raise TrillaError(f"--format must be md, csv or html, not {format!r}")
     table = runs_table(root, sort)
     if format == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
-    elif format == "md":
-        typer.echo(markdown_table(table, floatfmt=".4g"))
+    elif format == "html":
+        typer.echo(to_html(table, f"Runs in {root}"), nl=False)
     else:
-        raise TrillaError(f"--format must be md or csv, not {format!r}")
+        shown = table.assign(at_majority=table["at_majority"].map({True: "⚠ majority", False: ""}))
+        typer.echo(markdown_table(shown, floatfmt=".4g"))
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="YAML config with a sweep: section"),
+    set_: list[str] = typer.Option([], "--set", help="override a key of the base config (repeatable)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="trials trained at once, each in its own process"),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="sweep folder; default <run.dir>/<run.name or config name>"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run a grid, random or Optuna sweep; run it again (or on more machines) to resume or join it."""
+    _setup_logging(quiet)
+    from trilla.config import load_raw
+    from trilla.sweep import run_sweep
+
+    result = run_sweep(load_raw(config, set_), config, folder, workers)
+    typer.echo("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items())))
+    for label, error in result.failures:
+        typer.echo(f"failed {label}: {error}", err=True)
+    typer.echo(f"leaderboard: trilla runs {result.path} --sort <metric>")
+    typer.echo(str(result.path))
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="run directories, or folders of runs such as a sweep"),
+    sort: Optional[str] = typer.Option(None, "--sort", help="metric to plot against each varied key; default test/balanced_accuracy (test/mAP for multi-label)"),
+    out: Path = typer.Option(Path("compare"), "--out", help="folder for the plots (existing files are kept)"),
+) -> None:
+    """Overlay the runs' learning curves and plot a metric against every key they differ in."""
+    from trilla.compare import compare as run_compare
+
+    for path in run_compare(runs, out, sort):
+        typer.echo(str(path))
 
 
 harvest_app = typer.Typer(no_args_is_help=True, help="Build datasets from raw material (songs -> clips).")

@@ -182,9 +182,68 @@ class TrainConfig(Section):
     )
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | Literal["auto"] = "auto"
+    devices: int | Literal["auto"] = Field("auto", description="processes per machine (GPUs, or CPU processes with strategy ddp)")
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = Field(
+        "auto", description="ddp: one process per device, gradients averaged (launched by torchrun or SLURM, or by Lightning itself)"
+    )
+    num_nodes: int = Field(1, ge=1, description="machines taking part in a ddp run")
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
     progress: bool = True
+
+
+class SweepRange(Section):
+    """A numeric range for `random` and `optuna` sweeps; integers when low and high are and log is off."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SweepRange":
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be above low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        return self
+
+
+class SweepConfig(Section):
+    """A table of experiments over one base config (`trilla sweep`). Keys are dotted, as in --set."""
+
+    method: Literal["grid", "random", "optuna"] = Field(
+        "grid", description="grid: every combination of the listed values (times each entry of trials); random: draws; "
+        "optuna: TPE, with median pruning on train.monitor"
+    )
+    parameters: dict[str, list[Any] | SweepRange] = Field(default_factory=dict, description="dotted key -> values, or {low, high, log}")
+    trials: list[dict[str, Any]] = Field(
+        default_factory=list, description="grid: named points, each a mapping of dotted keys (and an optional name), crossed with parameters"
+    )
+    max_trials: int | None = Field(None, ge=1, description="trials to run in all, over every worker")
+    max_minutes: float | None = Field(None, gt=0, description="no worker starts a trial after this many minutes")
+    storage: str | None = Field(None, description="Optuna RDB URL (postgresql://... for workers on several machines); default: sweep.db in the sweep folder")
+    prune: bool = Field(True, description="optuna: stop trials whose monitored metric trails the median of earlier trials")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SweepConfig":
+        ranges = [key for key, values in self.parameters.items() if isinstance(values, SweepRange)]
+        if self.method == "grid":
+            if ranges:
+                raise ValueError(f"method grid takes lists of values, not ranges ({', '.join(ranges)}); use method random or optuna")
+            if not self.parameters and not self.trials:
+                raise ValueError("a grid needs parameters (dotted key -> list of values) or trials (a list of points)")
+        else:
+            if self.trials:
+                raise ValueError(f"trials (a list of points) belong to method grid, not {self.method}")
+            if not self.parameters:
+                raise ValueError(f"method {self.method} needs parameters to draw from")
+            if self.max_trials is None and self.max_minutes is None:
+                raise ValueError(f"method {self.method} never runs out of points: set max_trials or max_minutes")
+        empty = [key for key, values in self.parameters.items() if isinstance(values, list) and not values]
+        if empty:
+            raise ValueError(f"no values to try for {', '.join(empty)}")
+        return self
 
 
 class RunConfig(Section):
@@ -290,6 +349,7 @@ class Config(Section):
         return self
     train: TrainConfig = TrainConfig()
     run: RunConfig = RunConfig()
+    sweep: SweepConfig | None = None
 
     @field_validator("model", mode="before")
     @classmethod
@@ -314,6 +374,15 @@ def load_config(
     data: str | Path | None = None,
 ) -> Config:
     """Read a YAML file (or start from defaults), apply `--data` and `--set key=value`, validate."""
+    return validate_config(load_raw(path, overrides, data))
+
+
+def load_raw(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    data: str | Path | None = None,
+) -> dict[str, Any]:
+    """The config as written, with `--data` and `--set` applied, before validation fills in defaults."""
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -331,7 +400,7 @@ def load_config(
         raw.setdefault("data", {})["path"] = str(data)
     for item in overrides or []:
         apply_override(raw, item)
-    return validate_config(raw)
+    return raw
 
 
 def validate_config(raw: dict[str, Any]) -> Config:
@@ -346,14 +415,18 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise TrillaError(f"--set expects dotted.key=value, got {item!r}")
-    value = yaml.safe_load(text) if text else None
+    set_dotted(raw, key, yaml.safe_load(text) if text else None)
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set `dotted.key` to `value` in a raw config, creating sections from their defaults on the way."""
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise TrillaError(f"--set {key}: {'.'.join(parts[:i])} has no item {part}")
+                raise TrillaError(f"{key}: {'.'.join(parts[:i])} has no item {part}")
             if last:
                 node[int(part)] = value
             else:

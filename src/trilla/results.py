@@ -1,4 +1,8 @@
-"""The results table across runs, in the guitar/bass study's form."""
+"""The leaderboard across runs: the guitar/bass study's table, plus every config key the runs differ in.
+
+A folder of runs (a sweep's, or any) is compared by what actually varied between them, read from each
+run's resolved config, so the table needs no record of how the runs were launched.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +11,86 @@ from pathlib import Path
 import pandas as pd
 
 from trilla.errors import TrillaError
-from trilla.runs import find_runs
+from trilla.metrics import near_baseline
+from trilla.runs import Run, find_runs
 
-COLUMNS = [
-    "id", "batch_size", "lr", "momentum", "min_val_loss", "best_epoch", "test/accuracy", "test/balanced_accuracy",
-    "time_to_best_s", "train_time_s", "architecture", "status",
-]
+STUDY = ["batch_size", "lr", "momentum"]  # the guitar/bass study's columns, always shown
+STUDY_KEYS = {"train.batch_size", "train.lr", "train.momentum"}
+METRICS = ["min_val_loss", "best_epoch", "val/mAP", "test/accuracy", "test/balanced_accuracy", "test/majority_baseline", "test/mAP",
+           "test/mean_auc", "time_to_best_s", "train_time_s"]
+IGNORED = ("run.", "train.progress", "data.path", "data.test_path")  # where a run was filed, not what it was
+
+
+def flatten(value, prefix: str = "") -> dict[str, object]:
+    """Dotted keys of a nested config, list items by index (model.conv.0.maps), as --set and sweeps write them."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return {prefix: value if not isinstance(value, list) else str(value)}
+    out: dict[str, object] = {}
+    for key, item in items:
+        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def varied_keys(configs: list[dict[str, object]]) -> list[str]:
+    """The dotted keys whose value is not the same in every run, in config order."""
+    keys = list(dict.fromkeys(key for config in configs for key in config))
+    return [key for key in keys if not key.startswith(IGNORED) and len({repr(c.get(key)) for c in configs}) > 1]
 
 
 def runs_table(root: Path, sort: str | None = None) -> pd.DataFrame:
+    """The leaderboard of every run below `root`."""
     runs = find_runs(Path(root))
     if not runs:
         raise TrillaError(f"no runs found under {root}")
-    rows = []
-    for run in runs:
-        config, metrics, info = run.config, run.metrics, run.info
-        rows.append(
-            {
-                "id": run.id,
-                "batch_size": config.train.batch_size,
-                "lr": config.train.lr,
-                "momentum": config.train.momentum if config.train.optimizer in ("sgd", "rmsprop") else None,
-                **{key: metrics.get(key) for key in COLUMNS[4:10]},
-                "architecture": info.get("model_summary", config.model.summary()),
-                "status": info.get("status"),
-            }
-        )
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    return leaderboard(runs, sort)
+
+
+def leaderboard(runs: list[Run], sort: str | None = None) -> pd.DataFrame:
+    """One row per run: id, the study's columns, the varied keys, metrics, times, status, and whether the
+    run scored at the majority baseline (it learned nothing but the class frequencies)."""
+    configs = [flatten(run.config.model_dump(mode="json")) for run in runs]
+    varied = [key for key in varied_keys(configs) if key not in STUDY_KEYS]
+    rows = [_row(run, config, varied) for run, config in zip(runs, configs)]
+    table = pd.DataFrame(rows)
+    metrics = [key for key in METRICS if key in table and table[key].notna().any()]
+    extra = [sort] if sort and sort in table and sort not in metrics + varied + STUDY else []
+    errors = ["error"] if "error" in table and table["error"].notna().any() else []
+    columns = ["id", *STUDY, *varied, *metrics, *extra, "architecture", "status", "at_majority", *errors]
+    table = table.reindex(columns=columns)
     if sort:
         if sort not in table.columns:
             raise TrillaError(f"cannot sort by {sort!r}; columns are {', '.join(table.columns)}")
         ascending = sort.endswith("loss") or sort.endswith("_s") or sort == "id"
-        table = table.sort_values(sort, ascending=ascending, na_position="last")
+        table = table.sort_values(sort, ascending=ascending, na_position="last", kind="stable")
     return table.reset_index(drop=True)
+
+
+def _row(run: Run, config: dict[str, object], varied: list[str]) -> dict[str, object]:
+    train, metrics, info = run.config.train, run.metrics, run.info
+    accuracy, baseline = metrics.get("test/accuracy"), metrics.get("test/majority_baseline")
+    return {
+        "id": run.id,
+        "batch_size": train.batch_size,
+        "lr": train.lr,
+        "momentum": train.momentum if train.optimizer in ("sgd", "rmsprop") else None,
+        **{key: config.get(key) for key in varied},
+        **metrics,
+        "architecture": info.get("model_summary", run.config.model.summary()),
+        "status": info.get("status"),
+        "at_majority": None if accuracy is None else near_baseline(accuracy, baseline),
+        "error": info.get("error"),
+    }
+
+
+def to_html(table: pd.DataFrame, title: str) -> str:
+    """A standalone page; runs at the majority baseline are shaded."""
+    shade = ["background-color: #fde2e1" if flagged is True else "" for flagged in table.get("at_majority", [])]
+    styled = table.style.apply(lambda row: [shade[row.name]] * len(row), axis=1).format(precision=4, na_rep="").hide(axis="index")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+            "<style>body{font-family:sans-serif} table{border-collapse:collapse} td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style>"
+            f"</head><body><h1>{title}</h1><p>Shaded: at the majority baseline (the run learned nothing beyond the class "
+            f"frequencies).</p>{styled.to_html()}</body></html>\n")

@@ -155,7 +155,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         enable_progress_bar=progress,
         log_every_n_steps=max(1, min(10, len(datamodule.splits["train"]) // cfg.batch_size)),
     )
-    _set_status(run, "running")
+    set_status(run, "running")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming into the run
@@ -165,7 +165,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__`.*")  # the HDF5 stream runs in-process
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as err:
-        _set_status(run, "interrupted")
+        set_status(run, "interrupted")
         log.error("training stopped (%s); continue it with: trilla train --resume %s", type(err).__name__, run.path)
         raise
     if not trainer.is_global_zero:
@@ -204,7 +204,7 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
             ))
     write_json(run.path / "metrics.json", metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
-    _set_status(run, "finished")
+    set_status(run, "finished")
     render_report(run.path)
 
 
@@ -218,8 +218,8 @@ def _tune_thresholds(run: Run, predictor, data, positions: np.ndarray) -> np.nda
     return outputs
 
 
-def _set_status(run: Run, status: str) -> None:
-    write_json(run.path / "run.json", {**run.info, "status": status})
+def set_status(run: Run, status: str, **extra) -> None:
+    write_json(run.path / "run.json", {**run.info, "status": status, **extra})
 
 
 def _write_data_records(path: Path, datamodule: StoreDataModule) -> None:

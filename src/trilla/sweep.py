@@ -1,0 +1,378 @@
+"""`trilla sweep`: a table of experiments over one base config, kept in an Optuna study.
+
+The study (SQLite in the sweep folder by default, any Optuna RDB URL otherwise) is the only shared state,
+so workers in several processes or on several machines cooperate through it:
+
+- A grid is enqueued once, by whichever process creates the study, as WAITING trials; a worker claims one
+  by Optuna's atomic WAITING -> RUNNING update, so no point runs twice. (Optuna's GridSampler picks
+  points at random and says it may repeat one when workers race; a queue cannot.)
+- `random` and `optuna` draw their points with Optuna's RandomSampler and TPESampler; `optuna` also
+  prunes with the MedianPruner on `train.monitor`, reported after every validation.
+- A trial whose worker died is found stale (a dead process on this machine at once; on another machine
+  by Optuna's heartbeat, after its grace period), failed and queued again with its parameters; the rerun
+  resumes the trial's run directory from its last checkpoint. A trial that raises is recorded as failed
+  with its error and the sweep goes on.
+
+Each trial is an ordinary trilla run under `<sweep>/runs`, so `trilla runs` and `trilla compare` read a
+sweep like any folder of runs. The claim loop, the pruning callback and the heartbeat thread are written
+here because Optuna's `study.optimize` samples fresh points when a grid's queue runs dry, and
+optuna-integration's Lightning callback raises out of `fit` instead of letting the run finish its report.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import optuna
+import torch
+import yaml
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+
+from trilla.config import Config, SweepConfig, SweepRange, set_dotted, validate_config
+from trilla.errors import TrillaError
+from trilla.runs import Run
+
+log = logging.getLogger("trilla")
+
+HEARTBEAT_S = 30
+GRACE_S = 120
+_READY = "queued"  # study attr: the grid is fully queued, workers may start
+
+
+@dataclass
+class Point:
+    """One grid point: a label for its run and the dotted keys it sets."""
+
+    label: str
+    overrides: dict[str, Any]
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    counts: dict[str, int]  # trials per state: complete, pruned, fail, ...
+    failures: list[tuple[str, str]]  # (label, error) of the trials that raised
+
+
+def grid_points(sweep: SweepConfig) -> list[Point]:
+    """Every combination of `parameters`, for each entry of `trials` (or once, when there are none)."""
+    bases = sweep.trials or [{}]
+    keys = list(sweep.parameters)
+    points = []
+    for index, (base, values) in enumerate(itertools.product(bases, itertools.product(*(sweep.parameters[k] for k in keys)))):
+        overrides = {k: v for k, v in base.items() if k != "name"}
+        overrides.update(zip(keys, values))
+        name = base.get("name")
+        label = "-".join(filter(None, [str(name) if name else "", *(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))]))
+        points.append(Point(label or f"p{index + 1:03d}", overrides))
+    return points
+
+
+def trial_config(raw: dict[str, Any], overrides: dict[str, Any], runs_dir: Path, label: str) -> Config:
+    """The base config with a trial's keys set, its run filed under the sweep."""
+    trial = copy.deepcopy(raw)
+    trial.pop("sweep", None)
+    for key, value in overrides.items():
+        set_dotted(trial, key, value)
+    set_dotted(trial, "run.dir", str(runs_dir))
+    set_dotted(trial, "run.name", label)
+    try:
+        return validate_config(trial)
+    except TrillaError as err:
+        raise TrillaError(f"sweep point {label}: {err}") from None
+
+
+def sweep_name(config: Config, config_path: Path | None) -> str:
+    """The study's name (shared by every worker, wherever it runs): run.name, else the config file's stem."""
+    return config.run.name or (config_path.stem if config_path else "sweep")
+
+
+def run_sweep(raw: dict[str, Any], config_path: Path | None = None, folder: Path | None = None, workers: int = 1) -> SweepResult:
+    """Create or join the sweep described by `raw` (a config with a `sweep:` section) and work on it
+    with `workers` processes until its points or budgets run out."""
+    config = validate_config(raw)
+    if config.sweep is None:
+        raise TrillaError("the config has no sweep: section; see README 'Sweeps' for grid, random and optuna")
+    if workers < 1:
+        raise TrillaError("--workers must be at least 1")
+    name = sweep_name(config, config_path)
+    folder = Path(folder) if folder is not None else Path(config.run.dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    url = config.sweep.storage or f"sqlite:///{(folder / 'sweep.db').resolve()}"
+    if config.sweep.method == "grid":
+        for point in grid_points(config.sweep):  # every point checked before any trains
+            trial_config(raw, point.overrides, folder / "runs", point.label)
+    study = _open_study(name, url, raw, config)
+    if not (folder / "sweep.yaml").exists():
+        (folder / "sweep.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    if workers == 1:
+        work(name, url, folder, 1)
+    else:
+        context = multiprocessing.get_context("spawn")
+        level = logging.getLogger("trilla").getEffectiveLevel()
+        processes = [context.Process(target=_worker_process, args=(name, url, folder, workers, level)) for _ in range(workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+    trials = study.get_trials(deepcopy=False)
+    failures = [(t.user_attrs.get("label", str(t.number)), t.user_attrs["error"]) for t in trials if "error" in t.user_attrs]
+    return SweepResult(folder, _counts(study), failures)
+
+
+def _storage(url: str) -> RDBStorage:
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    with _quiet_experimental():
+        return RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+        )
+
+
+@contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    """Optuna marks its heartbeat API experimental (since 2.8); the warning tells a user nothing to act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _direction(config: Config) -> str:
+    return "minimize" if config.train.monitor.endswith("loss") else "maximize"
+
+
+def _sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+    if sweep.method == "optuna":
+        return optuna.samplers.TPESampler(seed=sweep.seed)
+    return optuna.samplers.RandomSampler(seed=sweep.seed)
+
+
+def _pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner() if sweep.method == "optuna" and sweep.prune else optuna.pruners.NopPruner()
+
+
+def _open_study(name: str, url: str, raw: dict[str, Any], config: Config) -> optuna.Study:
+    """Create the study and queue its grid, or join it after checking it was started from the same config."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _storage(url)
+    sweep = config.sweep
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction=_direction(config), sampler=_sampler(sweep), pruner=_pruner(sweep)
+        )
+    except DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(sweep), pruner=_pruner(sweep))
+        if study.user_attrs.get("config") != raw:
+            raise TrillaError(
+                f"sweep {name!r} in {url} was started from another config; keep that config to resume it, "
+                "or give this one its own run.name or --dir"
+            ) from None
+        return study
+    study.set_user_attr("config", raw)
+    if sweep.method == "grid":
+        for number, point in enumerate(grid_points(sweep)):
+            study.enqueue_trial({}, user_attrs={"point": number, "label": point.label, "overrides": point.overrides})
+    study.set_user_attr(_READY, True)
+    return study
+
+
+def _worker_process(name: str, url: str, folder: Path, workers: int, level: int) -> None:
+    """A spawned worker starts with bare logging: its lines get its process id, and Lightning's banners go."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(levelname)s [worker {os.getpid()}] %(message)s"))
+    logging.getLogger("trilla").addHandler(handler)
+    logging.getLogger("trilla").setLevel(level)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    work(name, url, folder, workers)
+
+
+def work(name: str, url: str, folder: Path, workers: int) -> None:
+    """One worker: claim trials and train them until the queue or a budget runs out."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=_storage(url))
+    waited = time.monotonic()
+    while not study.user_attrs.get(_READY):  # another process is still queueing the grid
+        if time.monotonic() - waited > 600:
+            raise TrillaError(f"sweep {name!r} was created but its grid was never queued completely")
+        time.sleep(1)
+    raw = study.user_attrs["config"]
+    config = validate_config(raw)
+    sweep = config.sweep
+    study.sampler, study.pruner = _sampler(sweep), _pruner(sweep)
+    started = time.monotonic()
+    while sweep.max_minutes is None or time.monotonic() - started < 60 * sweep.max_minutes:
+        _reclaim_stale(study)
+        if sweep.max_trials is not None and _used(study) >= sweep.max_trials:
+            break
+        trial = _claim(study, sweep)
+        if trial is None:
+            break
+        _run_trial(study, trial, raw, config, folder, quiet=workers > 1)
+
+
+def _used(study: optuna.Study) -> int:
+    """Trials started so far; a stale trial and its reruns count once."""
+    return len({t.system_attrs.get("failed_trial", t.number) for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING})
+
+
+def _claim(study: optuna.Study, sweep: SweepConfig) -> optuna.Trial | None:
+    """A queued trial (a grid point or a rerun), taken atomically; otherwise, except for a grid, a new draw."""
+    storage = study._storage
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+            return optuna.Trial(study, frozen._trial_id)
+    if sweep.method == "grid":
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")  # trilla beats for its trials itself (_Heartbeat)
+        return study.ask()
+
+
+def _reclaim_stale(study: optuna.Study) -> None:
+    """Fail and requeue RUNNING trials whose worker is gone: on this machine, a dead process id; elsewhere,
+    a heartbeat older than the grace period (Optuna's own check)."""
+    storage = study._storage
+    host = socket.gethostname()
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = frozen.user_attrs
+        if attrs.get("host") != host or _alive(attrs.get("pid")):
+            continue
+        try:
+            storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # another worker got there first
+        log.warning("trial %s (%s) was left running by a dead worker; it is queued again", frozen.number, attrs.get("label"))
+        with _quiet_experimental():
+            storage.get_heartbeat_stale_trial_callback()(study, study._storage.get_trial(frozen._trial_id))
+    with _quiet_experimental():
+        fail_stale_trials(study)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return True  # not claimed by a trilla worker: leave it to the heartbeat
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _suggest(trial: optuna.Trial, key: str, space: list[Any] | SweepRange) -> Any:
+    if isinstance(space, list):
+        if all(v is None or isinstance(v, (bool, int, float, str)) for v in space):
+            return trial.suggest_categorical(key, space)
+        return space[trial.suggest_categorical(key, list(range(len(space))))]  # lists and mappings: drawn by index
+    if float(space.low).is_integer() and float(space.high).is_integer() and not space.log and (space.step or 1).is_integer():
+        return trial.suggest_int(key, int(space.low), int(space.high), step=int(space.step or 1))
+    return trial.suggest_float(key, space.low, space.high, log=space.log, step=space.step)
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], config: Config, folder: Path, quiet: bool) -> None:
+    from trilla import training
+
+    attrs = study._storage.get_trial(trial._trial_id).user_attrs
+    if "overrides" in attrs:
+        overrides, label = attrs["overrides"], attrs["label"]
+    else:
+        overrides = {key: _suggest(trial, key, space) for key, space in config.sweep.parameters.items()}
+        label = f"t{trial.number:03d}"
+        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("label", label)
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    reporter = TrialReporter(trial, config.train.monitor)
+    log.info("trial %s: %s", label, ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the base config")
+    with _Heartbeat(study, trial):
+        try:
+            previous = attrs.get("run_dir")
+            if previous and (Path(previous) / "checkpoints" / "last.ckpt").is_file():
+                run = training.resume(previous, callbacks=[reporter], progress=False if quiet else None)
+            else:
+                if previous and Path(previous).is_dir():  # killed before its first checkpoint: kept, marked, retrained
+                    training.set_status(Run(previous), "abandoned")
+                run = training.train(trial_config(raw, overrides, folder / "runs", label), callbacks=[reporter],
+                                     progress=False if quiet else None)
+        except Exception as err:  # recorded in the study; the sweep goes on
+            error = f"{type(err).__name__}: {err}"
+            log.error("trial %s failed: %s", label, error)
+            trial.set_user_attr("error", error)
+            started = study._storage.get_trial(trial._trial_id).user_attrs.get("run_dir")
+            if started:
+                training.set_status(Run(started), "failed", error=error)
+            study.tell(trial, state=TrialState.FAIL)
+            return
+    trial.set_user_attr("run_dir", str(run.path))
+    if reporter.pruned:
+        training.set_status(run, "pruned")
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    metrics = run.metrics
+    monitor = config.train.monitor
+    study.tell(trial, metrics["min_val_loss"] if monitor == "val/loss" else metrics[monitor])
+
+
+class TrialReporter(L.Callback):
+    """Files the run directory with its trial, reports the monitored metric after every validation and
+    stops the Trainer (so the run still writes its report) when the pruner gives up on it."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str):
+        self.trial, self.monitor, self.pruned = trial, monitor, False
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.trial.set_user_attr("run_dir", str(trainer.default_root_dir))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        self.trial.report(float(value), trainer.current_epoch)
+        if self.trial.should_prune():
+            self.pruned = trainer.should_stop = True
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat in the storage while it trains, so workers elsewhere see it alive."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial):
+        self.storage, self.trial_id = study._storage, trial._trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self.stop.wait(HEARTBEAT_S):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    return dict(Counter(trial.state.name.lower() for trial in study.get_trials(deepcopy=False)))

@@ -1,0 +1,187 @@
+"""Sweeps: a grid shared by worker processes through one SQLite study, resumed after a kill, failures
+recorded; random and Optuna draws with budgets and pruning; the leaderboard and the comparison plots."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from trilla.config import load_raw
+from trilla.errors import TrillaError
+from trilla.runs import Run, find_runs
+from trilla.sweep import grid_points, run_sweep
+
+from conftest import make_image_folder
+
+TRILLA = [sys.executable, "-m", "trilla"]
+BASE = {
+    "model": {"name": "small_cnn", "conv": [{"maps": 4, "kernel": 3, "pool": 2}], "hidden": []},
+    "augment": None,
+    "train": {"epochs": 2, "batch_size": 16, "progress": False, "ema": None},
+}
+
+
+def _write(tmp_path: Path, sweep: dict, name: str = "grid", **sections) -> Path:
+    data = make_image_folder(tmp_path / "images", {"a": 16, "b": 16}, size=16)
+    raw = {**BASE, **sections, "data": {"path": str(data), "image_size": 16}, "run": {"dir": str(tmp_path / "runs"), "name": name},
+           "sweep": sweep}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _study(folder: Path, name: str = "grid") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'sweep.db'}")
+
+
+SIX = {"method": "grid", "parameters": {"train.lr": [0.01, 0.003], "model.conv.0.maps": [2, 4, 8]}}
+
+
+def test_two_workers_on_one_sqlite_study_run_each_grid_point_once(tmp_path):
+    config = _write(tmp_path, SIX)
+    result = subprocess.run([*TRILLA, "sweep", config, "--workers", "2"], capture_output=True, text=True, check=True)
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert "trials: 6 complete" in result.stdout
+    trials = _study(folder).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert sorted(t.user_attrs["point"] for t in trials) == list(range(6))
+    assert len({t.user_attrs["pid"] for t in trials}) == 2  # both workers took trials
+    runs = find_runs(folder)
+    assert len(runs) == 6 and all(r.info["status"] == "finished" for r in runs)
+    assert {(r.config.train.lr, r.config.model.conv[0].maps) for r in runs} == {(lr, m) for lr in (0.01, 0.003) for m in (2, 4, 8)}
+
+    again = subprocess.run([*TRILLA, "sweep", config], capture_output=True, text=True, check=True)
+    assert "trials: 6 complete" in again.stdout and len(find_runs(folder)) == 6  # a finished sweep runs nothing
+
+    table = pd.read_csv(pd.io.common.StringIO(subprocess.run(
+        [*TRILLA, "runs", folder, "--format", "csv", "--sort", "test/balanced_accuracy"], capture_output=True, text=True, check=True).stdout))
+    assert len(table) == 6 and "model.conv.0.maps" in table and set(table["lr"]) == {0.01, 0.003}
+    assert table["test/balanced_accuracy"].is_monotonic_decreasing
+
+
+def test_a_killed_sweep_resumes_with_the_remaining_trials_only(tmp_path):
+    config = _write(tmp_path, SIX, train={**BASE["train"], "epochs": 20})
+    folder = tmp_path / "runs" / "grid"
+    worker = subprocess.Popen([*TRILLA, "sweep", config, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                trials = _study(folder).get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING)) if (folder / "sweep.db").exists() else []
+            except KeyError:  # the database is there, the study not yet
+                trials = []
+            running = [t for t in trials if t.state == TrialState.RUNNING and "run_dir" in t.user_attrs]
+            if len(trials) - len(running) >= 2 and running and (Path(running[0].user_attrs["run_dir"]) / "checkpoints" / "last.ckpt").is_file():
+                break  # two trials done and the third past its first checkpoint
+            time.sleep(0.2)
+        else:
+            pytest.fail("the sweep never got two trials done and a third checkpointed")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    before = {t.user_attrs["point"]: t.user_attrs["run_dir"] for t in _study(folder).get_trials() if t.state == TrialState.COMPLETE}
+    interrupted = {t.user_attrs["point"]: t.user_attrs["run_dir"] for t in _study(folder).get_trials() if t.state == TrialState.RUNNING}
+    assert len(before) >= 2 and len(interrupted) == 1
+
+    subprocess.run([*TRILLA, "sweep", config, "-q"], capture_output=True, text=True, check=True)
+    trials = _study(folder).get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["point"] for t in done) == list(range(6))  # every point finished exactly once
+    assert {t.user_attrs["point"]: t.user_attrs["run_dir"] for t in done if t.user_attrs["point"] in before} == before
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 1 and "error" not in killed[0].user_attrs  # the killed trial, queued again
+    point, run_dir = interrupted.popitem()
+    assert [t.user_attrs["run_dir"] for t in done if t.user_attrs["point"] == point] == [run_dir]  # resumed in its own directory
+    assert Run(run_dir).history["epoch"].tolist() == list(range(1, 21))
+    runs = find_runs(folder)
+    assert len(runs) == 6 and Counter(r.info["status"] for r in runs) == {"finished": 6}
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    too_deep = [{"maps": 4, "kernel": 3, "pool": 2}] * 6  # 16 px halved six times: nothing left to convolve
+    config = _write(tmp_path, {"method": "grid", "trials": [{"name": "fine"}, {"name": "deep", "model.conv": too_deep}]})
+    result = run_sweep(load_raw(config), config)
+    assert result.counts == {"complete": 1, "fail": 1}
+    assert [label for label, _ in result.failures] == ["deep"]
+    failed = [t for t in _study(result.path).get_trials() if t.state == TrialState.FAIL][0]
+    assert failed.user_attrs["label"] == "deep" and failed.user_attrs["error"]
+    statuses = {r.config.run.name: r.info["status"] for r in find_runs(result.path)}
+    assert statuses["fine"] == "finished" and statuses.get("deep", "failed") == "failed"
+
+
+def test_random_draws_respect_ranges_and_the_trial_budget(tmp_path):
+    sweep = {"method": "random", "max_trials": 3, "seed": 1,
+             "parameters": {"train.lr": {"low": 0.0001, "high": 0.1, "log": True}, "model.conv.0.maps": [2, 4]}}
+    config = _write(tmp_path, sweep, name="rand", train={**BASE["train"], "epochs": 1})
+    result = run_sweep(load_raw(config), config)
+    assert result.counts == {"complete": 3}
+    runs = find_runs(result.path)
+    assert len(runs) == 3 and all(1e-4 <= r.config.train.lr <= 0.1 and r.config.model.conv[0].maps in (2, 4) for r in runs)
+    assert len({r.config.train.lr for r in runs}) == 3
+
+
+def test_optuna_prunes_through_lightning_and_the_run_still_reports(tmp_path, monkeypatch):
+    import trilla.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "_pruner", lambda sweep: optuna.pruners.ThresholdPruner(upper=0.0))  # any loss > 0 is pruned
+    config = _write(tmp_path, {"method": "optuna", "max_trials": 2, "parameters": {"train.lr": {"low": 0.001, "high": 0.1, "log": True}}},
+                    name="tpe", train={**BASE["train"], "epochs": 5})
+    result = run_sweep(load_raw(config), config)
+    assert result.counts == {"pruned": 2}
+    for run in find_runs(result.path):
+        assert run.info["status"] == "pruned" and len(run.history) == 1  # stopped after the first validation
+        assert (run.path / "report.md").is_file()
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    config = _write(tmp_path, {"method": "grid", "parameters": {"train.lr": [0.01]}}, train={**BASE["train"], "epochs": 1})
+    run_sweep(load_raw(config), config)
+    with pytest.raises(TrillaError, match="started from another config"):
+        run_sweep(load_raw(config, ["train.epochs=2"]), config)
+
+
+def test_sweep_config_errors_name_the_fix(tmp_path):
+    config = _write(tmp_path, {"method": "grid", "parameters": {"train.lr": {"low": 0.001, "high": 0.1}}})
+    with pytest.raises(TrillaError, match="method grid takes lists of values"):
+        run_sweep(load_raw(config), config)
+    config = _write(tmp_path, {"method": "random", "parameters": {"train.lr": [0.1, 0.01]}})
+    with pytest.raises(TrillaError, match="set max_trials or max_minutes"):
+        run_sweep(load_raw(config), config)
+    config = _write(tmp_path, {"method": "grid", "parameters": {"train.lrr": [0.1]}})
+    with pytest.raises(TrillaError, match="(?s)sweep point lrr=0.1.*did you mean 'train.lr'"):
+        run_sweep(load_raw(config), config)
+
+
+def test_grid_points_cross_named_trials_with_parameters():
+    from trilla.config import SweepConfig
+
+    sweep = SweepConfig(method="grid", parameters={"train.lr": [0.1, 0.01]},
+                        trials=[{"name": "T1", "train.batch_size": 512}, {"name": "T2", "train.batch_size": 64}])
+    points = grid_points(sweep)
+    assert [p.label for p in points] == ["T1-lr=0.1", "T1-lr=0.01", "T2-lr=0.1", "T2-lr=0.01"]
+    assert points[3].overrides == {"train.batch_size": 64, "train.lr": 0.01}
+
+
+def test_compare_overlays_curves_and_plots_the_metric_by_key(tmp_path):
+    config = _write(tmp_path, {"method": "grid", "parameters": {"train.lr": [0.01, 0.003]}}, train={**BASE["train"], "epochs": 1})
+    result = run_sweep(load_raw(config), config)
+    out = subprocess.run([*TRILLA, "compare", result.path, "--out", tmp_path / "cmp"], capture_output=True, text=True, check=True)
+    written = [Path(line) for line in out.stdout.split()]
+    assert [p.name for p in written] == ["curves.png", "test_balanced_accuracy_by_key.png"]
+    assert all(p.stat().st_size > 10_000 for p in written)
+    again = subprocess.run([*TRILLA, "compare", result.path, "--out", tmp_path / "cmp"], capture_output=True, text=True, check=True)
+    assert [Path(line).name for line in again.stdout.split()][0] == "curves-2.png"  # nothing overwritten
+    single = subprocess.run([*TRILLA, "compare", find_runs(result.path)[0].path], capture_output=True, text=True)
+    assert single.returncode == 2 and "at least two runs" in single.stderr
+    assert Run(find_runs(result.path)[0].path).config.run.dir == result.path / "runs"
