@@ -51,6 +51,8 @@ class History(L.Callback):
     def on_validation_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and self._count:
             self.train_time_s += time.perf_counter() - self._train_start
+            sums = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=pl_module.device) for v in (self._loss_sum, self._correct, self._count)])
+            self._loss_sum, self._correct, self._count = trainer.strategy.reduce(sums, reduce_op="sum").tolist()  # over all processes
             self.samples += int(self._count)
 
     def on_validation_end(self, trainer, pl_module) -> None:

@@ -183,8 +183,9 @@ class TrainConfig(Section):
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = Field("auto", description="processes per machine (GPUs, or CPU processes with strategy ddp)")
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = Field(
-        "auto", description="ddp: one process per device, gradients averaged (launched by torchrun or SLURM, or by Lightning itself)"
+    strategy: Literal["auto", "ddp"] = Field(
+        "auto", description="ddp: one process per device, gradients averaged; start it with torchrun (also on SLURM), or "
+        "let Lightning start the other processes of one machine"
     )
     num_nodes: int = Field(1, ge=1, description="machines taking part in a ddp run")
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"

@@ -149,7 +149,7 @@ class ClassificationTask(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         targets = self._targets(batch)
         logits = self.logits(batch)
-        self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets))
+        self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets), sync_dist=True)
         if self.multilabel:
             self._val_outputs.append(self.outputs(logits).detach().cpu())
             self._val_targets.append(targets.detach().cpu())
@@ -171,9 +171,12 @@ class ClassificationTask(L.LightningModule):
             return
         from trilla.metrics import macro_average_precision
 
-        outputs, targets = torch.cat(self._val_outputs).numpy(), torch.cat(self._val_targets).numpy()
+        outputs, targets = torch.cat(self._val_outputs), torch.cat(self._val_targets)
         self._val_outputs.clear()
         self._val_targets.clear()
+        if self.trainer.world_size > 1:  # every process scored its share of the split
+            outputs, targets = (self.all_gather(t.to(self.device)).flatten(0, 1).cpu() for t in (outputs, targets))
+        outputs, targets = outputs.numpy(), targets.numpy()
         self.log("val/mAP", macro_average_precision(targets, outputs), prog_bar=True)
 
     def configure_optimizers(self):

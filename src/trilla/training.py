@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from trilla import __version__
+from trilla import __version__, distributed
 from trilla.callbacks import History, RngState, WarmupEMA
 from trilla.config import Config
 from trilla.data import multilabel as multi
@@ -51,18 +51,11 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
         if value is not None:
             setattr(config.data, key, Path(value).expanduser().resolve())
     L.seed_everything(config.train.seed, workers=True, verbose=False)
+    distributed.join(config.train.accelerator)
     datamodule = StoreDataModule(config, progress, default_device(config.train.accelerator))
-    datamodule.prepare()
+    with distributed.first_alone():
+        datamodule.prepare()
     data = datamodule.data
-    path = new_run_dir(Path(config.run.dir), config.run.name or Path(config.data.path).stem)
-    (path / "config.yaml").write_text(config.to_yaml())
-    write_json(path / "classes.json", data.classes)  # type: ignore[arg-type]
-    counts = datamodule.counts()
-    counts.to_csv(path / "counts.csv")
-    plot_class_counts(counts.drop(columns="total"), path / "class_counts.png")
-    log.info("class counts per split:\n%s", counts.to_string())
-    _write_data_records(path, datamodule)
-    train_strata = data.strata[datamodule.splits["train"]]
     mean, std = (data.kind == "image" and config.model.normalization(data.channels)) or datamodule.normalization()
     task = ClassificationTask(
         model=config.model.model_dump(mode="json"),
@@ -75,6 +68,23 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
         class_weights=datamodule.class_weights() if config.train.imbalance == "class_weights" else None,
         metadata=data.vocab,
     )
+    path = distributed.shared(lambda: _start_run(config, datamodule, task), handoff=config.train.strategy == "ddp")
+    return _fit(Run(path), datamodule, task, list(callbacks), progress, ckpt_path=None)
+
+
+def _start_run(config: Config, datamodule: StoreDataModule, task: ClassificationTask) -> Path:
+    """A new run directory with what it holds before training: the resolved config, classes, split counts
+    and records, and run.json (versions, data fingerprint, model summary)."""
+    data = datamodule.data
+    path = new_run_dir(Path(config.run.dir), config.run.name or Path(config.data.path).stem)
+    (path / "config.yaml").write_text(config.to_yaml())
+    write_json(path / "classes.json", data.classes)  # type: ignore[arg-type]
+    counts = datamodule.counts()
+    counts.to_csv(path / "counts.csv")
+    plot_class_counts(counts.drop(columns="total"), path / "class_counts.png")
+    log.info("class counts per split:\n%s", counts.to_string())
+    _write_data_records(path, datamodule)
+    train_strata = data.strata[datamodule.splits["train"]]
     write_json(
         path / "run.json",
         {
@@ -100,7 +110,7 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
             },
         },
     )
-    return _fit(Run(path), datamodule, task, list(callbacks), progress, ckpt_path=None)
+    return path
 
 
 def _objective(config: Config) -> str:
@@ -146,6 +156,8 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
         precision=cfg.precision,
         callbacks=callbacks,
         logger=TensorBoardLogger(run.path, name="tensorboard", version=""),
@@ -155,7 +167,8 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         enable_progress_bar=progress,
         log_every_n_steps=max(1, min(10, len(datamodule.splits["train"]) // cfg.batch_size)),
     )
-    set_status(run, "running")
+    if trainer.is_global_zero:
+        set_status(run, "running")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming into the run
@@ -165,7 +178,8 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__`.*")  # the HDF5 stream runs in-process
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as err:
-        set_status(run, "interrupted")
+        if trainer.is_global_zero:
+            set_status(run, "interrupted")
         log.error("training stopped (%s); continue it with: trilla train --resume %s", type(err).__name__, run.path)
         raise
     if not trainer.is_global_zero:
