@@ -17,7 +17,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from trilla.config import load_raw
+from trilla.config import load_raw, validate_config
 from trilla.errors import TrillaError
 from trilla.runs import Run, find_runs
 from trilla.sweep import grid_points, run_sweep
@@ -214,3 +214,20 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path):
     for a, b in zip(one.history["val/loss"], two.history["val/loss"]):
         assert b == pytest.approx(a, rel=0.10, abs=1e-3)
     assert abs(one.metrics["test/accuracy"] - two.metrics["test/accuracy"]) <= 0.05
+
+
+def test_study_grids_are_recipes_whose_every_point_validates(tmp_path):
+    from trilla.sweep import trial_config
+
+    examples = Path(__file__).parents[1] / "examples"
+    grid = load_raw(examples / "guitar_bass_grid.yaml")
+    points = grid_points(validate_config(grid).sweep)
+    assert [p.label for p in points] == ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T10"]
+    t10 = trial_config(grid, points[-1].overrides, tmp_path, "T10")
+    assert (t10.train.batch_size, t10.train.lr, t10.train.momentum, [c.maps for c in t10.model.conv], t10.model.batch_norm) == (
+        512, 0.01, 0.6, [10, 30], True)
+    t6 = trial_config(grid, points[5].overrides, tmp_path, "T6")
+    assert (t6.train.batch_size, t6.model.dropout, t6.model.conv[0].kernel, t6.run.dir) == (32, 0.5, 5, tmp_path)
+    heads = load_raw(examples / "conus_heads.yaml")
+    assert [trial_config(heads, p.overrides, tmp_path, p.label).model.head for p in grid_points(validate_config(heads).sweep)] == [
+        [1024], [600], [2000], [1024, 600]]
