@@ -171,12 +171,9 @@ class ClassificationTask(L.LightningModule):
             return
         from trilla.metrics import macro_average_precision
 
-        outputs, targets = torch.cat(self._val_outputs), torch.cat(self._val_targets)
+        outputs, targets = torch.cat(self._val_outputs).numpy(), torch.cat(self._val_targets).numpy()
         self._val_outputs.clear()
         self._val_targets.clear()
-        if self.trainer.world_size > 1:  # every process scored its share of the split
-            outputs, targets = (self.all_gather(t.to(self.device)).flatten(0, 1).cpu() for t in (outputs, targets))
-        outputs, targets = outputs.numpy(), targets.numpy()
         self.log("val/mAP", macro_average_precision(targets, outputs), prog_bar=True)
 
     def configure_optimizers(self):

@@ -158,6 +158,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         devices=cfg.devices,
         strategy=cfg.strategy,
         num_nodes=cfg.num_nodes,
+        use_distributed_sampler=False,  # EpochSampler shards training itself; every process validates all of val
         precision=cfg.precision,
         callbacks=callbacks,
         logger=TensorBoardLogger(run.path, name="tensorboard", version=""),

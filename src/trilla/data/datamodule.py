@@ -90,17 +90,22 @@ class EpochSampler(Sampler[int]):
 
     Lightning calls `set_epoch`, so the order of any epoch is the same whether or not the run was
     interrupted and resumed before it; a sampler driven by the global RNG would not be.
+
+    Under ddp, process `rank` of `replicas` takes every replicas-th example of that one order (the order
+    padded from its start to a multiple of replicas), so the processes' batches of one step together are
+    the batch one process would have drawn. Lightning's own distributed sampler would shuffle the order
+    again, and a ddp run could then not reproduce a single-process one.
     """
 
-    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None, rank: int = 0, replicas: int = 1):
+        self.size, self.seed, self.epoch, self.rank, self.replicas = size, seed, 0, rank, replicas
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return -(-self.size // self.replicas)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -108,7 +113,10 @@ class EpochSampler(Sampler[int]):
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
-        return iter(order.tolist())
+        order = order.tolist()
+        if self.replicas > 1:
+            order = (order + order[: len(self) * self.replicas - self.size])[self.rank :: self.replicas]
+        return iter(order)
 
 
 class StoreDataModule(L.LightningDataModule):
@@ -199,7 +207,10 @@ class StoreDataModule(L.LightningDataModule):
     def _loader(self, name: str, train: bool) -> DataLoader:
         data, positions = self.split_data(name)
         train_cfg = self.config.train
+        rank, replicas = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         if train and data.embeddings is not None and data.embeddings.on_disk:
+            if replicas > 1:
+                raise TrillaError("streamed embeddings train in one process: set input.stream: false, or train.strategy: auto")
             inputs = self.config.input
             stream = HDF5Stream(
                 data.embeddings.path, np.sort(data.rows[positions]), train_cfg.batch_size, inputs.chunk, inputs.buffer,
@@ -211,7 +222,7 @@ class StoreDataModule(L.LightningDataModule):
             weights = None
             if train_cfg.imbalance == "balanced_sampler":
                 weights = np.asarray(self.class_weights())[data.strata[positions]]
-            sampler = EpochSampler(len(positions), train_cfg.seed, weights)
+            sampler = EpochSampler(len(positions), train_cfg.seed, weights, rank, replicas)
         workers = self.config.data.num_workers
         transform = build_transform(self.config, data) if train else None
         features = self.features if data is self.data else None
