@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/transfer.py
 	$(BIN)/python benchmarks/embedding_stream.py
+	$(BIN)/python benchmarks/guitar_bass_grid.py
 	$(BIN)/python benchmarks/embedding_train_speed.py
 
 clean-venv:

@@ -81,7 +81,7 @@ def plain_loop(inputs: dict[str, np.ndarray], targets: np.ndarray, config, spec:
     dims = (0, 2, 3) if key == "image" else (0, 1)
     mean, std = x_all.float().mean(dims, keepdim=True)[:1], x_all.float().std(dims, keepdim=True)[:1] + 1e-6
     model = build(config.model, InputSpec(**spec), 2)
-    optimizer = OPTIMIZERS[config.train.optimizer](model.parameters(), config.train.model_dump())
+    optimizer = OPTIMIZERS[config.train.optimizer](model.parameters(), config.train.model_dump(), None)  # torch's default kernels
     loss_fn = torch.nn.CrossEntropyLoss()
     batch = config.train.batch_size
     model.train()
