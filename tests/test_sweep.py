@@ -122,13 +122,18 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 def test_random_draws_respect_ranges_and_the_trial_budget(tmp_path):
     sweep = {"method": "random", "max_trials": 3, "seed": 1,
-             "parameters": {"train.lr": {"low": 0.0001, "high": 0.1, "log": True}, "model.conv.0.maps": [2, 4]}}
+             "parameters": {"train.lr": {"low": 0.0001, "high": 0.1, "log": True}, "model.conv.0.maps": {"low": 2, "high": 6, "integer": True},
+                            "model.hidden": [[], [8]]}}
     config = _write(tmp_path, sweep, name="rand", train={**BASE["train"], "epochs": 1})
     result = run_sweep(load_raw(config), config)
     assert result.counts == {"complete": 3}
     runs = find_runs(result.path)
-    assert len(runs) == 3 and all(1e-4 <= r.config.train.lr <= 0.1 and r.config.model.conv[0].maps in (2, 4) for r in runs)
+    assert len(runs) == 3 and all(1e-4 <= r.config.train.lr <= 0.1 and r.config.model.hidden in ([], [8]) for r in runs)
+    assert all(isinstance(r.config.model.conv[0].maps, int) and 2 <= r.config.model.conv[0].maps <= 6 for r in runs)
     assert len({r.config.train.lr for r in runs}) == 3
+    bad = _write(tmp_path, {**sweep, "parameters": {"train.lrr": {"low": 0.001, "high": 0.1}}}, name="bad")
+    with pytest.raises(TrillaError, match="(?s)sweep point a draw.*did you mean 'train.lr'"):
+        run_sweep(load_raw(bad), bad)  # checked before any trial trains
 
 
 def test_optuna_prunes_through_lightning_and_the_run_still_reports(tmp_path, monkeypatch):

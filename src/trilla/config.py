@@ -193,12 +193,13 @@ class TrainConfig(Section):
 
 
 class SweepRange(Section):
-    """A numeric range for `random` and `optuna` sweeps; integers when low and high are and log is off."""
+    """A numeric range for `random` and `optuna` sweeps."""
 
     low: float
     high: float
     log: bool = False
-    step: float | None = None
+    step: float | None = Field(None, gt=0)
+    integer: bool = Field(False, description="draw whole numbers (layers, units) instead of reals")
 
     @model_validator(mode="after")
     def _ordered(self) -> "SweepRange":
@@ -206,6 +207,8 @@ class SweepRange(Section):
             raise ValueError(f"high ({self.high}) must be above low ({self.low})")
         if self.log and self.low <= 0:
             raise ValueError("log: true needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log: true draws on a log scale, which takes no step")
         return self
 
 

@@ -116,9 +116,11 @@ def run_sweep(raw: dict[str, Any], config_path: Path | None = None, folder: Path
     folder = Path(folder) if folder is not None else Path(config.run.dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     url = config.sweep.storage or f"sqlite:///{(folder / 'sweep.db').resolve()}"
-    if config.sweep.method == "grid":
-        for point in grid_points(config.sweep):  # every point checked before any trains
+    if config.sweep.method == "grid":  # every point checked before any trains
+        for point in grid_points(config.sweep):
             trial_config(raw, point.overrides, folder / "runs", point.label)
+    else:
+        trial_config(raw, {key: _first(space) for key, space in config.sweep.parameters.items()}, folder / "runs", "a draw")
     study = _open_study(name, url, raw, config)
     if not (folder / "sweep.yaml").exists():
         (folder / "sweep.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -132,6 +134,10 @@ def run_sweep(raw: dict[str, Any], config_path: Path | None = None, folder: Path
             process.start()
         for process in processes:
             process.join()
+        crashed = [p.exitcode for p in processes if p.exitcode]
+        if crashed:
+            raise TrillaError(f"{len(crashed)} of {workers} workers stopped with exit codes {crashed}; "
+                              "their trials are kept, and the same command resumes the sweep")
     trials = study.get_trials(deepcopy=False)
     failures = [(t.user_attrs.get("label", str(t.number)), t.user_attrs["error"]) for t in trials if "error" in t.user_attrs]
     return SweepResult(folder, _counts(study), failures)
@@ -283,9 +289,16 @@ def _suggest(trial: optuna.Trial, key: str, space: list[Any] | SweepRange) -> An
         if all(v is None or isinstance(v, (bool, int, float, str)) for v in space):
             return trial.suggest_categorical(key, space)
         return space[trial.suggest_categorical(key, list(range(len(space))))]  # lists and mappings: drawn by index
-    if float(space.low).is_integer() and float(space.high).is_integer() and not space.log and (space.step or 1).is_integer():
-        return trial.suggest_int(key, int(space.low), int(space.high), step=int(space.step or 1))
+    if space.integer:
+        return trial.suggest_int(key, int(space.low), int(space.high), step=int(space.step or 1), log=space.log)
     return trial.suggest_float(key, space.low, space.high, log=space.log, step=space.step)
+
+
+def _first(space: list[Any] | SweepRange) -> Any:
+    """A value of the space, to check its key before any trial trains."""
+    if isinstance(space, list):
+        return space[0]
+    return int(space.low) if space.integer else space.low
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], config: Config, folder: Path, quiet: bool) -> None:
