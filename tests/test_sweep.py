@@ -120,6 +120,14 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert statuses["fine"] == "finished" and statuses.get("deep", "failed") == "failed"
 
 
+def test_the_time_budget_stops_claiming_and_a_rerun_continues(tmp_path):
+    config = _write(tmp_path, {**SIX, "max_minutes": 0.001}, train={**BASE["train"], "epochs": 1})
+    result = run_sweep(load_raw(config), config)
+    assert result.counts == {"complete": 1, "waiting": 5}  # the budget ran out during the first trial
+    again = run_sweep(load_raw(config), config)  # each start gets the budget anew
+    assert again.counts == {"complete": 2, "waiting": 4} and len(find_runs(result.path)) == 2
+
+
 def test_random_draws_respect_ranges_and_the_trial_budget(tmp_path):
     sweep = {"method": "random", "max_trials": 3, "seed": 1,
              "parameters": {"train.lr": {"low": 0.0001, "high": 0.1, "log": True}, "model.conv.0.maps": {"low": 2, "high": 6, "integer": True},
