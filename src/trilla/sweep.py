@@ -279,8 +279,8 @@ def _alive(pid: Any) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        pass
+    except PermissionError:  # another user's process holds the number: alive
+        return True
     return True
 
 
