@@ -171,6 +171,9 @@ def test_sweep_config_errors_name_the_fix(tmp_path):
     config = _write(tmp_path, {"method": "random", "parameters": {"train.lr": [0.1, 0.01]}})
     with pytest.raises(TrillaError, match="set max_trials or max_minutes"):
         run_sweep(load_raw(config), config)
+    config = _write(tmp_path, {"method": "grid", "parameters": {"train.lr": [0.1]}, "storage": "not a url"})
+    with pytest.raises(TrillaError, match="sweep.storage not a url cannot be opened"):
+        run_sweep(load_raw(config), config)
     config = _write(tmp_path, {"method": "grid", "parameters": {"train.lrr": [0.1]}})
     with pytest.raises(TrillaError, match="(?s)sweep point lrr=0.1.*did you mean 'train.lr'"):
         run_sweep(load_raw(config), config)

@@ -44,6 +44,8 @@ import yaml
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from trilla.config import Config, SweepConfig, SweepRange, set_dotted, validate_config
 from trilla.errors import TrillaError
@@ -144,12 +146,26 @@ def run_sweep(raw: dict[str, Any], config_path: Path | None = None, folder: Path
 
 
 def _storage(url: str) -> RDBStorage:
+    """The study's database; a URL that cannot be opened is a named error, not SQLAlchemy's traceback."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    with _quiet_experimental():
-        return RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
-        )
+    try:
+        with _quiet_experimental():
+            return RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+            )
+    except ImportError:
+        raise TrillaError(f"sweep.storage {_shown(url)}: its database driver is not installed (PostgreSQL: pip install 'trilla[postgres]')") from None
+    except (SQLAlchemyError, ValueError) as err:
+        raise TrillaError(f"sweep.storage {_shown(url)} cannot be opened: {str(err).splitlines()[0]}") from None
+
+
+def _shown(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return url
 
 
 @contextmanager
