@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from trilla.errors import TrillaError  # noqa: E402
-from trilla.results import leaderboard  # noqa: E402
+from trilla.results import STUDY, leaderboard  # noqa: E402
 from trilla.runs import Run, find_runs, free_path  # noqa: E402
 
 DEFAULT_METRICS = ("test/balanced_accuracy", "test/mAP", "val/mAP", "min_val_loss")
@@ -32,9 +32,7 @@ def compare(paths: list[Path], out: Path, sort: str | None = None) -> list[Path]
     out.mkdir(parents=True, exist_ok=True)
     labels = [_label(run) for run in runs]
     written = [_plot_curves(runs, labels, free_path(out / "curves.png"))]
-    keys = [c for c in table.columns if "." in c and not c.startswith(("test/", "val/"))] + [
-        c for c in ("batch_size", "lr", "momentum") if table[c].nunique(dropna=True) > 1
-    ]
+    keys = [c for c in table.columns if "." in c] + [c for c in STUDY if table[c].nunique(dropna=True) > 1]  # varied keys are dotted
     if keys:
         written.append(_plot_by_key(table, keys, metric, free_path(out / f"{metric.replace('/', '_')}_by_key.png")))
     return written

@@ -14,8 +14,7 @@ from trilla.errors import TrillaError
 from trilla.metrics import near_baseline
 from trilla.runs import Run, find_runs
 
-STUDY = ["batch_size", "lr", "momentum"]  # the guitar/bass study's columns, always shown
-STUDY_KEYS = {"train.batch_size", "train.lr", "train.momentum"}
+STUDY = {"batch_size": "train.batch_size", "lr": "train.lr", "momentum": "train.momentum"}  # the guitar/bass study's columns, always shown
 METRICS = ["min_val_loss", "best_epoch", "val/mAP", "test/accuracy", "test/balanced_accuracy", "test/majority_baseline", "test/mAP",
            "test/mean_auc", "time_to_best_s", "train_time_s"]
 IGNORED = ("run.", "train.progress", "data.path", "data.test_path")  # where a run was filed, not what it was
@@ -53,11 +52,11 @@ def leaderboard(runs: list[Run], sort: str | None = None) -> pd.DataFrame:
     """One row per run: id, the study's columns, the varied keys, metrics, times, status, and whether the
     run scored at the majority baseline (it learned nothing but the class frequencies)."""
     configs = [flatten(run.config.model_dump(mode="json")) for run in runs]
-    varied = [key for key in varied_keys(configs) if key not in STUDY_KEYS]
+    varied = [key for key in varied_keys(configs) if key not in STUDY.values()]
     rows = [_row(run, config, varied) for run, config in zip(runs, configs)]
     table = pd.DataFrame(rows)
     metrics = [key for key in METRICS if key in table and table[key].notna().any()]
-    extra = [sort] if sort and sort in table and sort not in metrics + varied + STUDY else []
+    extra = [sort] if sort and sort in table and sort not in [*metrics, *varied, *STUDY] else []
     errors = ["error"] if "error" in table and table["error"].notna().any() else []
     columns = ["id", *STUDY, *varied, *metrics, *extra, "architecture", "status", "at_majority", *errors]
     table = table.reindex(columns=columns)
