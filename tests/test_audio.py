@@ -136,6 +136,26 @@ def test_spectrogram_augmentation_changes_each_clip_as_configured():
     assert (new_means >= means.amin(dim=0) - 1e-3).all() and (new_means <= means.amax(dim=0) + 1e-3).all()  # a blend of the batch's
 
 
+def test_pitch_shift_moves_harmonics_as_resampling_the_sound_would():
+    cfg = AudioInput(type="audio", sample_rate=8000, n_fft=256, hop=64, n_mels=48)
+    transform = spectrogram.Spectrogram(cfg)
+
+    def peak_bins(hz_list):
+        waves = torch.from_numpy(np.stack([tone_clip(hz, 0.5, 8000) for hz in hz_list]))
+        return transform(waves).mean(dim=1).argmax(dim=1)
+
+    low, high = peak_bins([440 * 2 ** (-3 / 12), 440 * 2 ** (3 / 12)])
+    torch.manual_seed(0)
+    clips = transform(torch.from_numpy(np.stack([tone_clip(440, 0.5, 8000)] * 32)))
+    none = dict(time_masks=0, freq_masks=0, gain_db=0, shift=0, freq_shift=0)
+    shifted = SpectrogramAugment(AudioAugmentConfig(**{**none, "pitch_shift": 3}), cfg)(clips).mean(dim=1).argmax(dim=1)
+    assert shifted.min() >= low and shifted.max() <= high  # never further than 3 semitones
+    assert len(shifted.unique()) >= 4  # and spread over the range, both ways
+    assert (shifted < peak_bins([440])[0]).any() and (shifted > peak_bins([440])[0]).any()
+    with pytest.raises(TrillaError, match="pitch_shift needs spectrograms of sound"):
+        SpectrogramAugment(AudioAugmentConfig(pitch_shift=2))
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # the step runs without a Trainer here
 def test_mixup_trains_on_blended_clips_against_blended_targets():
     from trilla.config import TrainConfig

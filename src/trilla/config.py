@@ -125,11 +125,12 @@ class AudioAugmentConfig(Section):
     """Training-time augmentation of (log) spectrograms, applied per clip to the cached features.
 
     SpecAugment's time and frequency masks (Park et al. 2019), a random gain (an offset in dB), a random
-    circular time shift, a small shift along the frequency axis, a random smooth equalizer curve
-    (FilterAugment, Nam et al. 2022) and Freq-MixStyle (Kim et al. 2022: each clip takes per-bin
-    statistics blended with another clip's). The last three imitate another instrument's, sample set's
-    or microphone's colouring, which is what a model trained on one sound library must not depend on;
-    `augment: null` turns it off.
+    circular time shift, a small shift along the frequency axis, a pitch shift (the frequency axis
+    scaled, as in VTLP, Jaitly & Hinton 2013, so harmonics and formants move together, as when a sampler
+    stretches one recorded note over its neighbours), a random smooth equalizer curve (FilterAugment,
+    Nam et al. 2022) and Freq-MixStyle (Kim et al. 2022: each clip takes per-bin statistics blended with
+    another clip's). The last four imitate another instrument's, sample set's or microphone's colouring,
+    which is what a model trained on one sound library must not depend on; `augment: null` turns it off.
     """
 
     time_masks: int = Field(2, ge=0, le=10, description="number of time masks")
@@ -139,6 +140,10 @@ class AudioAugmentConfig(Section):
     gain_db: float = Field(6.0, ge=0.0, le=40.0, description="largest random gain, in dB either way")
     shift: float = Field(0.5, ge=0.0, le=1.0, description="largest circular time shift, as a fraction of the clip")
     freq_shift: int = Field(0, ge=0, le=16, description="largest shift along the frequency axis, in bins")
+    pitch_shift: float = Field(
+        0.0, ge=0.0, le=12.0,
+        description="largest random pitch shift, in semitones: the frequency axis is warped as resampling the sound would warp it",
+    )
     eq_db: float = Field(0.0, ge=0.0, le=40.0, description="largest gain of a random smooth equalizer curve, in dB either way")
     eq_points: int = Field(6, ge=2, le=64, description="control points of that curve across the frequency axis")
     mixstyle: float = Field(0.0, ge=0.0, le=1.0, description="Freq-MixStyle: probability that a batch gets blended per-bin statistics")

@@ -56,7 +56,7 @@ class Predictor:
         self.tta = tta
         self.augment = None
         if tta:
-            self.augment = SpectrogramAugment(augment) if isinstance(augment, AudioAugmentConfig) else (
+            self.augment = SpectrogramAugment(augment, input_cfg) if isinstance(augment, AudioAugmentConfig) else (
                 build_augment(augment, self.size) if self.kind == "image" and augment is not None else None)
             if self.augment is None:
                 raise TrillaError("test-time augmentation needs the run's augment: section, and this run trained without one")

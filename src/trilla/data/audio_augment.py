@@ -1,21 +1,31 @@
 """Augmentation of batches of (log) spectrograms, on the cached features, before standardization.
 
 Written by hand: torchaudio's SpecAugment transforms would bring torchaudio for three small tensor
-operations, and the gain, frequency shift and equalizer here are offsets and shifts of decibel maps.
+operations, and the gain, frequency shift, pitch shift and equalizer here are offsets, shifts and
+interpolations of decibel maps. Working on the cached features keeps them cached: resampling the
+waveforms instead would recompute every spectrogram every epoch.
 """
 
 from __future__ import annotations
 
 import torch
 
-from trilla.config import AudioAugmentConfig
+from trilla.config import AudioAugmentConfig, AudioInput
+from trilla.data.spectrogram import bin_frequencies
+from trilla.errors import TrillaError
 
 
 class SpectrogramAugment:
     """decibels (B, frames, bins) -> the same shape, each clip changed independently."""
 
-    def __init__(self, cfg: AudioAugmentConfig):
+    def __init__(self, cfg: AudioAugmentConfig, features: AudioInput | None = None):
+        """`features`: how the spectrograms were computed, which a pitch shift needs to know where each bin lies."""
         self.cfg = cfg
+        self.frequencies = None
+        if cfg.pitch_shift:
+            if not isinstance(features, AudioInput):
+                raise TrillaError("augment.pitch_shift needs spectrograms of sound (an input: section of type audio)")
+            self.frequencies = torch.as_tensor(bin_frequencies(features), dtype=torch.float32)
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         cfg, (batch, frames, bins) = self.cfg, x.shape
@@ -29,6 +39,8 @@ class SpectrogramAugment:
             x += _equalizer(batch, bins, cfg.eq_db, cfg.eq_points)
         if cfg.freq_shift:
             x = torch.stack([_shift_bins(clip, int(s)) for clip, s in zip(x, torch.randint(-cfg.freq_shift, cfg.freq_shift + 1, (batch,)))])
+        if cfg.pitch_shift:
+            x = _pitch_shift(x, self.frequencies, (torch.rand(batch) * 2 - 1) * cfg.pitch_shift)
         if cfg.mixstyle and float(torch.rand(())) < cfg.mixstyle:
             x = _freq_mixstyle(x, lengths, cfg.mixstyle_alpha)
         fill = x.mean(dim=(1, 2), keepdim=True)
@@ -58,6 +70,19 @@ def _freq_mixstyle(x: torch.Tensor, lengths: torch.Tensor | None, alpha: float) 
     partner = torch.randperm(batch)
     mixed = (x - mean) / spread * (share * spread + (1 - share) * spread[partner]) + share * mean + (1 - share) * mean[partner]
     return torch.where(valid.bool(), mixed, x)
+
+
+def _pitch_shift(x: torch.Tensor, frequencies: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
+    """Each clip's bins read at frequency f / 2**(s/12), interpolated between the two nearest bins: what
+    was at f is now at f * 2**(s/12). Beyond the lowest or highest bin the edge bin repeats."""
+    source = frequencies[None, :] / torch.pow(2.0, semitones / 12.0)[:, None]  # (B, bins)
+    upper = torch.searchsorted(frequencies, source).clamp(1, len(frequencies) - 1)
+    lower = upper - 1
+    weight = ((source - frequencies[lower]) / (frequencies[upper] - frequencies[lower])).clamp(0.0, 1.0)
+    frames = x.shape[1]
+    below = torch.gather(x, 2, lower[:, None, :].expand(-1, frames, -1))
+    above = torch.gather(x, 2, upper[:, None, :].expand(-1, frames, -1))
+    return below + (above - below) * weight[:, None, :].to(x.dtype)
 
 
 def _shift_bins(clip: torch.Tensor, steps: int) -> torch.Tensor:

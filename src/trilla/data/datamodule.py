@@ -51,7 +51,7 @@ def build_transform(config: Config, data: LabelledData):
     if config.augment is None:
         return None
     if isinstance(config.augment, AudioAugmentConfig):
-        return SpectrogramAugment(config.augment)
+        return SpectrogramAugment(config.augment, config.input)
     return build_augment(config.augment, data.size)
 
 

@@ -52,6 +52,15 @@ class Spectrogram(nn.Module):
         return 10.0 * torch.log10(power.clamp_min(1e-10))
 
 
+def bin_frequencies(cfg: AudioInput) -> np.ndarray:
+    """The centre frequency of each bin in Hz, increasing: mel bands peak where librosa's filters do."""
+    if cfg.features == "logmel":
+        import librosa
+
+        return librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax or cfg.sample_rate / 2)[1:-1]
+    return np.linspace(0.0, cfg.sample_rate / 2, cfg.bins())
+
+
 def feature_key(cfg: AudioInput) -> str:
     settings = cfg.model_dump(mode="json", exclude={"seconds", "sample_rate", "type"})
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
