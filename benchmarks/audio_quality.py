@@ -7,16 +7,18 @@ the emotion set (chord progressions whose mode and consonance set valence, and w
 loudness set arousal).
 
 Runs, each a recipe from examples/ with only the data paths set:
-- `instruments`: examples/instruments.yaml, tested on MuseScore, then evaluated on TimGM6mb.
+- `instruments_seed<k>`: examples/instruments.yaml with `train.seed` k for each of --seeds, tested on
+  MuseScore, then evaluated on TimGM6mb; then the ensemble of those runs (`trilla evaluate RUN...`) on both.
 - `instruments_plain` (with --plain): the same network with `augment: null`, `train.mixup: 0`, as a
   reference for what augmentation buys.
 - `emotion`: examples/emotion_quadrants.yaml, per-axis accuracy on its held-out test split.
 
     .venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work /tmp/aq \
-        [--part instruments|emotion] [--plain]
+        [--part instruments|emotion] [--seeds 3] [--plain]
 
 Needs the Debian soundfonts and pyfluidsynth that make_audio.py's docstring lists. Writes
-benchmarks/results/audio_quality_<part>.md. About 12 minutes per run on 2 idle CPU cores.
+benchmarks/results/audio_quality_<part>.md. About 17 minutes per instrument run and 12 per emotion
+run on 2 idle CPU cores.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import trilla
 EXAMPLES = Path(__file__).parent.parent / "examples"
 RESULTS = Path(__file__).parent / "results"
 SOUNDFONTS = {
-    "fluid": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", 300, 0),
+    "fluid": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", 900, 0),
     "muse": ("/usr/share/sounds/sf3/MuseScore_General.sf3", 50, 1),
     "timgm": ("/usr/share/sounds/sf2/TimGM6mb.sf2", 50, 2),
 }
@@ -64,20 +66,30 @@ def train(recipe: str, work: Path, overrides: list[str]) -> tuple[trilla.Run, fl
     return run, (time.perf_counter() - began) / 60
 
 
-def instruments(work: Path, plain: bool) -> list[str]:
+def instruments(work: Path, plain: bool, seeds: int) -> list[str]:
     data = [f"data.path={work / 'fluid' / 'manifest.csv'}", f"data.test_path={work / 'muse' / 'manifest.csv'}"]
-    rows = []
-    variants = [("instruments", [])] + ([("instruments_plain", ["augment=null", "train.mixup=0"])] if plain else [])
+    timgm = work / "timgm" / "manifest.csv"
+    rows, members = [], []
+    variants = [(f"instruments_seed{k}", [f"train.seed={k}"]) for k in range(seeds)]
+    variants += [("instruments_plain", ["augment=null", "train.mixup=0"])] if plain else []
     for name, extra in variants:
         run, minutes = train("instruments.yaml", work, [*data, f"run.name={name}", *extra])
-        timgm, _ = run.evaluate(work / "timgm" / "manifest.csv", progress=False)
+        members += [run] if name != "instruments_plain" else []
+        other, _ = run.evaluate(timgm, progress=False)
         rows.append(f"| {name} | {run.metrics['val/accuracy']:.3f} | {run.metrics['test/accuracy']:.3f} | "
-                    f"{timgm['test/accuracy']:.3f} | {minutes:.1f} | `{run.path.name}` |")
+                    f"{other['test/accuracy']:.3f} | {minutes:.1f} | `{run.path.name}` |")
+    if len(members) > 1:
+        first, *others = members
+        muse, _ = first.evaluate(progress=False, others=others)
+        other, _ = first.evaluate(timgm, progress=False, others=others)
+        rows.append(f"| **ensemble of the {len(members)} seeds** | | {muse['test/accuracy']:.3f} | {other['test/accuracy']:.3f} | | "
+                    f"`trilla evaluate {' '.join(m.path.name for m in members)}` |")
     return [
         "## Instrument families: trained on FluidR3 only",
         "",
         "Validation is a held-out part of the FluidR3 renders; MuseScore General is the run's test set, and",
-        "TimGM6mb is evaluated afterwards (`trilla evaluate RUN --data timgm/manifest.csv`).",
+        "TimGM6mb is evaluated afterwards (`trilla evaluate RUN --data timgm/manifest.csv`). The ensemble",
+        "averages the seeds' probabilities (`trilla evaluate RUN0 RUN1 ... [--data ...]`).",
         "",
         "| run | FluidR3 (val) | MuseScore General | TimGM6mb | train minutes | run |",
         "|---|---|---|---|---|---|",
@@ -87,7 +99,7 @@ def instruments(work: Path, plain: bool) -> list[str]:
     ]
 
 
-def emotion(work: Path, plain: bool) -> list[str]:
+def emotion(work: Path, plain: bool, seeds: int) -> list[str]:
     run, minutes = train("emotion_quadrants.yaml", work, [f"data.path={work / 'emotion' / 'manifest.csv'}", "run.name=emotion"])
     m = run.metrics
     return [
@@ -110,6 +122,7 @@ def main() -> None:
     parser.add_argument("--make-audio", type=Path, required=True, help="path of the shared make_audio.py")
     parser.add_argument("--work", type=Path, required=True, help="folder for the renders and the runs")
     parser.add_argument("--part", choices=list(PARTS), action="append", help="what to run (repeatable); default: both")
+    parser.add_argument("--seeds", type=int, default=3, help="instruments: train the recipe with this many seeds, and their ensemble")
     parser.add_argument("--plain", action="store_true", help="instruments: also train the reference without augmentation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -119,7 +132,7 @@ def main() -> None:
             f"# Audio quality: {part}",
             "",
             f"Command: `.venv/bin/python benchmarks/audio_quality.py --make-audio ../shared/datasets/make_audio.py --work WORK "
-            f"--part {part}{' --plain' if args.plain and part == 'instruments' else ''}`",
+            f"--part {part}{f' --seeds {args.seeds}' if part == 'instruments' else ''}{' --plain' if args.plain and part == 'instruments' else ''}`",
             "",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
             "",
@@ -127,7 +140,7 @@ def main() -> None:
             "",
             *[f"- `{c}`" for c in commands],
             "",
-            *PARTS[part](args.work, args.plain),
+            *PARTS[part](args.work, args.plain, args.seeds),
             "",
         ]
         out = RESULTS / f"audio_quality_{part}.md"

@@ -112,6 +112,27 @@ def test_evaluate_on_other_data(trained, tmp_path):
     )
 
 
+def test_evaluate_several_runs_as_an_ensemble(trained, tmp_path):
+    root, data, run, _ = trained
+    other = make_image_folder(tmp_path / "other", {"alpha": 6, "beta": 6, "gamma": 6}, seed=7)
+    second = Path(trilla("train", "--data", data, *FAST, "--set", "train.epochs=2", "--set", "train.seed=1",
+                         "--set", f"run.dir={tmp_path / 'runs'}").stdout.strip().splitlines()[-1])
+    members = [pd.read_csv(Path(trilla("evaluate", r, "--data", other).stdout.strip().splitlines()[-1]) / "predictions.csv")
+               for r in (run, second)]
+    result = trilla("evaluate", run, second, "--data", other)
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert folder.parent == run / "evaluations" and "ensemble" in folder.name
+    assert json.loads((folder / "metrics.json").read_text())["ensemble"] == [str(run), str(second)]
+    averaged = pd.read_csv(folder / "predictions.csv")
+    assert averaged["label_probability"].to_numpy() == pytest.approx(
+        (members[0]["label_probability"] + members[1]["label_probability"]).to_numpy() / 2, abs=1e-5)
+    assert (members[0]["label_probability"] - members[1]["label_probability"]).abs().max() > 1e-3  # two different models
+    bigger = Path(trilla("train", "--data", data, *FAST, "--set", "train.epochs=1", "--set", "data.image_size=20",
+                         "--set", f"run.dir={tmp_path / 'runs'}").stdout.strip().splitlines()[-1])
+    refused = trilla("evaluate", run, bigger, "--data", other, check=False)
+    assert refused.returncode != 0 and "reads its inputs differently" in refused.stderr
+
+
 def test_runs_table_and_runs_never_overwritten(trained, tmp_path):
     root, data, run, _ = trained
     second = trilla("train", "--data", data, *FAST, "--set", "train.epochs=1", "--set", f"run.dir={root / 'runs'}",

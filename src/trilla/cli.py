@@ -55,17 +55,19 @@ def train(
 
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="run directory"),
+    runs: list[Path] = typer.Argument(..., help="run directory; several runs are evaluated as one ensemble (their predictions averaged)"),
     data: Optional[Path] = typer.Option(None, "--data", help="labelled folder or CSV; default: the run's test split"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Metrics and plots of a run's best model on labelled data, preprocessed as in training."""
+    """Metrics and plots of a run's best model (or several runs' ensemble) on labelled data, preprocessed
+    as in training."""
     _setup_logging(quiet)
     from trilla.runs import Run
 
-    metrics, out_dir = Run(run).evaluate(data, out, tta=tta)
+    first, *others = [Run(path) for path in runs]
+    metrics, out_dir = first.evaluate(data, out, tta=tta, others=others)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
     typer.echo(str(out_dir))
 

@@ -146,8 +146,11 @@ def write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0) -> tuple[dict, Path]:
-    """Metrics and plots of a run's best checkpoint on its own test split, or on any labelled data.
+def evaluate_run(
+    run, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0, others: list | None = None,
+) -> tuple[dict, Path]:
+    """Metrics and plots of a run's best checkpoint on its own test split, or on any labelled data;
+    with `others`, of the ensemble of this run and those (their predictions averaged).
 
     New data is packed exactly as the run's own data (image size and channels, or sample rate and
     length) and labelled with the run's classes.
@@ -156,10 +159,20 @@ def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = N
     from trilla.data.datamodule import StoreDataModule, load_data
     from trilla.data.dataset import run_codec
     from trilla.errors import TrillaError
+    from trilla.predict import Ensemble
     from trilla.runs import new_run_dir
 
     cfg = run.config.data
+    others = others or []
     predictor = run.predictor(tta=tta)
+    if others:
+        members = [predictor, *(other.predictor(tta=tta) for other in others)]
+        for other, member in zip(others, members[1:]):
+            if other.config.input != run.config.input or member.task.hparams.input_spec != predictor.task.hparams.input_spec:
+                raise TrillaError(f"run {other.id} reads its inputs differently from {run.id} (size, channels or features); an ensemble needs one preprocessing")
+            if data is None and other.config.data != cfg:
+                raise TrillaError(f"run {other.id} was trained on other data or splits than {run.id}: give the ensemble labelled data with --data")
+        predictor = Ensemble(members)
     if data is None:
         datamodule = StoreDataModule(run.config, progress)
         datamodule.prepare()
@@ -170,10 +183,12 @@ def evaluate_run(run, data: str | Path | None = None, out: str | Path | None = N
     else:
         source = load_data(Path(data), run.config, codec=run_codec(run), classes=run.classes, vocab=predictor.vocab, progress=progress)
         positions, name = np.arange(len(source.targets)), Path(data).stem
-    out_dir = new_run_dir(run.path / "evaluations", name)
+    out_dir = new_run_dir(run.path / "evaluations", f"ensemble-{name}" if others else name)
     result = evaluate_split(predictor, source, positions, run.info["majority_class"], out_dir, prefix="test", data_cfg=cfg)
     result["skipped"] = len(source.problems)
     result["tta"] = tta
+    if others:
+        result["ensemble"] = [str(member.path) for member in [run, *others]]
     write_json(out_dir / "metrics.json", result)
     if out is not None:
         write_json(Path(out), result)

@@ -107,10 +107,14 @@ class Run:
         given = metadata_per_file(paths, metadata or {}, metadata_table, list(predictor.vocab))
         return predictor.predict_files(paths, top_k=top_k, metadata=given)
 
-    def evaluate(self, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0) -> tuple[dict, Path]:
+    def evaluate(
+        self, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0,
+        others: list[Run] | None = None,
+    ) -> tuple[dict, Path]:
+        """With `others`, the ensemble of this run and those (the results land in this run's evaluations)."""
         from trilla.evaluation import evaluate_run
 
-        return evaluate_run(self, data, out, progress, tta)
+        return evaluate_run(self, data, out, progress, tta, others)
 
 
 def _read_json(path: Path) -> dict:
