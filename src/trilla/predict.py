@@ -144,9 +144,10 @@ class Predictor:
 
 
 class Ensemble:
-    """Several runs' predictors used as one: their probabilities (or regressed values) averaged, the
-    cheapest way to gain accuracy on data unlike the training set. Multi-label thresholds are the
-    members' mean."""
+    """Several runs' predictors used as one: their probabilities (or regressed values) averaged. On data
+    unlike the training set, runs that differ only in their seed can differ by several points
+    (benchmarks/results/audio_quality_instruments.md); their ensemble does not depend on one draw.
+    Multi-label thresholds are the members' mean."""
 
     def __init__(self, members: list[Predictor]):
         first = members[0]
