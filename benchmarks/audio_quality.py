@@ -69,15 +69,16 @@ def train(recipe: str, work: Path, overrides: list[str]) -> tuple[trilla.Run, fl
 def instruments(work: Path, plain: bool, seeds: int) -> list[str]:
     data = [f"data.path={work / 'fluid' / 'manifest.csv'}", f"data.test_path={work / 'muse' / 'manifest.csv'}"]
     timgm = work / "timgm" / "manifest.csv"
-    rows, members = [], []
+    rows, runs = [], []
     variants = [(f"instruments_seed{k}", [f"train.seed={k}"]) for k in range(seeds)]
     variants += [("instruments_plain", ["augment=null", "train.mixup=0"])] if plain else []
     for name, extra in variants:
         run, minutes = train("instruments.yaml", work, [*data, f"run.name={name}", *extra])
-        members += [run] if name != "instruments_plain" else []
+        runs.append(run)
         other, _ = run.evaluate(timgm, progress=False)
         rows.append(f"| {name} | {run.metrics['val/accuracy']:.3f} | {run.metrics['test/accuracy']:.3f} | "
                     f"{other['test/accuracy']:.3f} | {minutes:.1f} | `{run.path.name}` |")
+    members = runs[:seeds]  # the plain reference, when trained, comes last
     if len(members) > 1:
         first, *others = members
         muse, _ = first.evaluate(progress=False, others=others)
