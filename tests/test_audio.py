@@ -156,6 +156,28 @@ def test_pitch_shift_moves_harmonics_as_resampling_the_sound_would():
         SpectrogramAugment(AudioAugmentConfig(pitch_shift=2))
 
 
+def test_dynamics_reshapes_attacks_and_keeps_each_frames_spectrum():
+    cfg = AudioInput(type="audio", sample_rate=8000, n_fft=256, hop=64, n_mels=48)
+    wave = tone_clip(330, 1.0, 8000) * np.minimum(1.0, np.arange(8000) / 3200)  # swells in over 0.4 s, like a bowed note
+    torch.manual_seed(0)
+    clips = spectrogram.Spectrogram(cfg)(torch.from_numpy(np.stack([wave.astype(np.float32)] * 32)))
+    none = dict(time_masks=0, freq_masks=0, gain_db=0, shift=0, freq_shift=0)
+    moved = SpectrogramAugment(AudioAugmentConfig(**{**none, "dynamics": 0.75}))(clips) - clips
+    loudest = moved.gather(2, clips.argmax(dim=2, keepdim=True)).expand_as(moved)
+    clear = clips > clips.amin() + 0.75 * 40  # bins that even an expander cannot push to the floor
+    assert clear.sum(dim=2).gt(3).float().mean() > 0.5  # several such bins in most frames
+    assert torch.allclose(moved[clear], loudest[clear], atol=1e-3)  # a frame moves as a whole: its spectrum keeps its shape
+    assert moved.abs().max() <= 0.75 * 40 + 1e-3
+
+    def attack_frames(spec):  # frames until the note is within 6 dB of its loudest
+        loudness = spec.amax(dim=2)
+        return (loudness < loudness.amax(dim=1, keepdim=True) - 6).int().argmin(dim=1)
+
+    before, after = attack_frames(clips)[0], attack_frames(clips + moved)
+    assert (after < before).any() and (after > before).any()  # compressed (quicker attack) and expanded (slower), by clip
+    assert (after[moved[:, 5, 0] > 0] <= before).all() and (after[moved[:, 5, 0] < 0] >= before).all()
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # the step runs without a Trainer here
 def test_mixup_trains_on_blended_clips_against_blended_targets():
     from trilla.config import TrainConfig

@@ -128,9 +128,11 @@ class AudioAugmentConfig(Section):
     circular time shift, a small shift along the frequency axis, a pitch shift (the frequency axis
     scaled, as in VTLP, Jaitly & Hinton 2013, so harmonics and formants move together, as when a sampler
     stretches one recorded note over its neighbours), a random smooth equalizer curve (FilterAugment,
-    Nam et al. 2022) and Freq-MixStyle (Kim et al. 2022: each clip takes per-bin statistics blended with
-    another clip's). The last four imitate another instrument's, sample set's or microphone's colouring,
-    which is what a model trained on one sound library must not depend on; `augment: null` turns it off.
+    Nam et al. 2022), Freq-MixStyle (Kim et al. 2022: each clip takes per-bin statistics blended with
+    another clip's) and a random compression or expansion of the loudness envelope (another sample set's
+    attacks and decays: one library's violin swells in over 350 ms, another's within 60 ms). These
+    imitate another instrument's, sample set's or microphone's colouring and shaping, which is what a
+    model trained on one sound library must not depend on; `augment: null` turns it off.
     """
 
     time_masks: int = Field(2, ge=0, le=10, description="number of time masks")
@@ -146,6 +148,11 @@ class AudioAugmentConfig(Section):
     )
     eq_db: float = Field(0.0, ge=0.0, le=40.0, description="largest gain of a random smooth equalizer curve, in dB either way")
     eq_points: int = Field(6, ge=2, le=64, description="control points of that curve across the frequency axis")
+    dynamics: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="largest random compression or expansion of each clip's loudness over time: a frame d dB below the "
+        "clip's loudest moves up to dynamics * d toward it (or away); attacks and decays change shape, each frame's spectrum does not",
+    )
     mixstyle: float = Field(0.0, ge=0.0, le=1.0, description="Freq-MixStyle: probability that a batch gets blended per-bin statistics")
     mixstyle_alpha: float = Field(0.3, gt=0.0, le=10.0, description="Freq-MixStyle's Beta(a, a) parameter a")
     tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")

@@ -1,12 +1,14 @@
 """Augmentation of batches of (log) spectrograms, on the cached features, before standardization.
 
 Written by hand: torchaudio's SpecAugment transforms would bring torchaudio for three small tensor
-operations, and the gain, frequency shift, pitch shift and equalizer here are offsets, shifts and
-interpolations of decibel maps. Working on the cached features keeps them cached: resampling the
+operations, and the gain, dynamics, frequency shift, pitch shift and equalizer here are offsets, shifts
+and interpolations of decibel maps. Working on the cached features keeps them cached: resampling the
 waveforms instead would recompute every spectrogram every epoch.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -32,6 +34,8 @@ class SpectrogramAugment:
         x = x.clone()
         if cfg.gain_db:
             x += (torch.rand(batch, 1, 1) * 2 - 1) * cfg.gain_db
+        if cfg.dynamics:
+            x = _dynamics(x, (torch.rand(batch) * 2 - 1) * cfg.dynamics)
         if cfg.shift and lengths is None:
             steps = (torch.rand(batch) * cfg.shift * frames).long()
             x = torch.stack([torch.roll(clip, int(s), dims=0) for clip, s in zip(x, steps)])
@@ -56,6 +60,24 @@ def _equalizer(batch: int, bins: int, gain_db: float, points: int) -> torch.Tens
     """(B, 1, bins) dB offsets: gains drawn at evenly spaced points, linear in between."""
     gains = (torch.rand(batch, 1, points) * 2 - 1) * gain_db
     return torch.nn.functional.interpolate(gains, size=bins, mode="linear", align_corners=True)
+
+
+BACKGROUND_DB = 40.0
+"""How far below a clip's loudest frame its background begins: quieter frames move as if they were this
+far down, so silence is raised or lowered with the quiet ends of notes instead of as far as its own
+depth (often 100 dB) would say."""
+
+
+def _dynamics(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Each frame moved by amount * (its distance in dB below the clip's loudest frame): a compressor
+    for amount > 0 (soft attacks and decays come up toward the peak), an expander for amount < 0. The
+    whole frame moves, so its spectrum keeps its shape; values stay above the clip's own floor."""
+    nepers = math.log(10) / 10  # decibels of power -> natural log, so logsumexp sums the bins' power
+    loudness = torch.logsumexp(x * nepers, dim=2, keepdim=True) / nepers
+    peak = loudness.amax(dim=1, keepdim=True)
+    below = (peak - loudness).clamp_max(BACKGROUND_DB)
+    floor = x.amin(dim=(1, 2), keepdim=True)
+    return torch.maximum(x + amount[:, None, None] * below, floor)
 
 
 def _freq_mixstyle(x: torch.Tensor, lengths: torch.Tensor | None, alpha: float) -> torch.Tensor:
