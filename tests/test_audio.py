@@ -179,6 +179,45 @@ def test_dynamics_reshapes_attacks_and_keeps_each_frames_spectrum():
     assert (after[swell > 0] <= before).all() and (after[swell < 0] >= before).all() and (swell != 0).all()
 
 
+def test_freeze_holds_each_notes_spectrum_after_its_peak_and_keeps_every_frames_loudness():
+    sr = 8000
+    cfg = AudioInput(type="audio", sample_rate=sr, n_fft=256, hop=64, n_mels=48)
+    t = np.arange(sr) / sr
+    wave = np.zeros(sr)
+    notes = [(0.1, 0.5, 220.0), (0.55, 1.0, 330.0)]  # plucked: upper harmonics die first, so each note's spectrum darkens
+    for start, end, f0 in notes:
+        age, release = t - start, np.clip((end - t) / 0.03, 0, 1)  # a 30-ms release, not a click
+        wave += (t >= start) * release * sum(np.exp(-age * 3 * k) * np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 9))
+    clips = spectrogram.Spectrogram(cfg)(torch.from_numpy(np.stack([wave.astype(np.float32)] * 16)))
+    none = dict(time_masks=0, freq_masks=0, gain_db=0, shift=0, freq_shift=0)
+    torch.manual_seed(0)
+    out = SpectrogramAugment(AudioAugmentConfig(**none, freeze=1.0))(clips)
+
+    def loudness(spec):
+        return 10 * torch.log10((10 ** (spec.double() / 10)).sum(dim=2))
+
+    def centred(spec):  # each frame's spectral shape, whatever its level
+        return spec - spec.mean(dim=2, keepdim=True)
+
+    assert torch.allclose(loudness(out), loudness(clips), atol=1e-3)
+    hops = sr / cfg.hop
+    kept = []
+    for start, end, _ in notes:
+        first, last = int(start * hops) + 1, int(end * hops) - 2  # frames wholly inside the note
+        peak = first - 1 + int(loudness(clips[:1])[0, first - 1:last].argmax())
+        attack = slice(int(start * hops) - 3, peak + 1)
+        assert torch.allclose(out[:, attack], clips[:, attack], atol=1e-3)
+        sustain = slice(peak + 3, last)
+        before = (centred(clips[:, sustain]) - centred(clips[:, peak:peak + 1])).norm(dim=2)
+        after = (centred(out[:, sustain]) - centred(clips[:, peak:peak + 1])).norm(dim=2)
+        assert before.min() > 1.0  # the note's spectrum did change after its peak
+        kept.append(after / before)  # the share of that change each clip keeps: 1 - its amount, in every frame
+    for share in kept:
+        assert torch.allclose(share, share[:, :1].expand_as(share), atol=1e-3)
+    assert torch.allclose(kept[0][:, 0], kept[1][:, 0], atol=1e-3)  # the second note is held at its own peak, by the same amount
+    assert kept[0][:, 0].max() < 1 and kept[0][:, 0].min() < 0.3 and kept[0][:, 0].max() > 0.7  # amounts drawn across [0, 1]
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # the step runs without a Trainer here
 def test_mixup_trains_on_blended_clips_against_blended_targets():
     from trilla.config import TrainConfig

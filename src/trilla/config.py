@@ -129,8 +129,9 @@ class AudioAugmentConfig(Section):
     scaled, as in VTLP, Jaitly & Hinton 2013, so harmonics and formants move together, as when a sampler
     stretches one recorded note over its neighbours), a random smooth equalizer curve (FilterAugment,
     Nam et al. 2022), Freq-MixStyle (Kim et al. 2022: each clip takes per-bin statistics blended with
-    another clip's) and a random compression or expansion of the loudness envelope (another sample set's
-    attacks and decays: one library's violin swells in over 350 ms, another's within 60 ms). These
+    another clip's), a random compression or expansion of the loudness envelope (another sample set's
+    attacks and decays: one library's violin swells in over 350 ms, another's within 60 ms) and a
+    partial freeze of each note's spectrum after its peak (a small library's looped samples). These
     imitate another instrument's, sample set's or microphone's colouring and shaping, which is what a
     model trained on one sound library must not depend on; `augment: null` turns it off.
     """
@@ -152,6 +153,11 @@ class AudioAugmentConfig(Section):
         0.0, ge=0.0, lt=1.0,
         description="largest random compression or expansion of each clip's loudness over time: a frame d dB below the "
         "clip's loudest moves up to dynamics * d toward it (or away); attacks and decays change shape, each frame's spectrum does not",
+    )
+    freeze: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="largest share by which each frame after a note's loudest frame takes that frame's spectral shape, keeping its own "
+        "loudness: the static sustain of a small sample set's looped samples",
     )
     mixstyle: float = Field(0.0, ge=0.0, le=1.0, description="Freq-MixStyle: probability that a batch gets blended per-bin statistics")
     mixstyle_alpha: float = Field(0.3, gt=0.0, le=10.0, description="Freq-MixStyle's Beta(a, a) parameter a")

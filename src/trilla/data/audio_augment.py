@@ -1,8 +1,8 @@
 """Augmentation of batches of (log) spectrograms, on the cached features, before standardization.
 
 Written by hand: torchaudio's SpecAugment transforms would bring torchaudio for three small tensor
-operations, and the gain, dynamics, frequency shift, pitch shift and equalizer here are offsets, shifts
-and interpolations of decibel maps. Working on the cached features keeps them cached: resampling the
+operations, and the gain, freeze, dynamics, frequency shift, pitch shift and equalizer here are offsets,
+shifts and interpolations of decibel maps. Working on the cached features keeps them cached: resampling the
 waveforms instead would recompute every spectrogram every epoch.
 """
 
@@ -34,6 +34,8 @@ class SpectrogramAugment:
         x = x.clone()
         if cfg.gain_db:
             x += (torch.rand(batch, 1, 1) * 2 - 1) * cfg.gain_db
+        if cfg.freeze:
+            x = _freeze(x, torch.rand(batch) * cfg.freeze, lengths)
         if cfg.dynamics:
             x = _dynamics(x, (torch.rand(batch) * 2 - 1) * cfg.dynamics)
         if cfg.shift and lengths is None:
@@ -68,12 +70,54 @@ far down, so silence is raised or lowered with the quiet ends of notes instead o
 depth (often 100 dB) would say."""
 
 
+ONSET_DB = 4.0
+"""The mean rise in dB per bin from one frame to the next that starts a note: a plucked or struck note
+rises 10-35, a legato change of pitch 3-8, vibrato and bowing noise under 2 (FluidR3 and TimGM6mb
+renders, 16 kHz log-mel, bins ONSET_RANGE_DB below the clip's loudest bin counted as that low)."""
+ONSET_RANGE_DB = 80.0
+"""Without this floor a bin rising from -100 to -60 dB, inaudible, would count as much as a new harmonic."""
+
+
+def _loudness(x: torch.Tensor) -> torch.Tensor:
+    """(B, frames, 1): each frame's total power in dB."""
+    nepers = math.log(10) / 10  # decibels of power -> natural log, so logsumexp sums the bins' power
+    return torch.logsumexp(x * nepers, dim=2, keepdim=True) / nepers
+
+
+def _freeze(x: torch.Tensor, amount: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """After each note's loudest frame, every frame's spectral shape (the frame less its loudness) moves
+    `amount` of the way toward that frame's shape, while its loudness stays. A small sample set loops a
+    few tens of milliseconds of each instrument, so its notes keep one spectrum while they fade (its
+    guitars' spectra change half as fast as FluidR3's, and sound like basses to a model that never heard
+    that). Notes begin where the spectrum rises by ONSET_DB (a local peak of the rise); the attack before
+    a note's peak and the background, BACKGROUND_DB below the clip's loudest frame, are left alone."""
+    batch, frames, _ = x.shape
+    loudness = _loudness(x)[..., 0]
+    audible = x.clamp_min(x.amax(dim=(1, 2), keepdim=True) - ONSET_RANGE_DB)
+    rise = (audible[:, 1:] - audible[:, :-1]).clamp_min(0).mean(dim=2)
+    neighbours = torch.nn.functional.pad(rise, (1, 1), value=-torch.inf)
+    peak_rise = (rise >= neighbours[:, :-2]) & (rise >= neighbours[:, 2:])
+    onset = torch.cat([torch.zeros(batch, 1, dtype=torch.bool), (rise > ONSET_DB) & peak_rise], dim=1)
+    note = onset.long().cumsum(dim=1)  # (B, frames): which note each frame belongs to
+    where = torch.arange(frames).expand(batch, -1)
+    loudest = torch.full((batch, frames), -torch.inf).scatter_reduce(1, note, loudness, "amax")
+    is_peak = loudness == torch.gather(loudest, 1, note)
+    peak_at = torch.full((batch, frames), frames).scatter_reduce(1, note, torch.where(is_peak, where, frames), "amin")
+    source = torch.gather(peak_at, 1, note)  # (B, frames): the frame whose shape each frame takes
+    shape = x - loudness[..., None]
+    held = torch.gather(shape, 1, source[..., None].expand_as(x))
+    valid = where < (lengths[:, None] if lengths is not None else frames)
+    sounding = loudness > loudness.amax(dim=1, keepdim=True) - BACKGROUND_DB
+    change = (where > source) & sounding & valid
+    blended = shape + (amount[:, None] * change)[..., None] * (held - shape)
+    return blended - _loudness(blended) + loudness[..., None]  # a blend of two shapes is a little quieter than either
+
+
 def _dynamics(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
     """Each frame moved by amount * (its distance in dB below the clip's loudest frame): a compressor
     for amount > 0 (soft attacks and decays come up toward the peak), an expander for amount < 0. The
     whole frame moves, so its spectrum keeps its shape; values stay above the clip's own floor."""
-    nepers = math.log(10) / 10  # decibels of power -> natural log, so logsumexp sums the bins' power
-    loudness = torch.logsumexp(x * nepers, dim=2, keepdim=True) / nepers
+    loudness = _loudness(x)
     peak = loudness.amax(dim=1, keepdim=True)
     below = (peak - loudness).clamp_max(BACKGROUND_DB)
     floor = x.amin(dim=(1, 2), keepdim=True)
