@@ -301,7 +301,8 @@ def test_music_emotion_recipe_is_the_study_setting():
     assert config.model.summary(2) == "GRU_l1_o2_d0.8" and config.train.optimizer == "rmsprop"
     assert config.data.trained_axes() == ["arousal"] and (config.train.batch_size, config.train.epochs) == (32, 50)
     instruments = load_config(Path(__file__).parent.parent / "examples" / "instruments.yaml")
-    assert instruments.model.name == "panns_cnn" and (instruments.augment.pitch_shift, instruments.augment.eq_db) == (3, 6)
+    assert instruments.model.name == "panns_cnn" and (instruments.augment.pitch_shift, instruments.augment.eq_db, instruments.augment.freeze) == (3, 6, 1)
+    assert (instruments.train.schedule, instruments.train.ema) == ("constant", 0.999)
 
 
 def test_sound_files_read_as_pictures_get_a_hint(tmp_path):
