@@ -87,9 +87,9 @@ def _loudness(x: torch.Tensor) -> torch.Tensor:
 def _freeze(x: torch.Tensor, amount: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """After each note's loudest frame, every frame's spectral shape (the frame less its loudness) moves
     `amount` of the way toward that frame's shape, while its loudness stays. A small sample set loops a
-    few tens of milliseconds of each instrument, so its notes keep one spectrum while they fade (its
-    guitars' spectra change half as fast as FluidR3's, and sound like basses to a model that never heard
-    that). Notes begin where the spectrum rises by ONSET_DB (a local peak of the rise); the attack before
+    few tens of milliseconds of each instrument, so its notes keep one spectrum while they fade (TimGM6mb's
+    guitars' spectra change two thirds as fast as FluidR3's, as slowly as FluidR3's basses, which is what
+    a model that never heard that calls them). Notes begin where the spectrum rises by ONSET_DB (a local peak of the rise); the attack before
     a note's peak and the background, BACKGROUND_DB below the clip's loudest frame, are left alone."""
     batch, frames, _ = x.shape
     loudness = _loudness(x)[..., 0]
@@ -100,7 +100,7 @@ def _freeze(x: torch.Tensor, amount: torch.Tensor, lengths: torch.Tensor | None)
     onset = torch.cat([torch.zeros(batch, 1, dtype=torch.bool), (rise > ONSET_DB) & peak_rise], dim=1)
     note = onset.long().cumsum(dim=1)  # (B, frames): which note each frame belongs to
     where = torch.arange(frames).expand(batch, -1)
-    loudest = torch.full((batch, frames), -torch.inf).scatter_reduce(1, note, loudness, "amax")
+    loudest = torch.full((batch, frames), -torch.inf, dtype=loudness.dtype).scatter_reduce(1, note, loudness, "amax")
     is_peak = loudness == torch.gather(loudest, 1, note)
     peak_at = torch.full((batch, frames), frames).scatter_reduce(1, note, torch.where(is_peak, where, frames), "amin")
     source = torch.gather(peak_at, 1, note)  # (B, frames): the frame whose shape each frame takes
