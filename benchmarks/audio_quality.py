@@ -17,7 +17,7 @@ Runs, each a recipe from examples/ with only the data paths set:
         [--part instruments|emotion] [--seeds 3] [--plain]
 
 Needs the Debian soundfonts and pyfluidsynth that make_audio.py's docstring lists. Writes
-benchmarks/results/audio_quality_<part>.md. About 17 minutes per instrument run and 12 per emotion
+benchmarks/results/audio_quality_<part>.md. About 15 minutes per instrument run and 20 per emotion
 run on 2 idle CPU cores.
 """
 
@@ -43,14 +43,16 @@ SOUNDFONTS = {
     "muse": ("/usr/share/sounds/sf3/MuseScore_General.sf3", 50, 1),
     "timgm": ("/usr/share/sounds/sf2/TimGM6mb.sf2", 50, 2),
 }
+RENDERS = {
+    "instruments": [["instruments", name, "--n", str(n), "--seed", str(seed), "--soundfont", font] for name, (font, n, seed) in SOUNDFONTS.items()],
+    "emotion": [["emotion", "emotion", "--n", "500", "--seed", "0"]],  # 2000 clips: with 1000, arousal was 0.92
+}
 
 
-def render(make_audio: Path, work: Path) -> list[str]:
-    """Render what is missing; returns the commands, for the results file."""
+def render(make_audio: Path, work: Path, part: str) -> list[str]:
+    """Render what this part needs and is missing; returns the commands, for the results file."""
     commands = []
-    jobs = [["instruments", name, "--n", str(n), "--seed", str(seed), "--soundfont", font] for name, (font, n, seed) in SOUNDFONTS.items()]
-    jobs.append(["emotion", "emotion", "--n", "250", "--seed", "0"])
-    for job in jobs:
+    for job in RENDERS[part]:
         kind, out, *rest = job
         commands.append(" ".join(["make_audio.py", kind, out, *rest]))
         if not (work / out / "manifest.csv").is_file():
@@ -127,8 +129,8 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="instruments: also train the reference without augmentation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    commands = render(args.make_audio, args.work)
     for part in args.part or list(PARTS):
+        commands = render(args.make_audio, args.work, part)
         lines = [
             f"# Audio quality: {part}",
             "",
@@ -137,7 +139,7 @@ def main() -> None:
             "",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
             "",
-            "Renders (16 kHz; instruments 2 s, emotion 4 s):",
+            f"Renders (16 kHz, {'2' if part == 'instruments' else '4'}-s clips):",
             "",
             *[f"- `{c}`" for c in commands],
             "",
