@@ -35,7 +35,7 @@ class SpectrogramAugment:
         if cfg.gain_db:
             x += (torch.rand(batch, 1, 1) * 2 - 1) * cfg.gain_db
         if cfg.freeze:
-            x = _freeze(x, torch.rand(batch) * cfg.freeze, lengths)
+            x = _freeze(x, torch.rand(batch) * cfg.freeze)
         if cfg.dynamics:
             x = _dynamics(x, (torch.rand(batch) * 2 - 1) * cfg.dynamics)
         if cfg.shift and lengths is None:
@@ -84,13 +84,15 @@ def _loudness(x: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(x * nepers, dim=2, keepdim=True) / nepers
 
 
-def _freeze(x: torch.Tensor, amount: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+def _freeze(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
     """After each note's loudest frame, every frame's spectral shape (the frame less its loudness) moves
     `amount` of the way toward that frame's shape, while its loudness stays. A small sample set loops a
-    few tens of milliseconds of each instrument, so its notes keep one spectrum while they fade (TimGM6mb's
-    guitars' spectra change two thirds as fast as FluidR3's, as slowly as FluidR3's basses, which is what
-    a model that never heard that calls them). Notes begin where the spectrum rises by ONSET_DB (a local peak of the rise); the attack before
-    a note's peak and the background, BACKGROUND_DB below the clip's loudest frame, are left alone."""
+    few tens of milliseconds of each instrument, so its notes keep one spectrum while they fade
+    (TimGM6mb's guitars' spectra change two thirds as fast as FluidR3's, as slowly as FluidR3's basses,
+    which is what a model that never heard that calls them). Notes begin where the spectrum rises by
+    ONSET_DB (a local peak of the rise). The attack before a note's peak and the background,
+    BACKGROUND_DB below the clip's loudest frame, are left alone; so is the padding of shorter clips,
+    which is silence."""
     batch, frames, _ = x.shape
     loudness = _loudness(x)[..., 0]
     audible = x.clamp_min(x.amax(dim=(1, 2), keepdim=True) - ONSET_RANGE_DB)
@@ -106,9 +108,8 @@ def _freeze(x: torch.Tensor, amount: torch.Tensor, lengths: torch.Tensor | None)
     source = torch.gather(peak_at, 1, note)  # (B, frames): the frame whose shape each frame takes
     shape = x - loudness[..., None]
     held = torch.gather(shape, 1, source[..., None].expand_as(x))
-    valid = where < (lengths[:, None] if lengths is not None else frames)
     sounding = loudness > loudness.amax(dim=1, keepdim=True) - BACKGROUND_DB
-    change = (where > source) & sounding & valid
+    change = (where > source) & sounding
     blended = shape + (amount[:, None] * change)[..., None] * (held - shape)
     return blended - _loudness(blended) + loudness[..., None]  # a blend of two shapes is a little quieter than either
 
