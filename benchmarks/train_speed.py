@@ -33,6 +33,7 @@ from PIL import Image
 
 import trilla
 from trilla.data.datamodule import StoreDataModule, to_batch
+from trilla.data.inputs import input_kind
 from trilla.models import InputSpec, build
 from trilla.tasks import OPTIMIZERS
 
@@ -75,8 +76,8 @@ CASES = {
 def plain_loop(inputs: dict[str, np.ndarray], targets: np.ndarray, config, spec: dict, epochs: int) -> float:
     """Samples per second of the textbook loop over in-memory tensors."""
     torch.manual_seed(0)
-    batch_all = to_batch(inputs)
-    key = "image" if "image" in batch_all else "spectrogram"
+    batch_all = to_batch(inputs, spec["kind"])
+    key = input_kind(spec["kind"]).key
     x_all, y_all = batch_all[key], torch.from_numpy(targets)
     dims = (0, 2, 3) if key == "image" else (0, 1)
     mean, std = x_all.float().mean(dims, keepdim=True)[:1], x_all.float().std(dims, keepdim=True)[:1] + 1e-6

@@ -14,6 +14,7 @@ from trilla.config import AudioAugmentConfig, AudioInput
 from trilla.data import audio, spectrogram
 from trilla.data.audio_augment import SpectrogramAugment
 from trilla.data import store as store_mod
+from trilla.data.inputs.audio import AudioCodec
 from trilla.errors import TrillaError
 
 FAST = ["train.progress=false", "train.batch_size=16", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}"]
@@ -55,14 +56,14 @@ def test_store_keeps_lengths_and_spectrogram_matches_specgram(tmp_path):
         sf.write(tmp_path / "s" / f"{i}.wav", tone_clip(500.0, seconds, sr, seed=i), sr)
     (tmp_path / "s" / "junk.wav").write_text("nope")
     paths = sorted((tmp_path / "s").iterdir())
-    packed = store_mod.open_or_build(paths, store_mod.AudioCodec(sr), tmp_path / "c", progress=False)
+    packed = store_mod.open_or_build(paths, AudioCodec(sr), tmp_path / "c", progress=False)
     assert packed.array.shape == (3, 8000) and packed.lengths.tolist() == [8000, 3200, 0]
     assert "not a readable sound" in packed.problems[0].reason
     cfg = AudioInput(type="audio", features="spectrogram", sample_rate=sr, n_fft=256, hop=128, every=2)
     features = spectrogram.cached_spectrograms(packed, cfg, progress=False)
     assert features.shape == (3, cfg.frames(8000), 129)
     assert spectrogram.frame_counts(packed, cfg).tolist()[:2] == [cfg.frames(8000), cfg.frames(3200)]
-    pxx, _, times = mlab.specgram(packed.waves(np.array([0]))[0], NFFT=256, Fs=sr, noverlap=128, window=np.hanning(256), detrend="none")
+    pxx, _, times = mlab.specgram(AudioCodec.waves(packed.array[0]), NFFT=256, Fs=sr, noverlap=128, window=np.hanning(256), detrend="none")
     ours, theirs = features[0].astype(np.float64), 10 * np.log10(np.maximum(pxx[:, ::2].T, 1e-10))
     assert ours.shape == theirs.shape == (len(times[::2]), 129)
     loud = theirs > theirs.max() - 60  # the same spectrum up to specgram's constant scaling, which
@@ -224,7 +225,7 @@ def test_mixup_trains_on_blended_clips_against_blended_targets():
     from trilla.tasks import ClassificationTask, _mix
 
     batch = {"spectrogram": torch.arange(3.0)[:, None, None].expand(3, 4, 2), "lengths": torch.tensor([4, 2, 3]), "target": torch.tensor([0, 1, 1])}
-    mixed = _mix(batch, torch.tensor([2, 0, 1]), 0.75)
+    mixed = _mix(batch, torch.tensor([2, 0, 1]), 0.75, ("spectrogram",))
     assert torch.allclose(mixed["spectrogram"][:, 0, 0], torch.tensor([0.5, 0.75, 1.75]))
     assert mixed["lengths"].tolist() == [4, 4, 3] and mixed["target"] is batch["target"]
 
@@ -246,7 +247,7 @@ def test_flatten_needs_fixed_length_and_image_models_refuse_audio(tmp_path):
         train(_config(tmp_path, data, "model={name: spectro_cnn}"))
     with pytest.raises(TrillaError, match="models for audio: panns_cnn, rnn, spectro_cnn"):
         train(_config(tmp_path, data, "model={name: small_cnn}"))
-    with pytest.raises(TrillaError, match="need input: {type: audio}"):
+    with pytest.raises(TrillaError, match="belong to input: {type: audio}, not image"):
         load_config(overrides=["augment={time_masks: 1}"])
 
 
@@ -280,10 +281,10 @@ def test_affect_targets_are_checked(tmp_path):
     frame = pd.read_csv(manifest).astype({"arousal": object})
     frame.loc[0, "valence"], frame.loc[1, "arousal"] = 1.5, "loud"
     frame.to_csv(manifest, index=False)
-    from trilla.data.dataset import load_labelled
+    from trilla.data.datamodule import load_data
 
     config = _config(tmp_path, manifest, "data.targets={valence: valence, arousal: arousal}")
-    data = load_labelled(manifest, config.data, config.input, progress=False)
+    data = load_data(manifest, config, progress=False)
     assert len(data.targets) == 10
     assert sorted(p.reason.split(":")[0] for p in data.problems) == ["affect target not a number in [-1, 1]"] * 2
     with pytest.raises(TrillaError, match="quadrants needs both targets"):
@@ -305,7 +306,12 @@ def test_music_emotion_recipe_is_the_study_setting():
     assert (instruments.train.schedule, instruments.train.ema) == ("constant", 0.999)
 
 
-def test_sound_files_read_as_pictures_get_a_hint(tmp_path):
-    data = make_tone_folder(tmp_path / "tones", {"low": 3, "high": 3})
-    with pytest.raises(TrillaError, match=r"look like sound files: add `input: \{type: audio\}`"):
-        train(load_config(data=data, overrides=["train.progress=false", f"run.dir={tmp_path / 'runs'}"]))
+def test_a_folder_of_sound_files_trains_as_audio_and_says_so(tmp_path, caplog):
+    data = make_tone_folder(tmp_path / "tones", {"low": 6, "high": 6})
+    with caplog.at_level("INFO", logger="trilla"):
+        config = load_config(data=data, overrides=["train.epochs=1"])
+    assert config.input.type == "audio" and config.model.name == "panns_cnn"
+    assert isinstance(config.augment, AudioAugmentConfig)
+    assert "input type audio" in caplog.text and "12 of 12 files are sound files" in caplog.text
+    named = load_config(data=data, overrides=["input={type: image}"])
+    assert named.input.type == "image", "a kind the config names is never replaced"

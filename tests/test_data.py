@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ from PIL import Image
 from conftest import make_image_folder
 from trilla.config import load_config
 from trilla.data import store
-from trilla.data.dataset import load_labelled
+from trilla.data.datamodule import load_data
+from trilla.data.inputs.image import ImageCodec
 from trilla.data.sources import read_source
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
@@ -41,22 +43,22 @@ def test_csv_manifest_resolves_relative_paths(tmp_path):
 
 def _load(path, cache):
     config = load_config(overrides=["data.image_size=16", f"data.store={cache}"])
-    return load_labelled(path, config.data, config.input, progress=False)
+    return load_data(path, config, progress=False)
 
 
 def test_store_is_reused_until_files_or_preprocessing_change(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 5, "b": 5})
     paths = sorted(root.rglob("*.png"))
     cache = tmp_path / "cache"
-    first = store.open_or_build(paths, store.ImageCodec(16), cache_dir=cache, progress=False)
+    first = store.open_or_build(paths, ImageCodec(16), cache_dir=cache, progress=False)
     assert not first.reused and first.array.shape == (10, 16, 16, 3)
-    again = store.open_or_build(paths, store.ImageCodec(16), cache_dir=cache, progress=False)
+    again = store.open_or_build(paths, ImageCodec(16), cache_dir=cache, progress=False)
     assert again.reused and again.root == first.root
     np.testing.assert_array_equal(np.asarray(again.array), np.asarray(first.array))
-    assert store.open_or_build(paths, store.ImageCodec(20), cache_dir=cache, progress=False).root != first.root
+    assert store.open_or_build(paths, ImageCodec(20), cache_dir=cache, progress=False).root != first.root
     Image.new("RGB", (30, 30), (255, 255, 255)).save(paths[0])
     os.utime(paths[0], ns=(1, 1))
-    rebuilt = store.open_or_build(paths, store.ImageCodec(16), cache_dir=cache, progress=False)
+    rebuilt = store.open_or_build(paths, ImageCodec(16), cache_dir=cache, progress=False)
     assert not rebuilt.reused and rebuilt.root != first.root
     assert np.asarray(rebuilt.array[0]).min() == 255
 
@@ -64,18 +66,18 @@ def test_store_is_reused_until_files_or_preprocessing_change(tmp_path):
 def test_store_packs_in_parallel_and_matches_decoding(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 100, "b": 100}, size=20)
     paths = sorted(root.rglob("*.png"))
-    packed = store.open_or_build(paths, store.ImageCodec(12), cache_dir=tmp_path / "c", progress=False)
+    packed = store.open_or_build(paths, ImageCodec(12), cache_dir=tmp_path / "c", progress=False)
     from trilla.data import images
 
     for i in (0, 77, 199):
-        np.testing.assert_array_equal(np.asarray(packed.array[i]), images.load(paths[i], 12, "rgb"))
+        np.testing.assert_array_equal(np.asarray(packed.array[i]), images.decode(Path(paths[i]).read_bytes(), 12, "rgb"))
 
 
 def test_grey_kept_and_long_side_padded(tmp_path):
     (tmp_path / "a").mkdir()
     Image.new("L", (40, 20), 200).save(tmp_path / "a" / "wide.png")
     data = _load(tmp_path, tmp_path / "c")
-    image = data.images(np.array([0]))[0]
+    image = data.inputs(np.array([0]))["image"][0]
     assert image.shape == (16, 16, 1)
     assert image[8, :, 0].min() > 150  # the middle rows hold the picture, resized to the full width
     assert image[0, :, 0].max() == 0 and image[-1, :, 0].max() == 0  # padded above and below
@@ -105,7 +107,7 @@ def test_same_content_under_two_labels_is_reported(tmp_path):
 def test_labels_outside_run_classes_are_left_out(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2, "c": 2})
     config = load_config(overrides=["data.image_size=8", "data.channels=rgb", f"data.store={tmp_path / 'c'}"])
-    data = load_labelled(root, config.data, config.input, classes=["b", "a"], progress=False)
+    data = load_data(root, config, classes=["b", "a"], progress=False)
     assert data.classes == ["b", "a"] and sorted(data.targets.tolist()) == [0, 0, 1, 1]
     assert sum("not a class of this run" in p.reason for p in data.problems) == 2
 

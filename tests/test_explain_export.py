@@ -12,7 +12,7 @@ import pytest
 
 from trilla import load_config, train
 from trilla.errors import TrillaError
-from trilla.explain import gradcam
+from trilla.evaluation.explain import gradcam
 from trilla.runs import Run
 
 from conftest import make_region_tree

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from trilla import load_config, train
-from trilla.data.dataset import load_labelled
+from trilla.data.datamodule import load_data
 from trilla.errors import TrillaError
 from trilla.runs import Run
 
@@ -25,7 +25,7 @@ def test_path_level_and_csv_column_metadata_are_encoded(tmp_path):
     tree = make_region_tree(tmp_path / "tree", per_species=3)
     store = f"data.store={tmp_path / 'c'}"
     config = load_config(overrides=[REGION, "data.image_size=16", "data.label_level=-2", store])
-    data = load_labelled(tree, config.data, config.input, progress=False)
+    data = load_data(tree, config, progress=False)
     assert data.classes == ["q0-east", "q0-west", "q3-east", "q3-west"]
     assert data.vocab == {"region": ["east", "west"]}
     regions = [data.vocab["region"][c - 1] for c in data.metadata[:, 0]]
@@ -34,12 +34,12 @@ def test_path_level_and_csv_column_metadata_are_encoded(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     csv_keys = ["data.image_size=16", "data.path_column=file", "data.label_column=species", store]
     column = load_config(overrides=["data.metadata={site: {from: column}}", *csv_keys])
-    from_csv = load_labelled(tmp_path / "m.csv", column.data, column.input, progress=False)
+    from_csv = load_data(tmp_path / "m.csv", column, progress=False)
     assert from_csv.metadata[0, 0] == 0, "a missing value is the unknown code"
     assert (from_csv.metadata[1:, 0] == data.metadata[1:, 0]).all()
     with pytest.raises(TrillaError, match="no column 'region'"):
         wrong = load_config(overrides=["data.metadata={region: {from: column}}", *csv_keys])
-        load_labelled(tmp_path / "m.csv", wrong.data, wrong.input)
+        load_data(tmp_path / "m.csv", wrong)
     with pytest.raises(TrillaError, match="from: path needs a level"):
         load_config(overrides=["data.metadata={region: {from: path}}"])
 

@@ -81,7 +81,7 @@ def test_images_with_any_number_of_labels_train_tune_thresholds_and_predict_abov
     predictor = run.predictor()
     records = run.predict(files)
     for record, path in zip(records, files):
-        probs = predictor.predict_inputs(predictor.load(path))[0]
+        probs = predictor.predict_inputs(predictor.prepare(path))[0]
         expected = {run.classes[j] for j in range(4) if probs[j] >= thresholds[run.classes[j]]}
         assert {p["label"] for p in record["predictions"]} == expected
         assert all(abs(p["probability"] - probs[run.classes.index(p["label"])]) < 1e-6 for p in record["predictions"])

@@ -11,7 +11,9 @@ from trilla import load_config, resume, train
 from trilla.errors import TrillaError
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
+    """Stands for Ctrl+C or a kill: not an error of the run, so it ends "interrupted", not "failed"."""
+
     pass
 
 

@@ -11,7 +11,7 @@ from trilla import load_config, train
 from trilla.cli import app
 from trilla.data import audio
 from trilla.errors import TrillaError
-from trilla.review import relabel, review
+from trilla.evaluation.review import relabel, review
 
 
 def test_harvest_lists_samples_cuts_and_skips_what_is_there(tmp_path):

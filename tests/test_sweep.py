@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from trilla.config import load_raw, validate_config
 from trilla.errors import TrillaError
 from trilla.runs import Run, find_runs
-from trilla.sweep import grid_points, run_sweep
+from trilla.training.sweep import grid_points, run_sweep
 
 from conftest import make_image_folder
 
@@ -145,7 +145,7 @@ def test_random_draws_respect_ranges_and_the_trial_budget(tmp_path):
 
 
 def test_optuna_prunes_through_lightning_and_the_run_still_reports(tmp_path, monkeypatch):
-    import trilla.sweep as sweep_module
+    import trilla.training.sweep as sweep_module
 
     monkeypatch.setattr(sweep_module, "_pruner", lambda sweep: optuna.pruners.ThresholdPruner(upper=0.0))  # any loss > 0 is pruned
     config = _write(tmp_path, {"method": "optuna", "max_trials": 2, "parameters": {"train.lr": {"low": 0.001, "high": 0.1, "log": True}}},
@@ -235,7 +235,7 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path):
 
 
 def test_study_grids_are_recipes_whose_every_point_validates(tmp_path):
-    from trilla.sweep import trial_config
+    from trilla.training.sweep import trial_config
 
     examples = Path(__file__).parents[1] / "examples"
     grid = load_raw(examples / "guitar_bass_grid.yaml")

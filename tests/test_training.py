@@ -66,7 +66,7 @@ def test_augmentation_only_in_training_and_keeps_shape(folder):
     assert train_set.transform is not None and val_set.transform is None
     torch.manual_seed(0)
     augmented = train_set.__getitems__(list(range(8)))["image"]
-    raw = torch.from_numpy(datamodule.data.images(train_set.positions[:8])).permute(0, 3, 1, 2)
+    raw = torch.from_numpy(datamodule.data.inputs(train_set.positions[:8])["image"]).permute(0, 3, 1, 2)
     assert augmented.shape == raw.shape and augmented.dtype == torch.uint8
     assert not torch.equal(augmented, raw)
     off = load_config(data=folder, overrides=["augment=null"])

@@ -57,8 +57,8 @@ def test_freeze_modes_and_normalization():
     assert trainable == [0, 0, 1, 2, 3, 4], trainable
     assert any(p.requires_grad for p in gradual._groups[-1]) and not any(p.requires_grad for p in gradual._groups[0])
     config = load_config(overrides=["model.name=timm", "model.backbone=legacy_xception"])
-    assert config.model.normalization(3) == ([0.5] * 3, [0.5] * 3)
-    assert config.model.normalization(1) == ([0.5], [0.5])
+    assert config.model.normalization({"channels": 3}) == ([0.5] * 3, [0.5] * 3)
+    assert config.model.normalization({"channels": 1}) == ([0.5], [0.5])
 
 
 def test_feature_cache_trains_like_the_frozen_backbone(tmp_path, folder):

@@ -35,7 +35,7 @@ def train(
 ) -> None:
     """Train a classifier; the last line printed is the run directory."""
     _setup_logging(quiet)
-    from trilla import training
+    from trilla.training import train as training
     from trilla.config import load_config
 
     if resume is not None:
@@ -125,7 +125,7 @@ def explain(
 ) -> None:
     """Grad-CAM heat maps over each image for its predicted class; prints one JSON line per file."""
     _setup_logging(quiet=True)
-    from trilla.explain import explain_files
+    from trilla.evaluation.explain import explain_files
     from trilla.predict import expand, metadata_per_file
     from trilla.runs import Run
 
@@ -163,8 +163,8 @@ def runs(
 ) -> None:
     """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, metrics, times, and a flag
     on runs at the majority baseline."""
-    from trilla.report import markdown_table
-    from trilla.results import runs_table, to_html
+    from trilla.evaluation.report import markdown_table
+    from trilla.evaluation.results import runs_table, to_html
 
     if format not in ("md", "csv", "html"):
         raise TrillaError(f"--format must be md, csv or html, not {format!r}")
@@ -188,10 +188,10 @@ def sweep(
 ) -> None:
     """Run a grid, random or Optuna sweep; run it again (or on more machines) to resume or join it."""
     _setup_logging(quiet)
-    from trilla.config import load_raw
-    from trilla.sweep import run_sweep
+    from trilla.config import load_raw, with_input_kind
+    from trilla.training.sweep import run_sweep
 
-    result = run_sweep(load_raw(config, set_), config, folder, workers)
+    result = run_sweep(with_input_kind(load_raw(config, set_)), config, folder, workers)
     typer.echo("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items())))
     for label, error in result.failures:
         typer.echo(f"failed {label}: {error}", err=True)
@@ -206,7 +206,7 @@ def compare(
     out: Path = typer.Option(Path("compare"), "--out", help="folder for the plots (existing files are kept)"),
 ) -> None:
     """Overlay the runs' learning curves and plot a metric against every key they differ in."""
-    from trilla.compare import compare as run_compare
+    from trilla.evaluation.compare import compare as run_compare
 
     for path in run_compare(runs, out, sort):
         typer.echo(str(path))
@@ -246,7 +246,7 @@ def review(
 ) -> None:
     """Queue likely label errors: examples most runs got wrong, ranked by confident learning (cleanlab)."""
     _setup_logging()
-    from trilla.review import review as run_review
+    from trilla.evaluation.review import review as run_review
     from trilla.runs import free_path
 
     queue = run_review(runs, data, min_votes)
@@ -264,12 +264,45 @@ def relabel(
 ) -> None:
     """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
     _setup_logging()
-    from trilla.report import markdown_table
-    from trilla.review import relabel as run_relabel
+    from trilla.evaluation.report import markdown_table
+    from trilla.evaluation.review import relabel as run_relabel
 
     changes = run_relabel(queue, apply)
     typer.echo(markdown_table(changes) if len(changes) else "no changes in the queue")
     typer.echo(f"{len(changes)} changes " + ("written" if apply else "found; run again with --apply to write them"))
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The packed stores: list them, prune what no run uses.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list")
+def cache_list(folder: Optional[Path] = typer.Option(None, "--dir", help="the store folder; default $TRILLA_CACHE/stores")) -> None:
+    """Every packed store with its size, age, idle time, whether a process uses it, and its data."""
+    from trilla.data.cache import stores_table
+    from trilla.evaluation.report import markdown_table
+
+    table = stores_table(folder)
+    typer.echo(markdown_table(table, ".1f") if len(table) else "no stores")
+    typer.echo(f"{len(table)} stores, {table['size_mb'].sum() / 1000 if len(table) else 0:.2f} GB")
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Optional[float] = typer.Option(None, "--older-than", min=0, help="remove stores unused for more than DAYS"),
+    max_size: Optional[float] = typer.Option(None, "--max-size", min=0, help="then remove the least recently used until the cache fits in GB"),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="the store folder; default $TRILLA_CACHE/stores"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
+) -> None:
+    """Remove stores no process uses: a store in use by a training or being packed is never touched."""
+    from trilla.data.cache import prune
+
+    removed, busy = prune(folder, older_than, max_size, dry_run)
+    for store in removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {store.root} ({store.bytes / 1e6:.1f} MB, {store.source})")
+    for store in busy:
+        typer.echo(f"kept {store.root}: in use", err=True)
+    typer.echo(f"{len(removed)} stores, {sum(s.bytes for s in removed) / 1e9:.2f} GB {'to free' if dry_run else 'freed'}; {len(busy)} in use kept")
 
 
 @app.command()

@@ -8,6 +8,7 @@ by the parameter class that the chosen model registered, so each model declares 
 from __future__ import annotations
 
 import difflib
+import logging
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,14 +16,22 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from trilla.data.audio_augment import AudioAugmentConfig  # noqa: F401  (the schema's public names)
+from trilla.data.augment import AugmentConfig
+from trilla.data.inputs import infer_kind, input_kind, input_kinds, list_inputs
+from trilla.data.inputs.audio import AudioInput  # noqa: F401
+from trilla.data.inputs.embeddings import EmbeddingsInput  # noqa: F401
+from trilla.data.inputs.image import ImageInput
 from trilla.errors import TrillaError
 from trilla.models import ModelParams, params_class
+from trilla.schema import Section
 
+log = logging.getLogger("trilla")
 
-class Section(BaseModel):
-    """A config section: unknown keys are errors, and assignments are validated too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+# The `input:` section is one of the registered kinds' schemas, told apart by `type`; `augment:` is the
+# augmentation section of one of them.
+InputSection = Annotated[typing.Union[tuple(kind.schema for kind in input_kinds())], Field(discriminator="type")]
+AugmentSection = typing.Union[tuple(kind.augment_schema for kind in input_kinds() if kind.augment_schema is not None)]
 
 
 class SplitConfig(Section):
@@ -100,68 +109,6 @@ class DataConfig(Section):
         if self.target_mode == "binary" and self.targets:
             return [self.axis or next(iter(self.targets))]
         return list(self.targets)
-
-
-class AugmentConfig(Section):
-    """Training-time augmentation (torchvision transforms v2), applied per image; `augment: null` turns it off.
-
-    The defaults are mild geometric jitter, which small from-scratch datasets gain most from; flips are
-    off by default because they change the meaning of digits, text and left-handed guitars.
-    """
-
-    hflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a horizontal flip")
-    vflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a vertical flip")
-    rotate: float = Field(10.0, ge=0.0, le=180.0, description="largest rotation in degrees")
-    rotate_p: float = Field(0.5, ge=0.0, le=1.0, description="probability of rotating")
-    zoom: float = Field(0.1, ge=0.0, lt=1.0, description="largest relative change of scale")
-    shift: float = Field(0.1, ge=0.0, lt=1.0, description="largest shift, as a fraction of the side")
-    noise: float = Field(0.0, ge=0.0, le=1.0, description="std of Gaussian pixel noise on the 0-1 scale")
-    color: float = Field(0.0, ge=0.0, le=1.0, description="brightness/contrast/saturation jitter")
-    elastic: float = Field(0.0, ge=0.0, le=5.0, description="elastic distortion; 1 = Simard et al.'s MNIST setting")
-    tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")
-
-
-class AudioAugmentConfig(Section):
-    """Training-time augmentation of (log) spectrograms, applied per clip to the cached features.
-
-    SpecAugment's time and frequency masks (Park et al. 2019), a random gain (an offset in dB), a random
-    circular time shift, a small shift along the frequency axis, a pitch shift (the frequency axis
-    scaled, as in VTLP, Jaitly & Hinton 2013, so harmonics and formants move together, as when a sampler
-    stretches one recorded note over its neighbours), a random smooth equalizer curve (FilterAugment,
-    Nam et al. 2022), Freq-MixStyle (Kim et al. 2022: each clip takes per-bin statistics blended with
-    another clip's), a random compression or expansion of the loudness envelope (another sample set's
-    attacks and decays: one library's violin swells in over 350 ms, another's within 60 ms) and a
-    partial freeze of each note's spectrum after its peak (a small library's looped samples). These
-    imitate another instrument's, sample set's or microphone's colouring and shaping, which is what a
-    model trained on one sound library must not depend on; `augment: null` turns it off.
-    """
-
-    time_masks: int = Field(2, ge=0, le=10, description="number of time masks")
-    time_mask: float = Field(0.1, ge=0.0, lt=1.0, description="longest time mask, as a fraction of the clip")
-    freq_masks: int = Field(2, ge=0, le=10, description="number of frequency masks")
-    freq_mask: int = Field(8, ge=0, description="widest frequency mask, in bins")
-    gain_db: float = Field(6.0, ge=0.0, le=40.0, description="largest random gain, in dB either way")
-    shift: float = Field(0.5, ge=0.0, le=1.0, description="largest circular time shift, as a fraction of the clip")
-    freq_shift: int = Field(0, ge=0, le=16, description="largest shift along the frequency axis, in bins")
-    pitch_shift: float = Field(
-        0.0, ge=0.0, le=12.0,
-        description="largest random pitch shift, in semitones: the frequency axis is warped as resampling the sound would warp it",
-    )
-    eq_db: float = Field(0.0, ge=0.0, le=40.0, description="largest gain of a random smooth equalizer curve, in dB either way")
-    eq_points: int = Field(6, ge=2, le=64, description="control points of that curve across the frequency axis")
-    dynamics: float = Field(
-        0.0, ge=0.0, lt=1.0,
-        description="largest random compression or expansion of each clip's loudness over time: a frame d dB below the "
-        "clip's loudest moves up to dynamics * d toward it (or away); attacks and decays change shape, each frame's spectrum does not",
-    )
-    freeze: float = Field(
-        0.0, ge=0.0, le=1.0,
-        description="largest share by which each frame after a note's loudest frame takes that frame's spectral shape, keeping its own "
-        "loudness: the static sustain of a small sample set's looped samples",
-    )
-    mixstyle: float = Field(0.0, ge=0.0, le=1.0, description="Freq-MixStyle: probability that a batch gets blended per-bin statistics")
-    mixstyle_alpha: float = Field(0.3, gt=0.0, le=10.0, description="Freq-MixStyle's Beta(a, a) parameter a")
-    tta: int = Field(0, ge=0, le=64, description="test-time augmentation: augmented views averaged with the original when evaluating")
 
 
 class TrainConfig(Section):
@@ -273,92 +220,26 @@ class RunConfig(Section):
     name: str | None = None
 
 
-class ImageInput(Section):
-    """Pictures; their size and colour are `data.image_size` and `data.channels`."""
-
-    type: Literal["image"] = "image"
-
-
-class AudioInput(Section):
-    """Sound files decoded to mono at `sample_rate`, then a (log) spectrogram computed in torch and cached.
-
-    The music study's setting is `features: spectrogram, sample_rate: 44100, n_fft: 256, hop: 128,
-    every: 2, seconds: 10` (matplotlib specgram's defaults, every other frame: 129 bins x 1722 frames).
-    """
-
-    type: Literal["audio"]
-    features: Literal["logmel", "spectrogram"] = "logmel"
-    sample_rate: int = Field(16000, ge=1000, le=384000)
-    n_fft: int = Field(512, ge=16)
-    hop: int = Field(160, ge=1)
-    n_mels: int = Field(64, ge=1, description="logmel: mel bands")
-    fmin: float = Field(0.0, ge=0.0)
-    fmax: float | None = Field(None, gt=0.0, description="logmel: highest frequency; default: half the sample rate")
-    every: int = Field(1, ge=1, description="keep every Nth frame (the music study kept every other one)")
-    seconds: float | None = Field(
-        None, gt=0.0, description="crop or pad every clip to this length; null = keep each clip's length (padded in batches, with masks)"
-    )
-
-    def bins(self) -> int:
-        return self.n_mels if self.features == "logmel" else self.n_fft // 2 + 1
-
-    def frames(self, samples: int) -> int:
-        """Frames kept from a clip of `samples` samples (no centring: a frame starts every hop)."""
-        full = 1 + max(samples - self.n_fft, 0) // self.hop
-        return -(-full // self.every)
-
-
-class EmbeddingsInput(Section):
-    """Precomputed per-second embeddings with multi-hot labels, as AudioSet released them: `data.path` is
-    a packed HDF5 file (`x`, `y`, `video_id_list`) or a folder of TFRecord shards.
-
-    A file too large for memory is streamed for training (chunked reads through a shuffle buffer);
-    validation and test rows are read as needed."""
-
-    type: Literal["embeddings"]
-    stream: bool | Literal["auto"] = Field("auto", description="stream the training rows from HDF5; auto: when its x exceeds 1 GiB")
-    buffer: int = Field(65536, ge=1, description="streaming: clips held in the shuffle buffer")
-    chunk: int = Field(4096, ge=1, description="streaming: clips per contiguous read")
-
-
 class Config(Section):
     task: Literal["classification", "multilabel"] = Field(
         "classification", description="one class per example, or any number of labels (data.labels_column, ';'-joined)"
     )
     data: DataConfig = DataConfig()
-    input: Annotated[ImageInput | AudioInput | EmbeddingsInput, Field(discriminator="type")] = ImageInput()
+    input: InputSection = ImageInput()
     model: SerializeAsAny[ModelParams] = Field(default_factory=lambda: params_class("small_cnn")())
-    augment: AugmentConfig | AudioAugmentConfig | None = AugmentConfig()
+    augment: AugmentSection | None = AugmentConfig()
 
     @model_validator(mode="before")
     @classmethod
     def _defaults_for_input(cls, raw: Any) -> Any:
-        """Audio input changes two defaults: spectrogram augmentation keys, and an audio model (panns_cnn).
-        Embeddings are multi-label clips without augmentation, with the study's MLP by default."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict):
+        """The input kind's defaults: its model, its augmentation section, a task it implies."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict) or raw["input"].get("type") not in list_inputs():
             return raw
-        kind = raw["input"].get("type")
-        if kind not in ("audio", "embeddings"):
-            return raw
-        model = raw.get("model") or {}
-        if isinstance(model, dict) and "name" not in model:
-            raw = {**raw, "model": {"name": "panns_cnn" if kind == "audio" else "mlp", **model}}
-        if kind == "embeddings":
-            return {"task": "multilabel", "augment": None, **raw}
-        augment = raw.get("augment", {})
-        if isinstance(augment, dict):
-            raw = {**raw, "augment": AudioAugmentConfig.model_validate(augment)}
-        return raw
+        return input_kind(raw["input"]["type"]).defaults(raw)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
-        if self.input.type == "image" and isinstance(self.augment, AudioAugmentConfig):
-            raise ValueError("augment: spectrogram keys (time_masks, freq_mask, ...) need input: {type: audio}")
-        if self.input.type == "embeddings":
-            if self.task != "multilabel":
-                raise ValueError("input: {type: embeddings} holds multi-label clips: set task: multilabel")
-            if self.augment is not None:
-                raise ValueError("input: {type: embeddings} has no augmentation: set augment: null")
+        input_kind(self.input.type).check(self)
         multilabel = self.task == "multilabel"
         if multilabel and self.data.targets:
             raise ValueError("task multilabel reads data.labels_column; affect targets (data.targets) are a classification or regression")
@@ -395,8 +276,24 @@ def load_config(
     overrides: list[str] | None = None,
     data: str | Path | None = None,
 ) -> Config:
-    """Read a YAML file (or start from defaults), apply `--data` and `--set key=value`, validate."""
-    return validate_config(load_raw(path, overrides, data))
+    """Read a YAML file (or start from defaults), apply `--data` and `--set key=value`, infer the input
+    kind from the data when the config names none, validate."""
+    return validate_config(with_input_kind(load_raw(path, overrides, data)))
+
+
+def with_input_kind(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with `input.type` set from the files at `data.path` when it names no input type, and the
+    choice logged, so `trilla train --data songs/` on a folder of sound files trains as audio."""
+    section = raw.get("input")
+    data_path = (raw.get("data") or {}).get("path")
+    if (isinstance(section, dict) and "type" in section) or (section is not None and not isinstance(section, dict)) or not data_path:
+        return raw
+    if not Path(data_path).exists():
+        return raw
+    path_column = (raw.get("data") or {}).get("path_column", "path")
+    kind, why = infer_kind(Path(data_path), path_column)
+    log.info("input type %s, with its defaults (%s); set input.type to choose another", kind, why)
+    return {**raw, "input": {**(section or {}), "type": kind}}
 
 
 def load_raw(

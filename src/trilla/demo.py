@@ -7,7 +7,7 @@ from pathlib import Path
 
 from trilla.config import load_config
 from trilla.datasets import write_sklearn_digits
-from trilla.training import train
+from trilla.training.train import train
 
 
 def run_demo(root: Path = Path("demo"), echo=print) -> Path:

@@ -16,6 +16,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from trilla.atomic import replacing, write_csv
 from trilla.data import audio
 from trilla.data.sources import Problem, visible_files
 from trilla.errors import TrillaError
@@ -86,9 +87,8 @@ def harvest_clips(
             clip = audio.fit(samples[first:], int(round(seconds * sample_rate)))
             target = out / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            sf.write(tmp, clip, sample_rate, subtype=SUBTYPES[fmt], format=fmt.upper())
-            tmp.replace(target)
+            with replacing(target) as tmp:
+                sf.write(tmp, clip, sample_rate, subtype=SUBTYPES[fmt], format=fmt.upper())
             result.cut += 1
     for problem in result.problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
@@ -97,7 +97,5 @@ def harvest_clips(
     if result.manifest.is_file():  # labels a person added to an earlier manifest are kept
         earlier = pd.read_csv(result.manifest, keep_default_na=False, dtype=str)
         manifest = pd.concat([earlier, manifest[~manifest["path"].isin(earlier["path"])].astype(str)], ignore_index=True).fillna("")
-    tmp = result.manifest.with_name(".manifest.csv.tmp")
-    manifest.to_csv(tmp, index=False)
-    tmp.replace(result.manifest)
+    write_csv(result.manifest, manifest)
     return result

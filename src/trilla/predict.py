@@ -1,36 +1,42 @@
 """Predictor: load a checkpoint once, preprocess exactly as in training, predict in batches.
 
+It takes what a program or a server holds: paths, bytes, binary file objects, PIL images, picture
+arrays, or decoded audio as (samples, sample_rate). Each item is decoded and preprocessed by the run's
+input kind with the same functions that packed the training data, so an item predicts as it scored
+at training time. An item that cannot be read comes back with its reason; the others are predicted.
+
 Metadata fields fused into the model are encoded with the run's vocabularies; a field read from the
 path is taken from each file's path unless a value is given. Test-time augmentation averages the
 softmax (or the regressed values) over the original and `tta` augmented views (the run's own
-`augment:` transforms). Sound files are decoded and turned into spectrograms as the run's `input:` says.
-A multi-label run returns every label whose probability reaches its threshold (tuned on validation).
+`augment:` transforms). A multi-label run returns every label whose probability reaches its threshold
+(tuned on validation).
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
 
-from trilla.config import AudioAugmentConfig, AudioInput, AugmentConfig, ImageInput, MetadataField
-from trilla.data import audio, images
 from trilla.data import metadata as meta
-from trilla.data.audio_augment import SpectrogramAugment
-from trilla.data.augment import build_augment
-from trilla.data.datamodule import to_batch
+from trilla.data.inputs import ItemError, input_kind
 from trilla.data.sources import visible_files
 from trilla.errors import TrillaError
 from trilla.tasks import load_task
 
+if TYPE_CHECKING:
+    from trilla.config import Config
+
 
 class Predictor:
+    """A trained checkpoint with the run's preprocessing. `config` is the run's resolved config and
+    `record` the `data` section of its run.json (what the store held: sizes, clip lengths)."""
+
     def __init__(
-        self, checkpoint: Path, device: str = "cpu", fields: Mapping[str, MetadataField] | None = None,
-        augment: AugmentConfig | AudioAugmentConfig | None = None, tta: int = 0, input_cfg: ImageInput | AudioInput | None = None,
+        self, checkpoint: Path, config: "Config", record: Mapping[str, Any] | None = None, device: str = "cpu", tta: int = 0,
         thresholds: list[float] | None = None,
     ):
         self.task = load_task(checkpoint, device).eval()
@@ -40,26 +46,25 @@ class Predictor:
         self.regression: bool = self.task.regression
         self.multilabel: bool = self.task.multilabel
         self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-        self.kind: str = hp.input_spec.get("kind", "image")
-        if self.kind == "image":
-            self.size: int = hp.input_spec["size"]
-            self.channels: images.Channels = "grey" if hp.input_spec["channels"] == 1 else "rgb"
-        elif self.kind == "audio":  # embeddings runs read rows of their files through the data layer, never files
-            from trilla.data.spectrogram import Spectrogram
-
-            if not isinstance(input_cfg, AudioInput):
-                raise TrillaError("an audio run needs its input: section (the run's config.yaml) to predict")
-            self.input_cfg = input_cfg
-            self.spectrogram = Spectrogram(input_cfg)
+        self.spec: dict = dict(hp.input_spec)
+        self.input = input_kind(self.spec.get("kind", "image"))
+        self.config, self.record = config, dict(record or {})
+        self._preprocessor = None
         self.vocab: dict[str, list[str]] = dict(hp.get("metadata") or {})
-        self.fields = {name: (fields or {}).get(name, MetadataField(source="column")) for name in self.vocab}
+        self.fields = {name: config.data.metadata[name] for name in self.vocab}
         self.tta = tta
         self.augment = None
         if tta:
-            self.augment = SpectrogramAugment(augment, input_cfg) if isinstance(augment, AudioAugmentConfig) else (
-                build_augment(augment, self.size) if self.kind == "image" and augment is not None else None)
-            if self.augment is None:
+            if config.augment is None:
                 raise TrillaError("test-time augmentation needs the run's augment: section, and this run trained without one")
+            self.augment = self.input.augmentation(config.augment, config, self.spec)
+
+    @property
+    def preprocessor(self):
+        """The run's input kind's preprocessing, built on first use (a run on embeddings has none)."""
+        if self._preprocessor is None:
+            self._preprocessor = self.input.preprocessor(self.config, self.spec, self.record)
+        return self._preprocessor
 
     @torch.inference_mode()
     def predict_inputs(self, inputs: dict[str, np.ndarray], metadata: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
@@ -72,75 +77,65 @@ class Predictor:
             for start in range(0, count, batch_size):
                 part = {key: value[start : start + batch_size] for key, value in inputs.items()}
                 extra = {} if metadata is None else {"metadata": torch.from_numpy(metadata[start : start + batch_size])}
-                views = [to_batch(part)] + [to_batch(part, self.augment) for _ in range(self.tta)]
+                views = [self.input.to_batch(part)] + [self.input.to_batch(part, self.augment) for _ in range(self.tta)]
                 total = sum(
                     self.task.outputs(self.task.logits({k: v.to(self.device) for k, v in {**view, **extra}.items()})) for view in views
                 )
                 out.append((total / len(views)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
-    def load(self, path: Path) -> dict[str, np.ndarray]:
-        """One file as a batch of one, preprocessed as in training; raises ValueError with the reason."""
-        if self.kind == "embeddings":
-            raise TrillaError("a run on embeddings predicts embedding files: use trilla evaluate RUN --data FILE.h5 (predictions.csv)")
-        if self.kind == "image":
-            try:
-                return {"image": images.load(path, self.size, self.channels)[None]}
-            except images.ImageError as err:
-                raise ValueError(str(err)) from err
-        try:
-            samples = audio.load(path, self.input_cfg.sample_rate)
-        except audio.AudioError as err:
-            raise ValueError(str(err)) from err
-        if self.input_cfg.seconds is not None:
-            samples = audio.fit(samples, int(round(self.input_cfg.seconds * self.input_cfg.sample_rate)))
-        with torch.inference_mode():
-            return {"spectrogram": self.spectrogram(torch.from_numpy(samples)[None]).numpy()}
+    def prepare(self, item: Any) -> dict[str, np.ndarray]:
+        """One item as a batch of one, preprocessed as in training; raises ItemError with the reason."""
+        return self.preprocessor.prepare(item)
 
-    def encode_metadata(self, paths: list[Path], given: list[Mapping[str, str]]) -> np.ndarray | None:
-        """Codes for these files; a value not given is read from the path for `from: path` fields."""
+    def encode_metadata(self, paths: list[Path | None], given: list[Mapping[str, str]]) -> np.ndarray | None:
+        """Codes for these items; a value not given is read from the path for `from: path` fields."""
         if not self.vocab:
             return None
         codes = []
         for name, spec in self.fields.items():
             values = [
-                values.get(name) or (meta.raw_value(name, spec, path, {}) if spec.source == "path" else "")
+                values.get(name) or (meta.raw_value(name, spec, path, {}) if spec.source == "path" and path is not None else "")
                 for path, values in zip(paths, given)
             ]
-            codes.append(meta.encode(name, values, self.vocab[name], where="the files to predict"))
+            codes.append(meta.encode(name, values, self.vocab[name], where="the items to predict"))
         return np.stack(codes, axis=1)
 
-    def predict_files(self, paths: list[Path], top_k: int = 5, metadata: list[Mapping[str, str]] | None = None) -> list[dict]:
-        """One record per file: its top-k labels with probabilities (or its regressed values), or the
-        reason it could not be read. Files whose inputs have one shape (all images; clips of a fixed
-        length) are predicted in batches."""
-        records: list[dict] = [{"file": str(path)} for path in paths]
-        metadata = metadata or [{}] * len(paths)
-        codes = self.encode_metadata(paths, metadata)
-        groups: dict[tuple, list[tuple[int, dict[str, np.ndarray]]]] = {}
-        for i, path in enumerate(paths):
+    def predict(
+        self, items: list[Any], top_k: int = 5, metadata: list[Mapping[str, str]] | None = None, batch_size: int = 64,
+    ) -> list[dict]:
+        """One record per item, in order: its top-k labels with probabilities (or its regressed values, or
+        the labels above their thresholds), or the reason it could not be read. Path items name their
+        `file`. Items are decoded one by one and predicted `batch_size` at a time."""
+        items = list(items)
+        paths = [Path(item) if isinstance(item, (str, Path)) else None for item in items]
+        records: list[dict] = [{"file": str(path)} if path is not None else {} for path in paths]
+        codes = self.encode_metadata(paths, list(metadata or [{}] * len(items)))
+        ready: list[tuple[int, dict[str, np.ndarray]]] = []
+        for i, item in enumerate(items):
             try:
-                inputs = self.load(path)
-            except ValueError as err:
+                ready.append((i, self.prepare(item)))
+            except ItemError as err:
                 records[i]["error"] = str(err)
-                continue
-            groups.setdefault(tuple(v.shape for v in inputs.values()), []).append((i, inputs))
-        k = min(top_k, len(self.classes))
-        for members in groups.values():
-            where = np.asarray([i for i, _ in members])
-            stacked = {key: np.concatenate([inputs[key] for _, inputs in members]) for key in members[0][1]}
-            for i, p in zip(where, self.predict_inputs(stacked, None if codes is None else codes[where])):
-                if self.regression:
-                    records[i]["values"] = {name: float(v) for name, v in zip(self.classes, p)}
-                elif self.multilabel:
-                    above = [j for j in np.argsort(-p) if p[j] >= self.thresholds[j]]
-                    records[i]["predictions"] = [
-                        {"label": self.classes[j], "probability": float(p[j]), "threshold": float(self.thresholds[j])} for j in above
-                    ]
-                else:
-                    best = np.argsort(-p)[:k]
-                    records[i]["predictions"] = [{"label": self.classes[j], "probability": float(p[j])} for j in best]
+        for start in range(0, len(ready), batch_size):
+            chunk = ready[start : start + batch_size]
+            where = np.asarray([i for i, _ in chunk])
+            batch = self.preprocessor.collate([inputs for _, inputs in chunk])
+            for i, p in zip(where, self.predict_inputs(batch, None if codes is None else codes[where])):
+                records[i].update(self.answer(p, top_k))
         return records
+
+    def answer(self, p: np.ndarray, top_k: int = 5) -> dict:
+        """What one prediction says: regressed `values`, or `predictions` (label, probability)."""
+        if self.regression:
+            return {"values": {name: float(v) for name, v in zip(self.classes, p)}}
+        if self.multilabel:
+            above = [j for j in np.argsort(-p) if p[j] >= self.thresholds[j]]
+            return {"predictions": [
+                {"label": self.classes[j], "probability": float(p[j]), "threshold": float(self.thresholds[j])} for j in above
+            ]}
+        best = np.argsort(-p)[: min(top_k, len(self.classes))]
+        return {"predictions": [{"label": self.classes[j], "probability": float(p[j])} for j in best]}
 
 
 class Ensemble:
@@ -162,8 +157,9 @@ class Ensemble:
         return np.mean([m.predict_inputs(inputs, metadata, batch_size) for m in self.members], axis=0)
 
 
-def metadata_per_file(paths: list[Path], fixed: Mapping[str, str], table: Path | None, fields: list[str]) -> list[dict[str, str]]:
-    """Values for each file: a CSV (`file` column plus one column per field) overridden by fixed values."""
+def metadata_per_file(paths: list[Any], fixed: Mapping[str, str], table: Path | None, fields: list[str]) -> list[dict[str, str]]:
+    """Values for each item: a CSV (`file` column plus one column per field, for path items) overridden
+    by fixed values."""
     unknown = sorted(set(fixed) - set(fields))
     if unknown:
         raise TrillaError(f"--meta {', '.join(unknown)}: this run's metadata fields are {fields or 'none'}")
@@ -177,17 +173,17 @@ def metadata_per_file(paths: list[Path], fixed: Mapping[str, str], table: Path |
                 raise TrillaError(f"{table} needs a 'file' column and one column per field ({', '.join(fields)})")
             for row in rows:
                 by_file[str(Path(row["file"]).resolve())] = {k: v for k, v in row.items() if k in fields and v}
-    return [{**by_file.get(str(Path(p).resolve()), {}), **fixed} for p in paths]
+    return [{**(by_file.get(str(Path(p).resolve()), {}) if isinstance(p, (str, Path)) else {}), **fixed} for p in paths]
 
 
-def expand(inputs: list[Path]) -> list[Path]:
-    """Files as given, folders as their visible files (recursively, sorted)."""
-    out: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            out.extend(visible_files(item))
+def expand(items: list[Any]) -> list[Any]:
+    """Items as given, folders (paths) as their visible files (recursively, sorted)."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, (str, Path)) and Path(item).is_dir():
+            out.extend(visible_files(Path(item)))
         else:
-            out.append(item)
+            out.append(Path(item) if isinstance(item, str) else item)
     return out
 
 

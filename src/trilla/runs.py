@@ -1,22 +1,43 @@
-"""The run directory contract: create runs that never overwrite, and load them back to predict or evaluate.
+"""THE run-directory contract: a run's paths, its atomic writes, its status, and its readers.
 
-A run holds everything needed to predict (the checkpoint carries classes, preprocessing and weights),
-so a run directory copied to another machine predicts the same.
+Nobody else opens a run's files: training writes through `Run`, and the report, the leaderboard, the
+review loop, sweeps and the backbone hand-over read through it. A run holds everything needed to
+predict (the checkpoint carries classes, preprocessing and weights; run.json what the store held), so
+a run directory copied to another machine predicts the same.
+
+run.json carries `format`: a run written by a newer trilla whose layout this one cannot read is refused
+with the release that wrote it, rather than misread.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
 
+from trilla.atomic import write_csv, write_json, write_text
+from trilla.checkpoints import load_checkpoint
 from trilla.config import Config, validate_config
 from trilla.errors import TrillaError
+from trilla.version import __version__
+
+FORMAT = 1  # the layout of a run directory this release writes and reads
+
+CONFIG, CLASSES, INFO, METRICS, HISTORY = "config.yaml", "classes.json", "run.json", "metrics.json", "history.csv"
+THRESHOLDS, SPLITS, SKIPPED, CONFLICTS, COUNTS = "thresholds.json", "splits.csv", "skipped.csv", "conflicts.csv", "counts.csv"
+REPORT, CHECKPOINTS, EVALUATIONS = "report.md", "checkpoints", "evaluations"
+
+RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+ABANDONED, PRUNED = "abandoned", "pruned"  # a sweep's: a trial rerun from scratch, a trial stopped by its pruner
+STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED, ABANDONED, PRUNED)
 
 
 def new_run_dir(root: Path, name: str) -> Path:
@@ -45,74 +66,167 @@ def free_path(path: Path) -> Path:
 class Run:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "config.yaml").is_file():
-            raise TrillaError(f"{self.path} is not a trilla run: it has no config.yaml")
+        if not (self.path / CONFIG).is_file():
+            raise TrillaError(f"{self.path} is not a trilla run: it has no {CONFIG}")
+        written = self.info.get("format", 1)
+        if not isinstance(written, int) or written > FORMAT:
+            release = self.info.get("versions", {}).get("trilla", "a newer release")
+            raise TrillaError(f"run {self.path} was written by trilla {release} (run format {written}); "
+                              f"trilla {__version__} reads format {FORMAT}: open it with trilla {release} or later")
+        self._predictors: dict[tuple[str, int], Any] = {}
+
+    @classmethod
+    def create(cls, root: Path, name: str, config: Config) -> "Run":
+        """A new run directory holding the resolved config."""
+        path = new_run_dir(Path(root), name)
+        write_text(path / CONFIG, config.to_yaml())
+        return cls(path)
 
     @property
     def id(self) -> str:
         return self.path.name
 
+    # --- readers ---------------------------------------------------------------------------------
+
     @cached_property
     def config(self) -> Config:
-        return validate_config(yaml.safe_load((self.path / "config.yaml").read_text()))
+        return validate_config(self.raw_config)
+
+    @property
+    def raw_config(self) -> dict:
+        """config.yaml as written (safe loader only: no tag can build an object)."""
+        try:
+            raw = yaml.safe_load((self.path / CONFIG).read_text())
+        except yaml.YAMLError as err:
+            raise TrillaError(f"{self.path / CONFIG} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise TrillaError(f"{self.path / CONFIG} must hold a mapping of sections")
+        return raw
 
     @cached_property
     def classes(self) -> list[str]:
-        return json.loads((self.path / "classes.json").read_text())
+        return json.loads((self.path / CLASSES).read_text())
 
     @property
     def info(self) -> dict:
-        return _read_json(self.path / "run.json")
+        return _read_json(self.path / INFO)
+
+    @property
+    def status(self) -> str | None:
+        return self.info.get("status")
 
     @property
     def metrics(self) -> dict:
-        return _read_json(self.path / "metrics.json")
+        return _read_json(self.path / METRICS)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return _read_json(self.path / THRESHOLDS)
 
     @property
     def history(self) -> pd.DataFrame:
-        path = self.path / "history.csv"
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        return self.table(HISTORY)
+
+    def table(self, name: str, folder: str | Path = "", **kwargs) -> pd.DataFrame:
+        """One of the run's CSV files (`counts.csv`, `splits.csv`, an evaluation's `per_class.csv`...),
+        empty when the run has none."""
+        path = self.path / folder / name
+        return pd.read_csv(path, **kwargs) if path.is_file() else pd.DataFrame()
+
+    def has(self, name: str | Path) -> bool:
+        return (self.path / name).is_file()
+
+    def trained_on(self) -> set[str]:
+        """The paths of the files this run trained on (its splits.csv's train rows)."""
+        splits = self.table(SPLITS)
+        return set(splits.loc[splits["split"] == "train", "path"]) if len(splits) else set()
 
     @property
     def report(self) -> Path:
-        return self.path / "report.md"
+        return self.path / REPORT
 
     def checkpoint(self, which: str = "best") -> Path:
-        path = self.path / "checkpoints" / f"{which}.ckpt"
+        path = self.path / CHECKPOINTS / f"{which}.ckpt"
         if not path.is_file():
             raise TrillaError(f"run {self.path} has no {which} checkpoint ({path}); was it trained?")
         return path
 
+    def codec(self):
+        """How this run packs new data into the store, exactly as its own (None for kinds not packed)."""
+        from trilla.data.inputs import input_kind
+
+        return input_kind(self.config.input.type).codec(self.config, self.info["data"]["input"])
+
+    # --- writers ---------------------------------------------------------------------------------
+
+    def write_json(self, name: str | Path, payload: Any) -> Path:
+        return write_json(self.path / name, payload)
+
+    def write_text(self, name: str | Path, text: str) -> Path:
+        return write_text(self.path / name, text)
+
+    def write_csv(self, name: str | Path, frame: pd.DataFrame, **kwargs) -> Path:
+        return write_csv(self.path / name, frame, **kwargs)
+
+    def start(self, record: dict) -> None:
+        """run.json for a run about to train: `record` (versions, data, model) with its status."""
+        self.write_json(INFO, {"id": self.id, "format": FORMAT, "created": datetime.now().isoformat(timespec="seconds"), **record})
+        self.set_status(RUNNING)
+
+    def set_status(self, status: str, **extra) -> None:
+        """running (with this process, so a reader can tell a live run from one that died), finished,
+        failed (an error; `error` says which), interrupted (stopped; it can be resumed), or a sweep's
+        abandoned or pruned."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        owner = {"pid": os.getpid(), "host": socket.gethostname()} if status == RUNNING else {}
+        info = {key: value for key, value in self.info.items() if key not in ("pid", "host", "error")}
+        self.write_json(INFO, {**info, "status": status, **owner, **extra})
+
+    def new_evaluation_dir(self, name: str) -> Path:
+        """A fresh folder under `<run>/evaluations/` for one evaluation's files."""
+        return new_run_dir(self.path / EVALUATIONS, name)
+
+    # --- using the trained model -----------------------------------------------------------------
+
     def predictor(self, device: str = "cpu", tta: int = 0):
         """The best checkpoint, reading metadata and augmenting (tta views) as this run's config says, and
-        (multi-label) predicting each label above the threshold tuned on validation."""
-        from trilla.predict import Predictor
+        (multi-label) predicting each label above the threshold tuned on validation. Loaded once per
+        device and tta, and kept."""
+        key = (device, tta)
+        if key not in self._predictors:
+            from trilla.predict import Predictor
 
-        config = self.config
-        thresholds = _read_json(self.path / "thresholds.json")
-        return Predictor(
-            self.checkpoint("best"), device, config.data.metadata, config.augment, tta, config.input,
-            thresholds=[thresholds[c] for c in self.classes] if thresholds else None,
-        )
+            thresholds = self.thresholds
+            self._predictors[key] = Predictor(
+                self.checkpoint("best"), self.config, self.info.get("data", {}), device, tta,
+                thresholds=[thresholds[c] for c in self.classes] if thresholds else None,
+            )
+        return self._predictors[key]
+
+    def forget_predictors(self) -> None:
+        """Drop the loaded predictors (the best checkpoint changed, or thresholds were tuned)."""
+        self._predictors.clear()
 
     def predict(
-        self, files: list[str | Path], top_k: int = 5, metadata: dict[str, str] | None = None,
+        self, items: list, top_k: int = 5, metadata: dict[str, str] | None = None,
         metadata_table: str | Path | None = None, tta: int = 0,
     ) -> list[dict]:
-        """Top-k labels per file; metadata given for all files and/or per file in a CSV (file, field...)."""
+        """Top-k labels per item (paths, folders of files, bytes, file objects, arrays); metadata given
+        for all items and/or per file in a CSV (file, field...)."""
         from trilla.predict import expand, metadata_per_file
 
-        paths = expand([Path(f) for f in files])
+        items = expand(items)
         predictor = self.predictor(tta=tta)
-        given = metadata_per_file(paths, metadata or {}, metadata_table, list(predictor.vocab))
-        return predictor.predict_files(paths, top_k=top_k, metadata=given)
+        given = metadata_per_file(items, metadata or {}, metadata_table, list(predictor.vocab))
+        return predictor.predict(items, top_k=top_k, metadata=given)
 
     def evaluate(
         self, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0,
         others: list[Run] | None = None,
     ) -> tuple[dict, Path]:
         """With `others`, the ensemble of this run and those (the results land in this run's evaluations)."""
-        from trilla.evaluation import evaluate_run
+        from trilla.evaluation.evaluate import evaluate_run
 
         return evaluate_run(self, data, out, progress, tta, others)
 
@@ -121,9 +235,22 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def checkpoint_state(source: str | Path) -> dict:
+    """The state dict of a trilla run (its best checkpoint) or of one of its `.ckpt` files, read safely."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = Run(path).checkpoint("best")
+    return load_checkpoint(path)["state_dict"]
+
+
+def resumable(path: str | Path) -> bool:
+    """Whether `path` is a run that saved a last checkpoint to resume from."""
+    return (Path(path) / CONFIG).is_file() and (Path(path) / CHECKPOINTS / "last.ckpt").is_file()
+
+
 def find_runs(root: Path) -> list[Run]:
     """Every run below `root` (a run folder itself, a folder of runs, or a tree of them)."""
     root = Path(root)
-    if (root / "config.yaml").is_file() and (root / "run.json").is_file():
+    if (root / CONFIG).is_file() and (root / INFO).is_file():
         return [Run(root)]
-    return [Run(p.parent) for p in sorted(root.rglob("run.json")) if (p.parent / "config.yaml").is_file()]
+    return [Run(p.parent) for p in sorted(root.rglob(INFO)) if (p.parent / CONFIG).is_file()]

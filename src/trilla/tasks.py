@@ -25,6 +25,9 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from trilla.checkpoints import refusing_code
+from trilla.data.inputs import input_kind
+from trilla.errors import TrillaError
 from trilla.models import InputSpec, build, params_class
 
 # Fused kernels (one pass over all parameters) where torch has them: with fused Adam the AudioSet MLP
@@ -53,16 +56,17 @@ class ClassificationTask(L.LightningModule):
         metadata: dict[str, list[str]] | None = None,
         objective: str = "classification",
         load_weights: bool = True,
+        initial_state: dict | None = None,
     ):
+        """`initial_state`: the state dict of the run that `model.pretrained` names, read by the caller."""
         super().__init__()
-        self.save_hyperparameters(ignore=["load_weights"])
+        self.save_hyperparameters(ignore=["load_weights", "initial_state"])
         fields = tuple(len(v) + 1 for v in (metadata or {}).values())
         spec = InputSpec(**input_spec, metadata=fields)
-        self.model = build(params_class(model["name"]).model_validate(model), spec, len(classes), load_weights)
-        if spec.kind == "image":
-            shape, scale = (1, len(mean), 1, 1), 255.0
-        else:
-            shape, scale = (1, 1, len(mean)), 1.0
+        self.model = build(params_class(model["name"]).model_validate(model), spec, len(classes), load_weights, initial_state)
+        kind = input_kind(spec.kind)
+        self.input_key = kind.key
+        shape, scale = kind.norm_layout(len(mean))
         self.register_buffer("mean", torch.tensor(mean).view(shape) * scale, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(shape) * scale, persistent=False)
         self.regression = objective == "regression"
@@ -94,10 +98,7 @@ class ClassificationTask(L.LightningModule):
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "features" in batch:
             return self.model.forward_head(batch["features"], batch.get("metadata"))
-        for key in ("spectrogram", "embeddings"):
-            if key in batch:
-                return self(batch[key], batch.get("metadata"), batch.get("lengths"))
-        return self(batch["image"], batch.get("metadata"))
+        return self(batch[self.input_key], batch.get("metadata"), batch.get("lengths"))
 
     def outputs(self, logits: torch.Tensor) -> torch.Tensor:
         """What a prediction is: class probabilities (one softmax, or an independent score in [0, 1] per
@@ -131,7 +132,7 @@ class ClassificationTask(L.LightningModule):
         if alpha:
             share = float(torch.distributions.Beta(alpha, alpha).sample())
             order = torch.randperm(len(targets), device=targets.device)
-            logits = self.logits(_mix(batch, order, share))
+            logits = self.logits(_mix(batch, order, share, ("features", self.input_key)))
             if self.regression or self.multilabel:
                 loss = self.loss(logits, share * targets + (1 - share) * targets[order])
             else:
@@ -200,8 +201,12 @@ class ClassificationTask(L.LightningModule):
 
 
 def load_task(checkpoint: Path, device: str = "cpu") -> ClassificationTask:
-    """A trained task from its checkpoint; pretrained weights are not fetched again, the checkpoint has them."""
-    return ClassificationTask.load_from_checkpoint(checkpoint, map_location=device, load_weights=False)
+    """A trained task from its checkpoint, read with the weights-only unpickler (see checkpoints.py);
+    pretrained weights are not fetched again, the checkpoint has them."""
+    if not Path(checkpoint).is_file():
+        raise TrillaError(f"checkpoint {checkpoint} does not exist")
+    with refusing_code(checkpoint):
+        return ClassificationTask.load_from_checkpoint(checkpoint, map_location=device, load_weights=False, weights_only=True)
 
 
 def _bipolar_mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -209,11 +214,11 @@ def _bipolar_mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(torch.tanh(logits), 2 * targets - 1)
 
 
-def _mix(batch: dict[str, torch.Tensor], order: torch.Tensor, share: float) -> dict[str, torch.Tensor]:
-    """The batch blended with itself in `order`: the inputs weighted `share` and 1 - `share` (before
-    normalization, which is affine), each clip as long as the longer of its two."""
+def _mix(batch: dict[str, torch.Tensor], order: torch.Tensor, share: float, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The batch blended with itself in `order`: the inputs at `keys` weighted `share` and 1 - `share`
+    (before normalization, which is affine), each clip as long as the longer of its two."""
     mixed = dict(batch)
-    for key in ("image", "spectrogram", "embeddings", "features"):
+    for key in keys:
         if key in batch:
             mixed[key] = share * batch[key].float() + (1 - share) * batch[key][order].float()
     if "lengths" in batch:

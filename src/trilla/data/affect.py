@@ -5,9 +5,12 @@ coordinates themselves (regression). The music study's quadrant names and order 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from trilla.config import DataConfig
+if TYPE_CHECKING:
+    from trilla.config import DataConfig
 
 QUADRANTS = ["happy", "stress", "sad", "calm"]  # (+v,+a), (-v,+a), (-v,-a), (+v,-a)
 

@@ -6,6 +6,7 @@ wma...) goes through FFmpeg's decoders via PyAV. Resampling is soxr's, the resam
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +21,34 @@ class AudioError(Exception):
     """The file is not a readable sound (unknown format, truncated, corrupt, silent container)."""
 
 
-def load(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at `sample_rate`."""
+def load(source: str | Path | bytes, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate`, from a path or the bytes of a sound file."""
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        samples = samples.mean(axis=1)
+        samples, rate = sf.read(_opened(source), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        samples, rate = _load_ffmpeg(path)
+        samples, rate = _load_ffmpeg(_opened(source))
     except OSError as err:
         raise AudioError(f"cannot read file: {err.strerror or err}") from err
+    return conform(samples, rate, sample_rate)
+
+
+def conform(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """Decoded samples (samples,) or (samples, channels) at `rate` -> mono float32 in [-1, 1] at `sample_rate`."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise AudioError(f"decoded audio must be (samples,) or (samples, channels), not shape {samples.shape}")
     if not len(samples):
         raise AudioError("no audio samples in the file")
     if rate != sample_rate:
         samples = soxr.resample(samples, rate, sample_rate)
     return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def _opened(source: str | Path | bytes):
+    """What soundfile and PyAV open: a path as text, bytes as a fresh in-memory file."""
+    return io.BytesIO(source) if isinstance(source, bytes) else str(source)
 
 
 def duration(path: str | Path) -> float:
@@ -65,11 +80,12 @@ def fit(samples: np.ndarray, length: int) -> np.ndarray:
     return np.pad(samples, (0, length - len(samples)))
 
 
-def _load_ffmpeg(path: str | Path) -> tuple[np.ndarray, int]:
+def _load_ffmpeg(source) -> tuple[np.ndarray, int]:
+    """FFmpeg's decoders through PyAV, for a path or an open binary file."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(source if hasattr(source, "read") else str(source)) as container:
             if not container.streams.audio:
                 raise AudioError("the file has no audio stream")
             stream = container.streams.audio[0]

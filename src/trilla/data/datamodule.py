@@ -9,50 +9,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trilla.config import AudioAugmentConfig, Config
-from trilla.data.audio_augment import SpectrogramAugment
-from trilla.data.augment import build_augment
 from trilla.data import multilabel as multi
-from trilla.data.dataset import LabelledData, load_labelled
-from trilla.data.embedding_stream import HDF5Stream
+from trilla.data.dataset import LabelledData
+from trilla.data.inputs import input_kind
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
 
-
-def load_data(path: Path, config: Config, **kwargs) -> LabelledData:
-    """The labelled data at `path` as `config` reads it: files packed into the store (single- or
-    multi-label), or precomputed embeddings. `kwargs` go to the loader (classes, codec, vocab, ...)."""
-    if config.input.type == "embeddings":
-        from trilla.data.embedding_data import load_embeddings
-
-        return load_embeddings(path, config.data, config.input, classes=kwargs.get("classes"), progress=kwargs.get("progress", True))
-    return load_labelled(path, config.data, config.input, multilabel=config.task == "multilabel", **kwargs)
+if TYPE_CHECKING:
+    from trilla.config import Config
 
 
-def to_batch(inputs: dict[str, np.ndarray], transform=None) -> dict[str, torch.Tensor]:
-    """Arrays from `LabelledData.inputs` as the task reads them (images NCHW), augmented if asked."""
-    batch = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in inputs.items()}
-    if "image" in batch:
-        batch["image"] = batch["image"].permute(0, 3, 1, 2)
-        if transform is not None:
-            batch["image"] = torch.stack([transform(image) for image in batch["image"]])
-    elif transform is not None:
-        batch["spectrogram"] = transform(batch["spectrogram"], batch.get("lengths"))
-    return batch
+def load_data(path: Path, config: "Config", **kwargs) -> LabelledData:
+    """The labelled data at `path` as `config` reads it, through its input kind (files packed into the
+    store, or precomputed embeddings). `kwargs` go to the loader (classes, codec, vocab, ...)."""
+    return input_kind(config.input.type).load(Path(path), config, **kwargs)
 
 
-def build_transform(config: Config, data: LabelledData):
+def to_batch(inputs: dict[str, np.ndarray], kind: str, transform=None) -> dict[str, torch.Tensor]:
+    """Arrays from `LabelledData.inputs` as the task reads them, augmented if asked."""
+    return input_kind(kind).to_batch(inputs, transform)
+
+
+def build_transform(config: "Config", data: LabelledData):
     """The training-time augmentation for this input, or None."""
     if config.augment is None:
         return None
-    if isinstance(config.augment, AudioAugmentConfig):
-        return SpectrogramAugment(config.augment, config.input)
-    return build_augment(config.augment, data.size)
+    return input_kind(data.kind).augmentation(config.augment, config, data.input_spec())
 
 
 class StoreDataset(Dataset):
@@ -72,7 +61,7 @@ class StoreDataset(Dataset):
         if self.features is not None:
             batch["features"] = torch.from_numpy(np.asarray(self.features[self.data.rows[chosen]]))
         else:
-            batch.update(to_batch(self.data.inputs(chosen), self.transform))
+            batch.update(to_batch(self.data.inputs(chosen), self.data.kind, self.transform))
         if self.data.metadata.shape[1]:
             batch["metadata"] = torch.from_numpy(self.data.metadata[chosen])
         return batch
@@ -179,22 +168,17 @@ class StoreDataModule(L.LightningDataModule):
         for images, per frequency bin in decibels for spectrograms (padding frames left out).
 
         Summed in chunks of 64 samples, so a thousand 10-s spectrograms never sit in memory at once."""
-        if self.data.kind == "embeddings":  # (v - 128) / 128 already centres them, as the study fed them
-            dims = self.data.input_spec()["bins"]
-            return [0.0] * dims, [1.0] * dims
+        kind = input_kind(self.data.kind)
         positions = self.splits["train"]
         if len(positions) > limit:
             positions = np.random.default_rng(0).choice(positions, limit, replace=False)
         positions = np.sort(positions)
         total = squares = count = 0.0
         for start in range(0, len(positions), 64):
-            inputs = self.data.inputs(positions[start : start + 64])
-            if "image" in inputs:
-                values = inputs["image"].reshape(-1, inputs["image"].shape[-1]).astype(np.float64) / 255.0
-            else:
-                spec, lengths = inputs["spectrogram"], inputs.get("lengths")
-                values = spec.reshape(-1, spec.shape[2]) if lengths is None else np.concatenate([s[:n] for s, n in zip(spec, lengths)])
-                values = values.astype(np.float64)
+            values = kind.normalization_values(self.data.inputs(positions[start : start + 64]))
+            if values is None:  # the kind's inputs are fed as they are
+                dims = self.data.input_spec()["bins"]
+                return [0.0] * dims, [1.0] * dims
             total, squares, count = total + values.sum(0), squares + np.square(values).sum(0), count + len(values)
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
@@ -208,15 +192,11 @@ class StoreDataModule(L.LightningDataModule):
         data, positions = self.split_data(name)
         train_cfg = self.config.train
         rank, replicas = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        if train and data.embeddings is not None and data.embeddings.on_disk:
+        stream = data.source.train_stream(data.rows[positions], train_cfg, self.config.input) if train else None
+        if stream is not None:
             if replicas > 1:
                 raise TrillaError("streamed embeddings train in one process: set input.stream: false, or train.strategy: auto")
-            inputs = self.config.input
-            stream = HDF5Stream(
-                data.embeddings.path, np.sort(data.rows[positions]), train_cfg.batch_size, inputs.chunk, inputs.buffer,
-                balanced=train_cfg.imbalance == "balanced_sampler", seed=train_cfg.seed,
-            )
-            return DataLoader(stream, batch_size=None)
+            return stream
         sampler = None
         if train:
             weights = None

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import pandas as pd
 
-from trilla.config import AudioInput, DataConfig, ImageInput
-from trilla.data import affect, audio
+from trilla.data import affect
 from trilla.data import metadata as meta
 from trilla.data import multilabel as multi
 from trilla.data import store as store_mod
@@ -25,17 +24,36 @@ from trilla.data.sources import Problem, read_source
 from trilla.errors import TrillaError
 
 if TYPE_CHECKING:
-    from trilla.data.embedding_data import EmbeddingSource
+    from trilla.config import Config, DataConfig
+    from trilla.data.inputs.registry import InputKind
 
 log = logging.getLogger("trilla")
 
 
+class Rows:
+    """What the model reads for rows of a data set, as one input kind lays them out."""
+
+    kind: str
+
+    def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def spec(self) -> dict:
+        """The input spec the model is built for (saved in the checkpoint)."""
+        raise NotImplementedError
+
+    def train_stream(self, rows: np.ndarray, train_cfg, input_cfg):
+        """A loader that streams these training rows itself (data too large for memory), or None."""
+        return None
+
+
 @dataclass
 class LabelledData:
-    """Usable samples: `rows` index the store, `targets` are class indices into `classes` (or, for
-    regression, one float per output in `classes`; multi-label, one 0/1 per class), `strata` group the samples for splitting and
-    counting (`groups` names them), `metadata` holds one column of codes per field of `vocab`
-    (0 = unknown) and `coords` the affect coordinates of `data.targets`, if any."""
+    """Usable samples: `rows` index the `source` (and the store, for files), `targets` are class indices
+    into `classes` (or, for regression, one float per output in `classes`; multi-label, one 0/1 per
+    class), `strata` group the samples for splitting and counting (`groups` names them), `metadata`
+    holds one column of codes per field of `vocab` (0 = unknown) and `coords` the affect coordinates of
+    `data.targets`, if any."""
 
     store: store_mod.Store | None
     rows: np.ndarray
@@ -49,86 +67,42 @@ class LabelledData:
     vocab: dict[str, list[str]]
     strata: np.ndarray
     groups: list[str]
+    source: Rows
     coords: np.ndarray | None = None
-    features: np.ndarray | None = None
-    frames: np.ndarray | None = None
-    embeddings: "EmbeddingSource | None" = None
 
     @property
     def kind(self) -> str:
-        return "embeddings" if self.embeddings is not None else self.store.codec.kind
-
-    @property
-    def channels(self) -> int:
-        return int(self.store.array.shape[-1])
-
-    @property
-    def size(self) -> int:
-        return self.store.size
-
-    def images(self, positions: np.ndarray) -> np.ndarray:
-        return np.asarray(self.store.array[self.rows[positions]])
+        return self.source.kind
 
     def inputs(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-        """What the model reads for these samples: `image` (uint8 NHWC), or `spectrogram` (float32
-        N, frames, bins) with `lengths` in frames when clips keep their own length, or `embeddings`
-        (float32 N, seconds, dims) with `lengths` in seconds."""
-        if self.kind == "image":
-            return {"image": self.images(positions)}
-        rows = self.rows[positions]
-        if self.embeddings is not None:
-            return self.embeddings.inputs(rows)
-        out = {"spectrogram": np.asarray(self.features[rows], dtype=np.float32)}
-        if self.frames is not None:
-            out["lengths"] = self.frames[rows]
-        return out
+        """What the model reads for these samples, as the input kind lays it out."""
+        return self.source.inputs(self.rows[positions])
 
     def input_spec(self) -> dict:
         """The shape the model is built for (saved in the checkpoint)."""
-        if self.kind == "image":
-            return {"kind": "image", "channels": self.channels, "size": self.size}
-        if self.embeddings is not None:
-            return self.embeddings.input_spec()
-        return {"kind": "audio", "bins": int(self.features.shape[2]), "frames": None if self.frames is not None else int(self.features.shape[1])}
-
-
-def codec_for(data: DataConfig, input_cfg: ImageInput | AudioInput) -> store_mod.Codec:
-    if isinstance(input_cfg, AudioInput):
-        return store_mod.AudioCodec(input_cfg.sample_rate, input_cfg.seconds)
-    return store_mod.ImageCodec(data.image_size, data.channels)
-
-
-def run_codec(run) -> store_mod.Codec | None:
-    """How a trained run packs new data: its resolved image size and channels, or its audio settings
-    (None for embeddings, which are not packed)."""
-    if run.config.input.type == "embeddings":
-        return None
-    if run.config.input.type == "audio":
-        return codec_for(run.config.data, run.config.input)
-    return store_mod.ImageCodec(run.info["data"]["image_size"], run.info["data"]["channels"])
+        return self.source.spec()
 
 
 def load_labelled(
     path: Path,
-    cfg: DataConfig,
-    input_cfg: ImageInput | AudioInput,
+    config: "Config",
+    kind: "InputKind",
     *,
     codec: store_mod.Codec | None = None,
     classes: list[str] | None = None,
     vocab: Mapping[str, list[str]] | None = None,
     device: str = "cpu",
     progress: bool = True,
-    multilabel: bool = False,
 ) -> LabelledData:
-    """Read, pack and label the data at `path`; with `classes` given, labels outside them are left out.
+    """Read, pack and label the files at `path`; with `classes` given, labels outside them are left out.
 
-    `multilabel` reads `cfg.labels_column` (labels joined by `cfg.label_separator`, possibly none) into
-    multi-hot targets.
-    `codec` replaces the config's preprocessing (another set for a trained run is packed exactly as the
-    run's own data). Metadata fields are encoded with `vocab` when given, else with this data's.
+    Task multilabel reads `data.labels_column` (labels joined by `data.label_separator`, possibly none)
+    into multi-hot targets. `codec` replaces the config's preprocessing (another set for a trained run
+    is packed exactly as the run's own data). Metadata fields are encoded with `vocab` when given, else
+    with this data's. The input `kind` packs the files and lays out the rows the model reads.
     """
-    from trilla.data.spectrogram import cached_spectrograms, frame_counts
-
+    cfg = config.data
+    multilabel = config.task == "multilabel"
     affective = bool(cfg.targets)
     if multilabel and Path(path).is_dir():
         raise TrillaError(
@@ -139,7 +113,7 @@ def load_labelled(
         Path(path), path_column=cfg.path_column, label_column=None if affective or multilabel else cfg.label_column,
         extra_columns=meta.column_names(cfg.metadata) + label_columns, label_level=cfg.label_level,
     )
-    store = store_mod.open_or_build([s.path for s in listing.samples], codec or codec_for(cfg, input_cfg), cfg.store, progress)
+    store = store_mod.open_or_build([s.path for s in listing.samples], codec or kind.codec(config), cfg.store, progress, source=path)
     problems = list(listing.problems) + store.problems
     ok = store.index["ok"].to_numpy()
     coords = _coordinates(cfg, listing.samples, ok, problems) if affective else None
@@ -168,10 +142,7 @@ def load_labelled(
             continue
         keep.append(row)
     if not keep:
-        hint = ""
-        if store.codec.kind == "image" and sum(Path(s.path).suffix.lower() in audio.SUFFIXES for s in listing.samples) > len(listing.samples) / 2:
-            hint = "These look like sound files: add `input: {type: audio}` to the config (or --set 'input={type: audio}'). "
-        raise TrillaError(f"no usable files in {path}. {hint}" + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
+        raise TrillaError(f"no usable files in {path} (read as input type {kind.name}). " + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
     rows = np.asarray(keep, dtype=np.int64)
     paths = [str(listing.samples[r].path) for r in keep]
     sha1 = store.index["sha1"].to_numpy()[rows].tolist()
@@ -197,18 +168,13 @@ def load_labelled(
     fingerprint = hashlib.sha256(
         "\n".join(sorted(f"{d} {label} {m}".rstrip() for d, label, m in zip(sha1, label_text, decoded))).encode()
     ).hexdigest()
-    features = frames = None
-    if store.codec.kind == "audio":
-        features = cached_spectrograms(store, input_cfg, device, progress=progress)  # type: ignore[arg-type]
-        if store.codec.seconds is None:  # type: ignore[union-attr]
-            frames = frame_counts(store, input_cfg)  # type: ignore[arg-type]
     return LabelledData(
         store, rows, targets, paths, classes, problems, conflicts, fingerprint, codes, vocab, strata, groups,
-        kept_coords, features, frames,
+        kind.rows(store, config, device, progress), kept_coords,
     )
 
 
-def _coordinates(cfg: DataConfig, samples: list, ok: np.ndarray, problems: list[Problem]) -> np.ndarray:
+def _coordinates(cfg: "DataConfig", samples: list, ok: np.ndarray, problems: list[Problem]) -> np.ndarray:
     """(samples, axes) floats from the target columns; NaN (and a problem) where a value is unusable."""
     coords = np.full((len(samples), len(cfg.targets)), np.nan)
     for row, sample in enumerate(samples):

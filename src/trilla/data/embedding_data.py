@@ -10,23 +10,29 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from trilla.config import DataConfig, EmbeddingsInput
 from trilla.data import multilabel as multi
 from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, open_hdf5, read_class_labels, read_hdf5, read_tfrecords
-from trilla.data.dataset import LabelledData
+from trilla.data.dataset import LabelledData, Rows
 from trilla.errors import TrillaError
+
+if TYPE_CHECKING:
+    from trilla.config import DataConfig
+    from trilla.data.inputs.embeddings import EmbeddingsInput
 
 AUDIOSET_CLASSES = 527
 STREAM_BYTES = 1 << 30
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
-class EmbeddingSource:
+class EmbeddingSource(Rows):
     """Where a set's embedding rows come from: `clips` in memory, or rows of the HDF5 file at `path`."""
+
+    kind = "embeddings"
 
     def __init__(self, clips: EmbeddingClips | None = None, path: Path | None = None):
         self.clips, self.path = clips, path
@@ -34,6 +40,20 @@ class EmbeddingSource:
     @property
     def on_disk(self) -> bool:
         return self.clips is None
+
+    def train_stream(self, rows: np.ndarray, train_cfg, input_cfg: "EmbeddingsInput"):
+        """A loader that streams these training rows from the file when they stay on disk, else None."""
+        if not self.on_disk:
+            return None
+        from torch.utils.data import DataLoader
+
+        from trilla.data.embedding_stream import HDF5Stream
+
+        stream = HDF5Stream(
+            self.path, np.sort(rows), train_cfg.batch_size, input_cfg.chunk, input_cfg.buffer,
+            balanced=train_cfg.imbalance == "balanced_sampler", seed=train_cfg.seed,
+        )
+        return DataLoader(stream, batch_size=None)
 
     def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         if self.clips is not None:
@@ -43,11 +63,11 @@ class EmbeddingSource:
             clips = read_hdf5(self.path, rows=unique).take(back)
         return {"embeddings": clips.values(), "lengths": clips.frames}
 
-    def input_spec(self) -> dict:
+    def spec(self) -> dict:
         return {"kind": "embeddings", "bins": DIMS, "frames": SECONDS}
 
 
-def class_names(cfg: DataConfig, count: int) -> list[str]:
+def class_names(cfg: "DataConfig", count: int) -> list[str]:
     """Display names from `data.class_list`, or the column indices when none is given."""
     if cfg.class_list is None:
         return [str(i) for i in range(count)]
@@ -58,7 +78,7 @@ def class_names(cfg: DataConfig, count: int) -> list[str]:
 
 
 def load_embeddings(
-    path: Path, cfg: DataConfig, input_cfg: EmbeddingsInput, *, classes: list[str] | None = None, progress: bool = True
+    path: Path, cfg: "DataConfig", input_cfg: "EmbeddingsInput", *, classes: list[str] | None = None, progress: bool = True
 ) -> LabelledData:
     """Clips, labels, strata and fingerprint of the embeddings at `path`; `classes` (a trained run's)
     must match the label columns in number."""
@@ -87,11 +107,11 @@ def load_embeddings(
         store=None, rows=np.arange(len(labels)), targets=labels, paths=ids.tolist(), classes=classes, problems=[],
         conflicts=pd.DataFrame(columns=["sha1", "label", "path"]), fingerprint=fingerprint,
         metadata=np.zeros((len(labels), 0), dtype=np.int64), vocab={}, strata=multi.strata(labels),
-        groups=[*classes, multi.NONE], embeddings=source,
+        groups=[*classes, multi.NONE], source=source,
     )
 
 
-def _hdf5(path: Path, input_cfg: EmbeddingsInput, chunk: int = 65536):
+def _hdf5(path: Path, input_cfg: "EmbeddingsInput", chunk: int = 65536):
     """The source, labels, ids and fingerprint of a packed file; one pass over it, in chunks when streamed."""
     with open_hdf5(path) as f:
         big = f["x"].size * f["x"].dtype.itemsize > STREAM_BYTES

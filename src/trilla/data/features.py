@@ -12,15 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trilla.data.store import Store
+from trilla.atomic import replacing
+
+if TYPE_CHECKING:
+    from trilla.data.store import Store
 
 log = logging.getLogger("trilla")
 
@@ -51,11 +53,9 @@ def cached_features(
                           disable=None if progress else True):
             x = torch.from_numpy(np.array(store.array[start : start + batch_size])).permute(0, 3, 1, 2)
             chunks.append(extract(x.to(device)).float().cpu().numpy())
-    features = np.concatenate(chunks)
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npy")
-    np.save(tmp, features)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        np.save(tmp, np.concatenate(chunks))
     return np.load(path, mmap_mode="r")
 
 

@@ -49,11 +49,16 @@ def decode(data: bytes, size: int, channels: Channels) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
-            img = img.convert("L" if channels == "grey" else "RGB")
-            img = ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
+            return fit(img, size, channels)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(_reason(err)) from err
+
+
+def fit(img: Image.Image, size: int, channels: Channels) -> np.ndarray:
+    """A decoded picture -> uint8 array (size, size, 1 or 3): upright (EXIF), converted, padded square."""
+    img = ImageOps.exif_transpose(img)
+    img = img.convert("L" if channels == "grey" else "RGB")
+    img = ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
     array = np.asarray(img, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
@@ -63,10 +68,6 @@ def read(path: Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as err:
         raise ImageError(f"cannot read file: {err.strerror or err}") from err
-
-
-def load(path: Path, size: int, channels: Channels) -> np.ndarray:
-    return decode(read(path), size, channels)
 
 
 def _reason(err: Exception) -> str:

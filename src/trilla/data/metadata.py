@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from trilla.config import MetadataField
+if TYPE_CHECKING:
+    from trilla.config import MetadataField
 
 log = logging.getLogger("trilla")
 

@@ -12,15 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from trilla.config import AudioInput
-from trilla.data.store import Store
+from trilla.atomic import replacing
+
+if TYPE_CHECKING:
+    from trilla.data.inputs.audio import AudioInput
+    from trilla.data.store import Store
 
 log = logging.getLogger("trilla")
 
@@ -28,7 +32,7 @@ log = logging.getLogger("trilla")
 class Spectrogram(nn.Module):
     """float waveforms (B, samples) -> decibels (B, frames, bins), as `AudioInput` says."""
 
-    def __init__(self, cfg: AudioInput):
+    def __init__(self, cfg: "AudioInput"):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=False), persistent=False)  # specgram's np.hanning
@@ -52,7 +56,7 @@ class Spectrogram(nn.Module):
         return 10.0 * torch.log10(power.clamp_min(1e-10))
 
 
-def bin_frequencies(cfg: AudioInput) -> np.ndarray:
+def bin_frequencies(cfg: "AudioInput") -> np.ndarray:
     """The centre frequency of each bin in Hz, increasing: mel bands peak where librosa's filters do."""
     if cfg.features == "logmel":
         import librosa
@@ -61,7 +65,7 @@ def bin_frequencies(cfg: AudioInput) -> np.ndarray:
     return np.linspace(0.0, cfg.sample_rate / 2, cfg.bins())
 
 
-def feature_key(cfg: AudioInput) -> str:
+def feature_key(cfg: "AudioInput") -> str:
     settings = cfg.model_dump(mode="json", exclude={"seconds", "sample_rate", "type"})
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -74,7 +78,14 @@ def clips_per_batch(samples: int, device: str) -> int:
     return max(1, budget // max(1, samples))
 
 
-def cached_spectrograms(store: Store, cfg: AudioInput, device: str = "cpu", progress: bool = True) -> np.ndarray:
+def features(transform: Spectrogram, waves: torch.Tensor) -> np.ndarray:
+    """The features the model reads for float waveforms (B, samples): the decibels rounded to float16, as
+    cached for training and as computed for every item predicted."""
+    with torch.inference_mode():
+        return transform(waves).cpu().numpy().astype(np.float16)
+
+
+def cached_spectrograms(store: "Store", cfg: "AudioInput", device: str = "cpu", progress: bool = True) -> np.ndarray:
     """(store rows, frames, bins) float16, memory-mapped; computed now unless cached before."""
     path = store.root / "spectrograms" / f"{feature_key(cfg)}.npy"
     if path.is_file():
@@ -84,19 +95,17 @@ def cached_spectrograms(store: Store, cfg: AudioInput, device: str = "cpu", prog
     rows = len(store.array)
     shape = (rows, cfg.frames(store.codec.samples), cfg.bins())
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
     batch_size = clips_per_batch(store.codec.samples, device)
-    with torch.inference_mode():
+    with replacing(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
         for start in tqdm(range(0, rows, batch_size), desc="computing spectrograms", unit="batch", disable=None if progress else True):
-            waves = torch.from_numpy(store.waves(np.arange(start, min(start + batch_size, rows)))).to(device)
-            out[start : start + len(waves)] = transform(waves).cpu().numpy().astype(np.float16)
-    out.flush()
-    del out
-    tmp.replace(path)
+            waves = torch.from_numpy(store.codec.waves(store.array[start : start + batch_size])).to(device)
+            out[start : start + len(waves)] = features(transform, waves)
+        out.flush()
+        del out
     return np.load(path, mmap_mode="r")
 
 
-def frame_counts(store: Store, cfg: AudioInput) -> np.ndarray:
+def frame_counts(store: "Store", cfg: "AudioInput") -> np.ndarray:
     """Frames of each clip that hold sound rather than padding (at least 1)."""
     return np.asarray([max(1, cfg.frames(int(n))) for n in store.lengths], dtype=np.int64)

@@ -55,44 +55,42 @@ class TimmParams(ModelParams):
         weights = "scratch" if self.pretrained is False else ("pretrained" if self.pretrained is True else f"from {Path(self.pretrained).name}")
         return f"{self.backbone} ({weights}, freeze {self.freeze}) head {self.head} dp={self.dropout:g}"
 
-    def normalization(self, channels: int) -> tuple[list[float], list[float]]:
+    def normalization(self, spec: dict) -> tuple[list[float], list[float]]:
         import timm
 
         cfg = timm.models.get_pretrained_cfg(self.backbone)
         mean, std = list(cfg.mean), list(cfg.std)
-        if channels == 1:
+        if spec["channels"] == 1:
             mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
         return mean, std
 
     def frozen_features(self) -> bool:
         return self.freeze == "backbone"
 
-
-def _run_backbone_state(path: Path) -> dict[str, torch.Tensor]:
-    """The backbone weights of a trilla run directory or checkpoint."""
-    if path.is_dir():
-        path = path / "checkpoints" / "best.ckpt"
-    if not path.is_file():
-        raise TrillaError(f"model.pretrained: {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    prefix = "model.backbone."
-    backbone = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not backbone:
-        raise TrillaError(f"model.pretrained: {path} holds no timm backbone (was that run trained with model.name: timm?)")
-    return backbone
+    def run_weights(self) -> Path | None:
+        """`pretrained` when it names a trilla run directory or one of its checkpoints."""
+        if isinstance(self.pretrained, bool):
+            return None
+        path = Path(self.pretrained).expanduser()
+        return path if path.is_dir() or path.suffix == ".ckpt" else None
 
 
-def create_backbone(params: TimmParams, channels: int, load_weights: bool = True) -> nn.Module:
-    """The timm model without its classifier, with the weights `params.pretrained` names."""
+def create_backbone(params: TimmParams, channels: int, load_weights: bool = True, state: dict | None = None) -> nn.Module:
+    """The timm model without its classifier, with the weights `params.pretrained` names; `state` is the
+    state dict of the trilla run it names, which the caller read (models never open a run's files)."""
     import timm
 
     overlay = None
     source = params.pretrained
-    if load_weights and not isinstance(source, bool):
+    if load_weights and params.run_weights() is not None:
+        prefix = "model.backbone."
+        backbone = {k[len(prefix):]: v for k, v in (state or {}).items() if k.startswith(prefix)}
+        if not backbone:
+            raise TrillaError(f"model.pretrained: {source} holds no timm backbone (was that run trained with model.name: timm?)")
+        overlay = {"source": "", "state_dict": backbone}
+    elif load_weights and not isinstance(source, bool):
         path = Path(source).expanduser()
-        if path.is_dir() or path.suffix == ".ckpt":
-            overlay = {"source": "", "state_dict": _run_backbone_state(path)}
-        elif path.is_file():
+        if path.is_file():
             overlay = {"source": "", "file": str(path)}
         else:
             raise TrillaError(f"model.pretrained: weights file {path} does not exist")
@@ -111,10 +109,10 @@ def create_backbone(params: TimmParams, channels: int, load_weights: bool = True
 
 
 class TimmNet(HeadedModel):
-    def __init__(self, params: TimmParams, spec: InputSpec, num_classes: int, load_weights: bool = True):
+    def __init__(self, params: TimmParams, spec: InputSpec, num_classes: int, load_weights: bool = True, state: dict | None = None):
         super().__init__()
         self.params = params
-        self.backbone = create_backbone(params, spec.channels, load_weights)
+        self.backbone = create_backbone(params, spec.channels, load_weights, state)
         cfg = self.backbone.pretrained_cfg
         if cfg.get("fixed_input_size") and tuple(cfg["input_size"][1:]) != (spec.size, spec.size):
             raise TrillaError(f"backbone {params.backbone} needs {cfg['input_size'][1]} px input; set data.image_size: {cfg['input_size'][1]}")
@@ -173,5 +171,5 @@ class TimmNet(HeadedModel):
 
 
 @register(TimmParams)
-def timm(params: TimmParams, spec: InputSpec, num_classes: int, load_weights: bool = True) -> nn.Module:
-    return TimmNet(params, spec, num_classes, load_weights)
+def timm(params: TimmParams, spec: InputSpec, num_classes: int, load_weights: bool = True, state: dict | None = None) -> nn.Module:
+    return TimmNet(params, spec, num_classes, load_weights, state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -28,8 +29,14 @@ class ModelParams(BaseModel):
         it); models override it with their own knobs."""
         return self.name
 
-    def normalization(self, channels: int) -> tuple[list[float], list[float]] | None:
-        """Input mean and std (0-1 scale) the model's weights expect; None = the training set's own."""
+    def normalization(self, spec: dict) -> tuple[list[float], list[float]] | None:
+        """Input mean and std (0-1 scale) the model's weights expect for inputs of `spec` (the data's input
+        spec); None = the training set's own."""
+        return None
+
+    def run_weights(self) -> Path | None:
+        """The trilla run (or checkpoint) whose weights the model starts from, if any: the caller reads
+        its state dict and hands it to the builder as `state`."""
         return None
 
     def default_ema(self) -> float | None:
@@ -103,9 +110,10 @@ def params_class(name: str) -> type[ModelParams]:
     return _entry(name).params
 
 
-def build(params: ModelParams, spec: InputSpec, num_classes: int, load_weights: bool = True) -> nn.Module:
+def build(params: ModelParams, spec: InputSpec, num_classes: int, load_weights: bool = True, state: dict | None = None) -> nn.Module:
+    """The model; `state` (another run's weights, for a model whose `run_weights` names one) goes to its builder."""
     entry = _entry(params.name)
     if spec.kind not in entry.params.inputs:
         fitting = [name for name, e in sorted(_MODELS.items()) if spec.kind in e.params.inputs]
         raise TrillaError(f"model {params.name!r} does not take {spec.kind} input; models for {spec.kind}: {', '.join(fitting)}")
-    return entry.builder(params, spec, num_classes, load_weights)
+    return entry.builder(params, spec, num_classes, load_weights, **({"state": state} if state is not None else {}))

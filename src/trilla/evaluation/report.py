@@ -156,27 +156,29 @@ def _topk_table(metrics: dict) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def _errors_section(folder: Path, split: str, prefix: str) -> list[str]:
-    """Confusion matrix, most confused pairs, per-class table and worst images of one evaluated split."""
+def _errors_section(run, folder: str, split: str) -> list[str]:
+    """Confusion matrix, most confused pairs, per-class table and worst images of one evaluated split
+    (`folder`: where in the run its files are, "" for the run itself)."""
     from trilla.metrics import most_confused
 
-    if not (folder / "confusion_matrix.csv").is_file():
+    matrix = run.table("confusion_matrix.csv", folder, index_col=0)
+    if not len(matrix):
         return []
-    link = f"{prefix}/" if prefix else ""
-    matrix = pd.read_csv(folder / "confusion_matrix.csv", index_col=0)
+    link = f"{folder}/" if folder else ""
     lines = [f"## {split.capitalize()} errors", "", f"![confusion matrix]({link}confusion_matrix.png)", ""]
     pairs = most_confused(matrix.to_numpy(), list(matrix.columns))
     if pairs:
         lines += ["Most confused (true -> predicted, count):", ""]
         lines += [markdown_table(pd.DataFrame(pairs, columns=["true", "predicted", "count"])), ""]
-    if (folder / "worst.png").is_file():
+    if run.has(Path(folder, "worst.png")):
         lines += [f"![worst predicted {split} images]({link}worst.png)", ""]
-    if (folder / "per_class.csv").is_file():
-        lines += ["Per class:", "", markdown_table(pd.read_csv(folder / "per_class.csv"), ".3f"), ""]
+    per_class = run.table("per_class.csv", folder)
+    if len(per_class):
+        lines += ["Per class:", "", markdown_table(per_class, ".3f"), ""]
     return lines
 
 
-def _affect_section(run_dir: Path, metrics: dict) -> list[str]:
+def _affect_section(run, metrics: dict) -> list[str]:
     """Per-axis accuracy and regression metrics per split, and the clips on the plane."""
     rows = []
     for split in ("train", "val", "test"):
@@ -187,24 +189,19 @@ def _affect_section(run_dir: Path, metrics: dict) -> list[str]:
     if not rows:
         return []
     lines = ["## Affect", "", markdown_table(pd.DataFrame(rows), ".3f"), ""]
-    for split, folder in (("train", run_dir / "train"), ("test", run_dir)):
-        if (folder / "affect_plane.png").is_file():
-            lines += [f"![{split} clips on the plane]({folder.relative_to(run_dir) / 'affect_plane.png' if folder != run_dir else 'affect_plane.png'})", ""]
+    for split, plane in (("train", "train/affect_plane.png"), ("test", "affect_plane.png")):
+        if run.has(plane):
+            lines += [f"![{split} clips on the plane]({plane})", ""]
     return lines
 
 
-def render_report(run_dir: Path) -> Path:
-    """report.md of a run, rendered from the files in its directory alone (so it can be re-rendered)."""
-    import json
-
-    import yaml
-
+def render_report(run) -> Path:
+    """report.md of a run (a `runs.Run`), rendered from the files in its directory alone (so it can be
+    re-rendered)."""
+    from trilla.data.inputs import input_kind
     from trilla.metrics import near_baseline
 
-    run_dir = Path(run_dir)
-    info = json.loads((run_dir / "run.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    info, metrics, config = run.info, run.metrics, run.raw_config
     data, train = info["data"], config["train"]
     lines = [f"# Run {info['id']}", ""]
     acc, base = metrics.get("test/accuracy"), metrics.get("test/majority_baseline")
@@ -243,42 +240,32 @@ def render_report(run_dir: Path) -> Path:
         ("training speed", f"{metrics.get('train_samples_per_s', 0):.0f} samples/s"),
     ]
     lines += [markdown_table(pd.DataFrame(rows, columns=["metric", "value"])), ""]
-    if (run_dir / "curves.png").is_file():
+    if run.has("curves.png"):
         lines += ["![learning curves](curves.png)", ""]
     topk = _topk_table(metrics)
     if topk is not None:
         lines += ["Top-k accuracy (the true class among the k most probable):", "", markdown_table(topk, ".2%"), ""]
-    lines += _affect_section(run_dir, metrics)
-    if (run_dir / "average_precision.png").is_file():
+    lines += _affect_section(run, metrics)
+    if run.has("average_precision.png"):
         lines += ["![average precision per class](average_precision.png)", "",
                   "Per-class average precision, AUC and the threshold tuned on validation: `per_class.csv`; "
                   "the thresholds the model predicts with: `thresholds.json`.", ""]
-        table = pd.read_csv(run_dir / "per_class.csv")
+        table = run.table("per_class.csv")
         lines += [f"Test classes by average precision (the first 30 of {len(table)}):", "", markdown_table(table.head(30), ".3f"), ""]
-    for folder, split in ((run_dir, "test"), (run_dir / "val", "validation")):
-        lines += _errors_section(folder, split, prefix=str(folder.relative_to(run_dir)) if folder != run_dir else "")
+    for folder, split in (("", "test"), ("val", "validation")):
+        lines += _errors_section(run, folder, split)
     lines += ["## Data", "", f"- source: `{data['path']}`" + (f", test set: `{data['test_path']}`" if data.get("test_path") else "")]
-    if config.get("input", {}).get("type") == "embeddings":
-        spec = data["input"]
-        lines += [f"- {data['samples']} clips of {spec['frames']} x {spec['bins']} embeddings, "
-                  f"{len(json.loads((run_dir / 'classes.json').read_text()))} labels"]
-    elif config.get("input", {}).get("type") == "audio":
-        audio, spec = config["input"], data["input"]
-        length = f"{audio['seconds']} s clips" if audio["seconds"] else "clips of their own length (masked)"
-        lines += [f"- {data['samples']} usable sound files at {audio['sample_rate']} Hz, {length}; {audio['features']} "
-                  f"(n_fft {audio['n_fft']}, hop {audio['hop']}, every {audio['every']}): {spec['bins']} bins x {spec['frames'] or 'variable'} frames"]
-    else:
-        lines += [f"- {data['samples']} usable images, {data['channels']}, {data['image_size']} px (long side, padded square; config: {config['data']['image_size']})"]
+    lines += [f"- {input_kind(run.config.input.type).describe(run.config, data)}" + (f", {len(run.classes)} labels" if run.config.task == "multilabel" else "")]
     stored = f", store `{data['store']}` ({'reused' if data['store_reused'] else 'packed now'})" if data.get("store") else ""
     lines += [f"- fingerprint `{data['fingerprint'][:16]}`{stored}", ""]
     lines += ["Counts per split:", ""]
-    if (run_dir / "class_counts.png").is_file():
+    if run.has("class_counts.png"):
         lines += ["![class counts](class_counts.png)", ""]
-    lines += [markdown_table(pd.read_csv(run_dir / "counts.csv"), ".0f"), ""]
-    skipped = pd.read_csv(run_dir / "skipped.csv")
+    lines += [markdown_table(run.table("counts.csv"), ".0f"), ""]
+    skipped = run.table("skipped.csv")
     if len(skipped):
         lines += [f"**{len(skipped)} files skipped** (see skipped.csv):", "", markdown_table(skipped.head(50)), ""]
-    conflicts = pd.read_csv(run_dir / "conflicts.csv")
+    conflicts = run.table("conflicts.csv")
     if len(conflicts):
         lines += [f"**{conflicts['sha1'].nunique()} images are filed under more than one label** (see conflicts.csv):", "",
                   markdown_table(conflicts[["label", "path"]].head(50)), ""]
@@ -291,8 +278,4 @@ def render_report(run_dir: Path) -> Path:
               f"- command: `{info['command']}`", "",
               "Files: `config.yaml` (resolved), `classes.json`, `history.csv`, `metrics.json`, `splits.csv`, "
               "`checkpoints/best.ckpt`, `checkpoints/last.ckpt`, `tensorboard/`.", ""]
-    path = run_dir / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
-    return path
+    return run.write_text("report.md", "\n".join(lines))

@@ -47,8 +47,10 @@ from optuna.trial import TrialState
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from trilla.atomic import write_text
 from trilla.config import Config, SweepConfig, SweepRange, set_dotted, validate_config
 from trilla.errors import TrillaError
+from trilla import runs
 from trilla.runs import Run
 
 log = logging.getLogger("trilla")
@@ -125,7 +127,7 @@ def run_sweep(raw: dict[str, Any], config_path: Path | None = None, folder: Path
         trial_config(raw, {key: _first(space) for key, space in config.sweep.parameters.items()}, folder / "runs", "a draw")
     study = _open_study(name, url, raw, config)
     if not (folder / "sweep.yaml").exists():
-        (folder / "sweep.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        write_text(folder / "sweep.yaml", yaml.safe_dump(raw, sort_keys=False))
     if workers == 1:
         work(name, url, folder, 1)
     else:
@@ -318,7 +320,7 @@ def _first(space: list[Any] | SweepRange) -> Any:
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], config: Config, folder: Path, quiet: bool) -> None:
-    from trilla import training
+    from trilla.training import train as training
 
     attrs = study._storage.get_trial(trial._trial_id).user_attrs
     if "overrides" in attrs:
@@ -335,11 +337,11 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], co
     with _Heartbeat(study, trial):
         try:
             previous = attrs.get("run_dir")
-            if previous and (Path(previous) / "checkpoints" / "last.ckpt").is_file():
+            if previous and runs.resumable(previous):
                 run = training.resume(previous, callbacks=[reporter], progress=False if quiet else None)
             else:
                 if previous and Path(previous).is_dir():  # killed before its first checkpoint: kept, marked, retrained
-                    training.set_status(Run(previous), "abandoned")
+                    Run(previous).set_status(runs.ABANDONED)
                 run = training.train(trial_config(raw, overrides, folder / "runs", label), callbacks=[reporter],
                                      progress=False if quiet else None)
         except Exception as err:  # recorded in the study; the sweep goes on
@@ -348,12 +350,12 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], co
             trial.set_user_attr("error", error)
             started = study._storage.get_trial(trial._trial_id).user_attrs.get("run_dir")
             if started:
-                training.set_status(Run(started), "failed", error=error)
+                Run(started).set_status(runs.FAILED, error=error)
             study.tell(trial, state=TrialState.FAIL)
             return
     trial.set_user_attr("run_dir", str(run.path))
     if reporter.pruned:
-        training.set_status(run, "pruned")
+        run.set_status(runs.PRUNED)
         study.tell(trial, state=TrialState.PRUNED)
         return
     metrics = run.metrics

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trilla.data.dataset import load_labelled, run_codec
-from trilla.evaluation import predict_positions
+from trilla.atomic import write_bytes, write_csv
+from trilla.data.datamodule import load_data
+from trilla.evaluation.evaluate import predict_positions
 from trilla.errors import TrillaError
 from trilla.runs import Run, free_path
 
@@ -46,7 +47,7 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
         raise TrillaError(f"--min-votes {min_votes} is more than the {len(loaded)} runs given")
     cfg = first.config.data
     source = Path(data) if data else cfg.path
-    labelled = load_labelled(source, cfg, first.config.input, codec=run_codec(first), classes=first.classes, progress=progress)
+    labelled = load_data(source, first.config, codec=first.codec(), classes=first.classes, progress=progress)
     everything = np.arange(len(labelled.targets))
     labels = labelled.targets
     wrong = np.zeros(len(labels), dtype=int)
@@ -59,8 +60,7 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
         predicted = probs.argmax(1)
         wrong += predicted != labels
         predicted_votes[everything, predicted] += 1
-        splits = pd.read_csv(run.path / "splits.csv")
-        trained_on = set(splits.loc[splits["split"] == "train", "path"])
+        trained_on = run.trained_on()
         held = np.array([p not in trained_on for p in labelled.paths])
         held_out_sum[held] += probs[held]
         held_out_n += held
@@ -137,8 +137,6 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path") -> 
                 manifest.at[at, HISTORY] = f"{manifest.at[at, HISTORY]}; {entry}" if manifest.at[at, HISTORY] else entry
         if apply and any(c["manifest"] == str(manifest_path) for c in changes):
             backup = free_path(manifest_path.with_name(f"{manifest_path.name}.{datetime.now():%Y%m%d-%H%M%S}.bak"))
-            backup.write_bytes(manifest_path.read_bytes())
-            tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
-            manifest.to_csv(tmp, index=False)
-            tmp.replace(manifest_path)
+            write_bytes(backup, manifest_path.read_bytes())
+            write_csv(manifest_path, manifest)
     return pd.DataFrame(changes, columns=["manifest", "path", "column", "old", "new"])

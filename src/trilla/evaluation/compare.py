@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from trilla.errors import TrillaError  # noqa: E402
-from trilla.results import STUDY, leaderboard  # noqa: E402
+from trilla.evaluation.results import STUDY, leaderboard  # noqa: E402
 from trilla.runs import Run, find_runs, free_path  # noqa: E402
 
 DEFAULT_METRICS = ("test/balanced_accuracy", "test/mAP", "val/mAP", "min_val_loss")

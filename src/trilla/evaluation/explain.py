@@ -13,17 +13,18 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from trilla.data import images
+from trilla.data.inputs import ItemError
 from trilla.errors import TrillaError
 from trilla.runs import free_path
 
 
 def gradcam(predictor, picture: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
-    """(heat map in [0, 1] of the picture's size, predicted class, its probability) for one uint8 HWC picture."""
+    """(heat map in [0, 1] of the picture's size, predicted class, its probability) for one uint8 HWC
+    picture, as the run's input kind shows it to a person and feeds it to the model."""
     from captum.attr import LayerAttribution, LayerGradCam
 
-    task = predictor.task
-    x = torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].float().to(predictor.device)
+    task, kind = predictor.task, predictor.input
+    x = kind.to_batch({kind.key: np.array(picture)[None]})[kind.key].float().to(predictor.device)
     meta = None if codes is None else torch.from_numpy(codes[None]).to(predictor.device)
     with torch.no_grad():
         probs = torch.softmax(task(x, meta), dim=1)[0]
@@ -39,7 +40,7 @@ def gradcam(predictor, picture: np.ndarray, codes: np.ndarray | None = None) -> 
 
 
 def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path) -> None:
-    from trilla.report import plt
+    from trilla.evaluation.report import plt
 
     grey = picture.shape[-1] == 1
     shown = picture.squeeze(-1) if grey else picture
@@ -67,10 +68,12 @@ def explain_files(
     records = []
     for path, given in zip(files, metadata):
         try:
-            picture = images.load(path, predictor.size, predictor.channels)
-        except images.ImageError as err:
+            picture = predictor.input.picture(predictor.prepare(path))
+        except ItemError as err:
             records.append({"file": str(path), "error": str(err)})
             continue
+        if picture is None:
+            raise TrillaError(f"Grad-CAM lays heat over pictures; run {run.id} reads {predictor.input.name} input")
         codes = predictor.encode_metadata([path], [given])
         heat, predicted, probability = gradcam(predictor, picture, None if codes is None else codes[0])
         label = predictor.classes[predicted]

@@ -11,7 +11,6 @@ import logging
 import platform
 import sys
 import warnings
-from datetime import datetime
 from pathlib import Path
 
 import lightning as L
@@ -21,19 +20,22 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from trilla import __version__, distributed
-from trilla.callbacks import History, RngState, WarmupEMA
+from trilla import runs
 from trilla.config import Config
 from trilla.data import multilabel as multi
 from trilla.data.datamodule import StoreDataModule
+from trilla.data.features import model_features
+from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
-from trilla.evaluation import evaluate_split, predict_positions, write_json
+from trilla.evaluation.evaluate import evaluate_split, predict_positions
+from trilla.evaluation.report import plot_class_counts, plot_curves, render_report
 from trilla.metrics import tune_thresholds
 from trilla.predict import default_device
-from trilla.report import plot_class_counts, plot_curves, render_report
-from trilla.runs import Run, new_run_dir
-from trilla.data.features import model_features
+from trilla.runs import Run
 from trilla.tasks import ClassificationTask, load_task
+from trilla.training import distributed
+from trilla.training.callbacks import History, RngState, WarmupEMA
+from trilla.version import __version__
 
 log = logging.getLogger("trilla")
 
@@ -56,7 +58,8 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
     with distributed.first_alone():
         datamodule.prepare()
     data = datamodule.data
-    mean, std = (data.kind == "image" and config.model.normalization(data.channels)) or datamodule.normalization()
+    mean, std = config.model.normalization(data.input_spec()) or datamodule.normalization()
+    weights_from = config.model.run_weights()
     task = ClassificationTask(
         model=config.model.model_dump(mode="json"),
         input_spec=data.input_spec(),
@@ -67,6 +70,7 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
         train=config.train.model_dump(mode="json"),
         class_weights=datamodule.class_weights() if config.train.imbalance == "class_weights" else None,
         metadata=data.vocab,
+        initial_state=runs.checkpoint_state(weights_from) if weights_from else None,
     )
     path = distributed.shared(lambda: _start_run(config, datamodule, task), handoff=config.train.strategy == "ddp")
     return _fit(Run(path), datamodule, task, list(callbacks), progress, ckpt_path=None)
@@ -76,41 +80,34 @@ def _start_run(config: Config, datamodule: StoreDataModule, task: Classification
     """A new run directory with what it holds before training: the resolved config, classes, split counts
     and records, and run.json (versions, data fingerprint, model summary)."""
     data = datamodule.data
-    path = new_run_dir(Path(config.run.dir), config.run.name or Path(config.data.path).stem)
-    (path / "config.yaml").write_text(config.to_yaml())
-    write_json(path / "classes.json", data.classes)  # type: ignore[arg-type]
+    run = Run.create(Path(config.run.dir), config.run.name or Path(config.data.path).stem, config)
+    run.write_json(runs.CLASSES, data.classes)
     counts = datamodule.counts()
-    counts.to_csv(path / "counts.csv")
-    plot_class_counts(counts.drop(columns="total"), path / "class_counts.png")
+    run.write_csv(runs.COUNTS, counts, index=True)
+    plot_class_counts(counts.drop(columns="total"), run.path / "class_counts.png")
     log.info("class counts per split:\n%s", counts.to_string())
-    _write_data_records(path, datamodule)
+    _write_data_records(run, datamodule)
     train_strata = data.strata[datamodule.splits["train"]]
-    write_json(
-        path / "run.json",
-        {
-            "id": path.name,
-            "status": "running",
-            "created": datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
-            "versions": _versions(),
-            "model_summary": config.model.summary(len(data.classes)),
-            "parameters": sum(p.numel() for p in task.model.parameters()),
-            "majority_class": int(np.bincount(train_strata, minlength=len(data.groups)).argmax()),
-            "data": {
-                "path": str(config.data.path),
-                "test_path": str(config.data.test_path) if config.data.test_path else None,
-                "fingerprint": data.fingerprint,
-                "store": str(data.store.root) if data.store is not None else None,
-                "store_reused": data.store.reused if data.store is not None else None,
-                "samples": int(len(data.targets)),
-                "input": data.input_spec(),
-                **({"channels": data.store.channels, "image_size": data.size} if data.kind == "image" else {}),
-                "skipped": len(data.problems) + (len(datamodule.test_data.problems) if datamodule.test_data else 0),
-                "conflicts": int(data.conflicts["sha1"].nunique()),
-            },
+    run.start({
+        "command": " ".join(sys.argv),
+        "versions": _versions(),
+        "model_summary": config.model.summary(len(data.classes)),
+        "parameters": sum(p.numel() for p in task.model.parameters()),
+        "majority_class": int(np.bincount(train_strata, minlength=len(data.groups)).argmax()),
+        "data": {
+            "path": str(config.data.path),
+            "test_path": str(config.data.test_path) if config.data.test_path else None,
+            "fingerprint": data.fingerprint,
+            "store": str(data.store.root) if data.store is not None else None,
+            "store_reused": data.store.reused if data.store is not None else None,
+            "samples": int(len(data.targets)),
+            "input": data.input_spec(),
+            **input_kind(data.kind).record(data),
+            "skipped": len(data.problems) + (len(datamodule.test_data.problems) if datamodule.test_data else 0),
+            "conflicts": int(data.conflicts["sha1"].nunique()),
         },
-    )
-    return path
+    })
+    return run.path
 
 
 def _objective(config: Config) -> str:
@@ -122,7 +119,7 @@ def _objective(config: Config) -> str:
 def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progress: bool | None = None) -> Run:
     """Continue an interrupted run from its last checkpoint, in its own directory."""
     run = Run(run_path)
-    if run.info.get("status") == "finished":
+    if run.status == runs.FINISHED:
         raise TrillaError(f"run {run.path} already finished; start a new one with trilla train")
     last = run.checkpoint("last")
     config = run.config
@@ -140,11 +137,11 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
     cfg = run.config.train
     if cfg.feature_cache and run.config.augment is None and run.config.model.frozen_features():
         datamodule.features = model_features(datamodule.data.store, task, default_device(cfg.accelerator), progress)
-        write_json(run.path / "run.json", {**run.info, "feature_cache": str(datamodule.features.filename)})
+        run.write_json(runs.INFO, {**run.info, "feature_cache": str(datamodule.features.filename)})
     mode = "min" if cfg.monitor.endswith("loss") else "max"
-    history = History(run.path / "history.csv")
+    history = History(run.path / runs.HISTORY)
     checkpoint = ModelCheckpoint(
-        dirpath=run.path / "checkpoints", filename="best", monitor=cfg.monitor, mode=mode, save_last=True,
+        dirpath=run.path / runs.CHECKPOINTS, filename="best", monitor=cfg.monitor, mode=mode, save_last=True,
         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
     )
     callbacks = [history, RngState(), checkpoint, *callbacks]
@@ -169,7 +166,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         log_every_n_steps=max(1, min(10, len(datamodule.splits["train"]) // cfg.batch_size)),
     )
     if trainer.is_global_zero:
-        set_status(run, "running")
+        run.set_status(runs.RUNNING)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming into the run
@@ -177,11 +174,14 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # the store is fast
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen batch norm, on purpose
             warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__`.*")  # the HDF5 stream runs in-process
-            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except BaseException as err:
-        if trainer.is_global_zero:
-            set_status(run, "interrupted")
-        log.error("training stopped (%s); continue it with: trilla train --resume %s", type(err).__name__, run.path)
+        failed = isinstance(err, Exception)  # an error, rather than Ctrl+C, a signal or an exit
+        if trainer.is_global_zero and failed:
+            run.set_status(runs.FAILED, error=f"{type(err).__name__}: {err}")
+        elif trainer.is_global_zero:
+            run.set_status(runs.INTERRUPTED)
+        log.error("training %s (%s); continue it with: trilla train --resume %s", "failed" if failed else "stopped", type(err).__name__, run.path)
         raise
     if not trainer.is_global_zero:
         return run
@@ -217,10 +217,10 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
             metrics.update(evaluate_split(
                 predictor, *found, run.info["majority_class"], folder, prefix=split, data_cfg=run.config.data, outputs=known.get(split)
             ))
-    write_json(run.path / "metrics.json", metrics)
+    run.write_json(runs.METRICS, metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
-    set_status(run, "finished")
-    render_report(run.path)
+    run.set_status(runs.FINISHED)
+    render_report(run)
 
 
 def _tune_thresholds(run: Run, predictor, data, positions: np.ndarray) -> np.ndarray:
@@ -229,15 +229,11 @@ def _tune_thresholds(run: Run, predictor, data, positions: np.ndarray) -> np.nda
     validation outputs, which the validation report then reuses."""
     outputs = predict_positions(predictor, data, positions)
     predictor.thresholds = tune_thresholds(data.targets[positions], outputs)
-    write_json(run.path / "thresholds.json", dict(zip(data.classes, predictor.thresholds.tolist())))
+    run.write_json(runs.THRESHOLDS, dict(zip(data.classes, predictor.thresholds.tolist())))
     return outputs
 
 
-def set_status(run: Run, status: str, **extra) -> None:
-    write_json(run.path / "run.json", {**run.info, "status": status, **extra})
-
-
-def _write_data_records(path: Path, datamodule: StoreDataModule) -> None:
+def _write_data_records(run: Run, datamodule: StoreDataModule) -> None:
     """splits.csv (what each file was used for), skipped.csv and conflicts.csv, for people and tools."""
     data = datamodule.data
     frames = []
@@ -250,10 +246,10 @@ def _write_data_records(path: Path, datamodule: StoreDataModule) -> None:
             else:
                 labels = [source.groups[t] for t in source.strata[positions]]
             frames.append(pd.DataFrame({"path": [source.paths[p] for p in positions], "label": labels, "split": name}))
-    pd.concat(frames).to_csv(path / "splits.csv", index=False)
+    run.write_csv(runs.SPLITS, pd.concat(frames))
     problems = data.problems + (datamodule.test_data.problems if datamodule.test_data else [])
-    pd.DataFrame([vars(p) for p in problems], columns=["path", "reason"]).to_csv(path / "skipped.csv", index=False)
-    data.conflicts.to_csv(path / "conflicts.csv", index=False)
+    run.write_csv(runs.SKIPPED, pd.DataFrame([vars(p) for p in problems], columns=["path", "reason"]))
+    run.write_csv(runs.CONFLICTS, data.conflicts)
 
 
 def _versions() -> dict[str, str]:

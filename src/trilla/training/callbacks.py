@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import pandas as pd
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import WeightAveraging
+
+from trilla.atomic import write_csv
 
 
 class History(L.Callback):
@@ -70,9 +71,7 @@ class History(L.Callback):
         }
         self.rows.append(row)
         if trainer.is_global_zero:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            pd.DataFrame(self.rows).to_csv(tmp, index=False)
-            os.replace(tmp, self.path)
+            write_csv(self.path, pd.DataFrame(self.rows))
 
     @property
     def samples_per_s(self) -> float:

@@ -6,20 +6,24 @@ as files that report.md is rendered from.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
 from sklearn.metrics import confusion_matrix
 
 from trilla import metrics as M
-from trilla.config import DataConfig
+from trilla.atomic import write_csv, write_json
 from trilla.data import affect, multilabel
 from trilla.data.dataset import LabelledData
+from trilla.data.inputs import input_kind
+from trilla.errors import TrillaError
 from trilla.predict import Predictor
-from trilla.report import plot_affect_plane, plot_average_precision, plot_confusion, plot_worst
+from trilla.evaluation.report import plot_affect_plane, plot_average_precision, plot_confusion, plot_worst
+
+if TYPE_CHECKING:
+    from trilla.config import DataConfig
 
 WORST = 16
 
@@ -34,7 +38,7 @@ def predict_positions(predictor: Predictor, data: LabelledData, positions: np.nd
 
 def evaluate_split(
     predictor: Predictor, data: LabelledData, positions: np.ndarray, majority_class: int, out_dir: Path, prefix: str = "test",
-    data_cfg: DataConfig | None = None, outputs: np.ndarray | None = None,
+    data_cfg: "DataConfig | None" = None, outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Metrics (keys `<prefix>/...`) and the files behind them, written into `out_dir`; `outputs` are
     the predictions when the caller already has them.
@@ -61,10 +65,10 @@ def _evaluate_classes(predictor, data, positions, probs, majority_class, out_dir
     result = M.classification_metrics(targets, probs, majority_class, prefix)
     matrix = M.confusion(targets, probs, len(classes))
     plot_confusion(matrix, classes, out_dir / "confusion_matrix.png", title=f"Confusion matrix ({prefix})")
-    pd.DataFrame(matrix, index=pd.Index(classes, name="true"), columns=classes).to_csv(out_dir / "confusion_matrix.csv")
-    M.per_class(targets, probs, classes).to_csv(out_dir / "per_class.csv", index=False)
+    write_csv(out_dir / "confusion_matrix.csv", pd.DataFrame(matrix, index=pd.Index(classes, name="true"), columns=classes), index=True)
+    write_csv(out_dir / "per_class.csv", M.per_class(targets, probs, classes))
     predicted = probs.argmax(1)
-    pd.DataFrame(
+    write_csv(out_dir / "predictions.csv", pd.DataFrame(
         {
             "path": [data.paths[p] for p in positions],
             "label": [classes[t] for t in targets],
@@ -72,11 +76,12 @@ def _evaluate_classes(predictor, data, positions, probs, majority_class, out_dir
             "probability": probs[np.arange(len(probs)), predicted],
             "label_probability": probs[np.arange(len(probs)), targets],
         }
-    ).to_csv(out_dir / "predictions.csv", index=False)
-    if data.kind == "image":
-        worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
+    ))
+    worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
+    pictures = [input_kind(data.kind).picture(data.inputs(positions[[i]])) for i in worst]
+    if pictures and pictures[0] is not None:
         plot_worst(
-            data.images(positions[worst]),
+            np.stack(pictures),
             [f"{classes[targets[i]]}\n-> {classes[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in worst],
             out_dir / "worst.png", title=f"Worst predicted ({prefix}): true -> predicted, probability",
         )
@@ -92,17 +97,17 @@ def _evaluate_multilabel(predictor, data, positions, probs, out_dir, prefix) -> 
     result.update(M.thresholded_metrics(targets, probs, predictor.thresholds, prefix))
     table = M.per_class_ranking(targets, probs, classes)
     table["threshold"] = predictor.thresholds
-    table.sort_values("average_precision", ascending=False).to_csv(out_dir / "per_class.csv", index=False)
+    write_csv(out_dir / "per_class.csv", table.sort_values("average_precision", ascending=False))
     plot_average_precision(table, out_dir / "average_precision.png", title=f"Average precision per class ({prefix})")
     predicted = probs >= predictor.thresholds[None, :]
-    pd.DataFrame(
+    write_csv(out_dir / "predictions.csv", pd.DataFrame(
         {
             "path": [data.paths[p] for p in positions],
             "labels": [multilabel.names(row, classes) for row in targets],
             "predicted": [multilabel.names(row, classes) for row in predicted],
             "probabilities": [";".join(f"{p:.3f}" for p in row[hit]) for row, hit in zip(probs, predicted)],
         }
-    ).to_csv(out_dir / "predictions.csv", index=False)
+    ))
     return result
 
 
@@ -116,15 +121,15 @@ def _evaluate_regression(predictor, data, positions, values, majority_class, out
     groups = data.groups
     matrix = confusion_matrix(truth, predicted, labels=np.arange(len(groups)))
     plot_confusion(matrix, groups, out_dir / "confusion_matrix.png", title=f"Confusion matrix of the regressed quadrants ({prefix})")
-    pd.DataFrame(matrix, index=pd.Index(groups, name="true"), columns=groups).to_csv(out_dir / "confusion_matrix.csv")
+    write_csv(out_dir / "confusion_matrix.csv", pd.DataFrame(matrix, index=pd.Index(groups, name="true"), columns=groups), index=True)
     frame = pd.DataFrame({"path": [data.paths[p] for p in positions], "label": [groups[t] for t in truth], "predicted": [groups[p] for p in predicted]})
     for i, name in enumerate(predictor.classes):
         frame[name], frame[f"predicted_{name}"] = targets[:, i], values[:, i]
-    frame.to_csv(out_dir / "predictions.csv", index=False)
+    write_csv(out_dir / "predictions.csv", frame)
     return result
 
 
-def _evaluate_affect(cfg: DataConfig, coords: np.ndarray, outputs: np.ndarray, out_dir: Path, prefix: str) -> dict[str, float]:
+def _evaluate_affect(cfg: "DataConfig", coords: np.ndarray, outputs: np.ndarray, out_dir: Path, prefix: str) -> dict[str, float]:
     """Accuracy per trained axis (high or low), and the plane with each clip marked right or wrong."""
     signs = affect.axis_signs(cfg, outputs)
     axes = list(cfg.targets)
@@ -140,12 +145,6 @@ def _evaluate_affect(cfg: DataConfig, coords: np.ndarray, outputs: np.ndarray, o
     return result
 
 
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
 def evaluate_run(
     run, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0, others: list | None = None,
 ) -> tuple[dict, Path]:
@@ -157,10 +156,7 @@ def evaluate_run(
     Results go to a new folder under `<run>/evaluations/` (and to `out` as JSON when given).
     """
     from trilla.data.datamodule import StoreDataModule, load_data
-    from trilla.data.dataset import run_codec
-    from trilla.errors import TrillaError
     from trilla.predict import Ensemble
-    from trilla.runs import new_run_dir
 
     cfg = run.config.data
     others = others or []
@@ -181,9 +177,9 @@ def evaluate_run(
             raise TrillaError(f"run {run.id} has no test split; give labelled data with --data")
         source, positions, name = *found, "test"
     else:
-        source = load_data(Path(data), run.config, codec=run_codec(run), classes=run.classes, vocab=predictor.vocab, progress=progress)
+        source = load_data(Path(data), run.config, codec=run.codec(), classes=run.classes, vocab=predictor.vocab, progress=progress)
         positions, name = np.arange(len(source.targets)), Path(data).stem
-    out_dir = new_run_dir(run.path / "evaluations", f"ensemble-{name}" if others else name)
+    out_dir = run.new_evaluation_dir(f"ensemble-{name}" if others else name)
     result = evaluate_split(predictor, source, positions, run.info["majority_class"], out_dir, prefix="test", data_cfg=cfg)
     result["skipped"] = len(source.problems)
     result["tta"] = tta

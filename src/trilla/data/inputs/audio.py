@@ -1,0 +1,210 @@
+"""Sound: decoded to mono at the run's sample rate, cropped or padded, rounded to 16-bit PCM as the
+store keeps it, then turned into a float16 (log) spectrogram as the cache keeps it.
+
+A clip predicted from a file, from bytes or from decoded samples takes the same steps in the same order
+(`AudioCodec.pcm`, `AudioCodec.waves`, `spectrogram.features`), so a run predicts its own test clips
+exactly as it scored them at training time. Clips of their own length (`seconds: null`) are padded with
+silence to the length the run's store had, as in training, where the frames past a clip's end are the
+spectrogram of that silence and a convolution near the end sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from trilla.data import audio
+from trilla.data.audio_augment import AudioAugmentConfig, SpectrogramAugment
+from trilla.data.dataset import Rows
+from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
+from trilla.data.store import DecodeError
+from trilla.schema import Section
+
+PCM = 32767.0
+
+
+class AudioInput(Section):
+    """Sound files decoded to mono at `sample_rate`, then a (log) spectrogram computed in torch and cached.
+
+    The music study's setting is `features: spectrogram, sample_rate: 44100, n_fft: 256, hop: 128,
+    every: 2, seconds: 10` (matplotlib specgram's defaults, every other frame: 129 bins x 1722 frames).
+    """
+
+    type: Literal["audio"]
+    features: Literal["logmel", "spectrogram"] = "logmel"
+    sample_rate: int = Field(16000, ge=1000, le=384000)
+    n_fft: int = Field(512, ge=16)
+    hop: int = Field(160, ge=1)
+    n_mels: int = Field(64, ge=1, description="logmel: mel bands")
+    fmin: float = Field(0.0, ge=0.0)
+    fmax: float | None = Field(None, gt=0.0, description="logmel: highest frequency; default: half the sample rate")
+    every: int = Field(1, ge=1, description="keep every Nth frame (the music study kept every other one)")
+    seconds: float | None = Field(
+        None, gt=0.0, description="crop or pad every clip to this length; null = keep each clip's length (padded in batches, with masks)"
+    )
+
+    def bins(self) -> int:
+        return self.n_mels if self.features == "logmel" else self.n_fft // 2 + 1
+
+    def frames(self, samples: int) -> int:
+        """Frames kept from a clip of `samples` samples (no centring: a frame starts every hop)."""
+        full = 1 + max(samples - self.n_fft, 0) // self.hop
+        return -(-full // self.every)
+
+
+@dataclass(frozen=True)
+class AudioCodec:
+    """Sounds: mono at `sample_rate`; `seconds: None` pads every clip to the longest one instead."""
+
+    sample_rate: int
+    seconds: float | None = None
+    samples: int = 0
+    kind = "audio"
+    dtype = np.int16
+
+    def resolve(self, paths: list[Path]) -> tuple["AudioCodec", dict[int, str]]:
+        if self.seconds is not None:
+            return AudioCodec(self.sample_rate, self.seconds, int(round(self.seconds * self.sample_rate))), {}
+        longest, errors = 1, {}
+        for i, path in enumerate(paths):
+            try:
+                longest = max(longest, int(np.ceil(audio.duration(path) * self.sample_rate)))
+            except audio.AudioError as err:
+                errors[i] = str(err)
+        return AudioCodec(self.sample_rate, None, longest), errors
+
+    def row_shape(self) -> tuple[int, ...]:
+        return (self.samples,)
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+        try:
+            return self.pcm(audio.load(data, self.sample_rate), self.samples)
+        except audio.AudioError as err:
+            raise DecodeError(str(err)) from err
+
+    @staticmethod
+    def pcm(samples: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+        """Samples cropped or padded to `length` and rounded to 16-bit PCM, with the content's length."""
+        return np.round(audio.fit(samples, length) * PCM).astype(np.int16), min(len(samples), length)
+
+    @staticmethod
+    def waves(rows: np.ndarray) -> np.ndarray:
+        """PCM rows as float32 in [-1, 1]."""
+        return np.asarray(rows, dtype=np.float32) / PCM
+
+
+@dataclass
+class SpectrogramRows(Rows):
+    """Cached spectrograms (float16 rows, frames, bins), with each clip's frames when lengths vary."""
+
+    features: np.ndarray
+    frames: np.ndarray | None
+    kind = "audio"
+
+    def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"spectrogram": np.asarray(self.features[rows], dtype=np.float32)}
+        if self.frames is not None:
+            out["lengths"] = self.frames[rows]
+        return out
+
+    def spec(self) -> dict:
+        return {"kind": "audio", "bins": int(self.features.shape[2]), "frames": None if self.frames is not None else int(self.features.shape[1])}
+
+
+class AudioPreprocessor(Preprocessor):
+    def __init__(self, cfg: AudioInput, codec: AudioCodec, pad_to: int):
+        from trilla.data.spectrogram import Spectrogram
+
+        self.cfg, self.codec, self.pad_to = cfg, codec, pad_to
+        self.transform = Spectrogram(cfg)
+        self.silence = self._features(np.zeros(cfg.n_fft, dtype=np.float32))[0, 0]
+
+    def _features(self, waves: np.ndarray) -> np.ndarray:
+        import torch
+
+        from trilla.data.spectrogram import features
+
+        return features(self.transform, torch.from_numpy(waves)[None]).astype(np.float32)
+
+    def prepare(self, item: Any) -> dict[str, np.ndarray]:
+        """A path, bytes or binary file of a sound, or decoded samples as a (samples, sample_rate) pair."""
+        rate = self.cfg.sample_rate
+        try:
+            if isinstance(item, tuple):
+                if len(item) != 2 or not isinstance(item[0], np.ndarray):
+                    raise ItemError("decoded audio is a (samples, sample_rate) pair, samples as a numpy array")
+                samples = audio.conform(item[0], int(item[1]), rate)
+            elif isinstance(item, np.ndarray):
+                raise ItemError("decoded audio needs its sample rate: give (samples, sample_rate)")
+            else:
+                samples = audio.load(read_item(item), rate)
+        except audio.AudioError as err:
+            raise ItemError(str(err)) from err
+        fixed = self.cfg.seconds is not None
+        row, length = self.codec.pcm(samples, self.codec.samples if fixed else max(len(samples), self.pad_to))
+        out = {"spectrogram": self._features(self.codec.waves(row))}
+        if not fixed:
+            out["lengths"] = np.asarray([max(1, self.cfg.frames(length))], dtype=np.int64)
+        return out
+
+    def collate(self, prepared: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Clips of their own length padded to the batch's longest with the spectrogram of silence."""
+        frames = max(p["spectrogram"].shape[1] for p in prepared)
+        padded = [
+            np.concatenate([p["spectrogram"], np.broadcast_to(self.silence, (1, frames - p["spectrogram"].shape[1], len(self.silence)))], axis=1)
+            for p in prepared
+        ]
+        return {"spectrogram": np.concatenate(padded), **({"lengths": np.concatenate([p["lengths"] for p in prepared])} if "lengths" in prepared[0] else {})}
+
+
+@register_input
+class AudioKind(InputKind):
+    name = "audio"
+    schema = AudioInput
+    augment_schema = AudioAugmentConfig
+    key = "spectrogram"
+    default_model = "panns_cnn"
+    suffixes = frozenset(audio.SUFFIXES)
+    noun = "sound file"
+
+    def codec(self, config, spec: dict | None = None) -> AudioCodec:
+        return AudioCodec(config.input.sample_rate, config.input.seconds)
+
+    def rows(self, store, config, device: str, progress: bool) -> SpectrogramRows:
+        from trilla.data.spectrogram import cached_spectrograms, frame_counts
+
+        features = cached_spectrograms(store, config.input, device, progress=progress)
+        return SpectrogramRows(features, frame_counts(store, config.input) if config.input.seconds is None else None)
+
+    def preprocessor(self, config, spec: dict, record: dict) -> AudioPreprocessor:
+        codec = self.codec(config).resolve([])[0]
+        return AudioPreprocessor(config.input, codec, int(record.get("clip_samples") or 0))
+
+    def augmentation(self, augment, config, spec: dict):
+        return SpectrogramAugment(augment, config.input)
+
+    def normalization_values(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Every frame that holds sound (padding frames left out), one column per frequency bin."""
+        spec, lengths = inputs["spectrogram"], inputs.get("lengths")
+        values = spec.reshape(-1, spec.shape[2]) if lengths is None else np.concatenate([s[:n] for s, n in zip(spec, lengths)])
+        return values.astype(np.float64)
+
+    def describe(self, config, info: dict) -> str:
+        cfg, spec = config.input, info["input"]
+        length = f"{cfg.seconds} s clips" if cfg.seconds else "clips of their own length (masked)"
+        return (f"{info['samples']} usable sound files at {cfg.sample_rate} Hz, {length}; {cfg.features} "
+                f"(n_fft {cfg.n_fft}, hop {cfg.hop}, every {cfg.every}): {spec['bins']} bins x {spec['frames'] or 'variable'} frames")
+
+    def record(self, data) -> dict:
+        return {"clip_samples": int(data.store.codec.samples)}
+
+    def example_input(self, spec: dict, batch: int = 2):
+        import torch
+
+        if spec.get("frames") is None:
+            return super().example_input(spec, batch)
+        return torch.full((batch, spec["frames"], spec["bins"]), -50.0)

@@ -1,0 +1,157 @@
+"""Pictures: decoded, resized on the long side and padded to a square, kept as uint8 (see data/images.py).
+
+Every path a picture takes to the model goes through `images.decode` or `images.fit` with the run's
+side and channels: packing the store, predicting a file, bytes from a server, a PIL image or an array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from trilla.data import images
+from trilla.data.augment import AugmentConfig, build_augment
+from trilla.data.dataset import Rows
+from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
+from trilla.data.store import DecodeError
+from trilla.schema import Section
+
+
+class ImageInput(Section):
+    """Pictures; their size and colour are `data.image_size` and `data.channels`."""
+
+    type: Literal["image"] = "image"
+
+
+@dataclass(frozen=True)
+class ImageCodec:
+    """Pictures: `size` and `channels` may be `auto`, decided once from the files when packing."""
+
+    size: int | str = "auto"
+    channels: str = "auto"
+    kind = "image"
+    dtype = np.uint8
+
+    def resolve(self, paths: list[Path]) -> tuple["ImageCodec", dict[int, str]]:
+        if self.channels != "auto" and self.size != "auto":
+            return self, {}
+        found, sides, errors = set(), [], {}
+        for i, path in enumerate(paths):
+            try:
+                kind, side = images.probe(path)
+                found.add(kind)
+                sides.append(side)
+            except images.ImageError as err:
+                errors[i] = str(err)
+        channels = ("rgb" if "rgb" in found else "grey") if self.channels == "auto" else self.channels
+        size = images.auto_size(sides) if self.size == "auto" else self.size
+        return ImageCodec(size, channels), errors
+
+    def row_shape(self) -> tuple[int, ...]:
+        return (self.size, self.size, 1 if self.channels == "grey" else 3)  # type: ignore[return-value]
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+        try:
+            return images.decode(data, self.size, self.channels), 0  # type: ignore[arg-type]
+        except images.ImageError as err:
+            raise DecodeError(str(err)) from err
+
+
+@dataclass
+class ImageRows(Rows):
+    """The store's pictures, uint8 NHWC."""
+
+    store: Any
+    kind = "image"
+
+    def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {"image": np.asarray(self.store.array[rows])}
+
+    def spec(self) -> dict:
+        codec = self.store.codec
+        return {"kind": "image", "channels": 1 if codec.channels == "grey" else 3, "size": codec.size}
+
+
+class ImagePreprocessor(Preprocessor):
+    def __init__(self, codec: ImageCodec):
+        self.codec = codec
+
+    def prepare(self, item: Any) -> dict[str, np.ndarray]:
+        """A path, bytes or binary file of a picture, a PIL image, or a uint8 array (H, W[, C])."""
+        size, channels = self.codec.size, self.codec.channels
+        try:
+            if isinstance(item, Image.Image):
+                picture = images.fit(item, size, channels)  # type: ignore[arg-type]
+            elif isinstance(item, np.ndarray):
+                if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3, 4)):
+                    raise ItemError(f"a picture array must be uint8 (H, W) or (H, W, 1/3/4), not {item.dtype} {item.shape}")
+                picture = images.fit(Image.fromarray(item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item), size, channels)  # type: ignore[arg-type]
+            else:
+                picture = self.codec.decode(read_item(item))[0]
+        except (images.ImageError, DecodeError) as err:
+            raise ItemError(str(err)) from err
+        return {"image": picture[None]}
+
+
+@register_input
+class ImageKind(InputKind):
+    name = "image"
+    schema = ImageInput
+    augment_schema = AugmentConfig
+    key = "image"
+    default_model = "small_cnn"
+    suffixes = frozenset(ext.lower() for ext in Image.registered_extensions())
+    noun = "image"
+
+    def codec(self, config, spec: dict | None = None) -> ImageCodec:
+        if spec is not None:
+            return ImageCodec(spec["size"], "grey" if spec["channels"] == 1 else "rgb")
+        return ImageCodec(config.data.image_size, config.data.channels)
+
+    def rows(self, store, config, device: str, progress: bool) -> ImageRows:
+        return ImageRows(store)
+
+    def preprocessor(self, config, spec: dict, record: dict) -> ImagePreprocessor:
+        return ImagePreprocessor(self.codec(config, spec))
+
+    def to_batch(self, inputs: dict[str, np.ndarray], transform=None) -> dict:
+        import torch
+
+        batch = super().to_batch(inputs)
+        batch["image"] = batch["image"].permute(0, 3, 1, 2)
+        if transform is not None:
+            batch["image"] = torch.stack([transform(image) for image in batch["image"]])
+        return batch
+
+    def augmentation(self, augment, config, spec: dict):
+        return build_augment(augment, spec["size"])
+
+    def normalization_values(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        pictures = inputs["image"]
+        return pictures.reshape(-1, pictures.shape[-1]).astype(np.float64) / 255.0
+
+    def norm_layout(self, count: int) -> tuple[tuple[int, ...], float]:
+        return (1, count, 1, 1), 255.0
+
+    def picture(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return inputs["image"][0]
+
+    def describe(self, config, info: dict) -> str:
+        return (f"{info['samples']} usable images, {info['channels']}, {info['image_size']} px "
+                f"(long side, padded square; config: {config.data.image_size})")
+
+    def record(self, data) -> dict:
+        codec = data.store.codec
+        return {"channels": codec.channels, "image_size": codec.size}
+
+    def example_input(self, spec: dict, batch: int = 2):
+        import torch
+
+        return torch.full((batch, spec["channels"], spec["size"], spec["size"]), 128.0)
+
+    def export_sidecar(self, spec: dict) -> dict:
+        return {"image_size": spec["size"], "channels": "grey" if spec["channels"] == 1 else "rgb", "pixel_range": [0, 255]}

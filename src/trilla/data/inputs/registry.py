@@ -1,0 +1,220 @@
+"""The registry of input kinds, in the manner of timm's `register_model`: one class per kind of input.
+
+An input kind owns everything that depends on what a sample is (a picture, a sound, a row of
+embeddings): the schema of its `input:` section and of its `augment:` section, the defaults it gives a
+config, decoding one item (a path, bytes, a binary file object, or an in-memory object) exactly as the
+store decodes it, the store codec, the rows the model reads, the input spec saved in the checkpoint,
+how a batch is laid out and augmented, and what a person is shown of a sample. Training, evaluation,
+prediction, explanation, export and the review loop ask the kind and never branch on its name, so a
+fourth kind is one new module in this package.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+import numpy as np
+
+from trilla.errors import TrillaError
+from trilla.schema import Section
+
+log = logging.getLogger("trilla")
+
+
+class ItemError(ValueError):
+    """One item to predict cannot be read; the message is the reason given back for that item alone."""
+
+
+class Preprocessor:
+    """What a trained run does to one item before the model sees it: `prepare` returns that item's
+    arrays with a leading batch axis of 1; `collate` stacks prepared items into one batch."""
+
+    def prepare(self, item: Any) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def collate(self, prepared: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {key: np.concatenate([p[key] for p in prepared]) for key in prepared[0]}
+
+
+class InputKind:
+    """Base of every input kind; subclasses set the class attributes and override the hooks they need."""
+
+    name: ClassVar[str]
+    schema: ClassVar[type[Section]]  # the `input:` section; its `type` field is `name`
+    augment_schema: ClassVar[type[Section] | None] = None  # the `augment:` section; None: no augmentation
+    key: ClassVar[str]  # the batch entry the model reads
+    default_model: ClassVar[str]
+    default_task: ClassVar[str | None] = None  # a task this kind implies (embeddings: multilabel)
+    suffixes: ClassVar[frozenset[str]] = frozenset()  # file suffixes it reads, for inferring the kind
+    noun: ClassVar[str] = "file"  # what one sample is called in messages and reports
+
+    # --- the config ---------------------------------------------------------------------------------
+
+    def defaults(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The raw config with this kind's defaults filled in where the user gave none."""
+        model = raw.get("model") or {}
+        if isinstance(model, dict) and "name" not in model:
+            raw = {**raw, "model": {"name": self.default_model, **model}}
+        if self.default_task is not None:
+            raw = {"task": self.default_task, **raw}
+        if self.augment_schema is None:
+            return {"augment": None, **raw}
+        augment = raw.get("augment", {})
+        if isinstance(augment, dict):
+            raw = {**raw, "augment": self.augment_schema.model_validate(augment)}
+        return raw
+
+    def check(self, config) -> None:
+        """Raise ValueError when the rest of `config` does not fit this kind."""
+        if config.augment is None or (self.augment_schema is not None and isinstance(config.augment, self.augment_schema)):
+            return
+        if self.augment_schema is None:
+            raise ValueError(f"input: {{type: {self.name}}} has no augmentation: set augment: null")
+        owner = next((k.name for k in _KINDS.values() if k.augment_schema is type(config.augment)), "another input")
+        raise ValueError(f"augment: these keys belong to input: {{type: {owner}}}, not {self.name}")
+
+    # --- data -------------------------------------------------------------------------------------
+
+    def claims(self, path: Path) -> bool:
+        """Whether `data.path` itself is this kind's (a packed file, a folder of shards), whatever it holds."""
+        return False
+
+    def codec(self, config, spec: dict | None = None):
+        """The store codec: from the config for new data, or (with a trained run's `spec`) the run's own."""
+        raise TrillaError(f"input type {self.name} is not packed into the store")
+
+    def load(self, path: Path, config, **kwargs):
+        """The labelled data at `path` as `config` reads it (a `LabelledData`): by default its files,
+        listed by a data source, packed into the store with `codec` and laid out by `rows`."""
+        from trilla.data.dataset import load_labelled
+
+        return load_labelled(path, config, self, **kwargs)
+
+    def rows(self, store, config, device: str, progress: bool):
+        """What the model reads for the store's rows (a `dataset.Rows`)."""
+        raise NotImplementedError
+
+    def preprocessor(self, config, spec: dict, record: dict) -> Preprocessor:
+        """How a run trained on this kind turns one item into model inputs, exactly as training did;
+        `record` is the `data` section of the run's run.json."""
+        raise TrillaError(f"a run on {self.name} cannot predict single items; evaluate it on a data file instead")
+
+    # --- batches ------------------------------------------------------------------------------------
+
+    def to_batch(self, inputs: dict[str, np.ndarray], transform=None) -> dict:
+        """Arrays as the data gives them -> tensors as the task reads them, augmented if asked."""
+        import torch
+
+        batch = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in inputs.items()}
+        if transform is not None:
+            batch[self.key] = transform(batch[self.key], batch.get("lengths"))
+        return batch
+
+    def augmentation(self, augment, config, spec: dict):
+        """The training-time transform for `augment` (this kind's augment section), or None."""
+        return None
+
+    def normalization_values(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """(values, channels) float64 whose mean and std standardize the input; None: the kind's inputs
+        are fed as they are (mean 0, std 1 per `spec['bins']`)."""
+        return None
+
+    def norm_layout(self, count: int) -> tuple[tuple[int, ...], float]:
+        """The shape the task's mean and std broadcast in, and the scale of their values."""
+        return (1, 1, count), 1.0
+
+    def picture(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """One sample (batch of one) as a person would look at it (HWC), or None."""
+        return None
+
+    def describe(self, config, info: dict) -> str:
+        """One line of the report on the run's data."""
+        return f"{info['samples']} usable {self.noun}s"
+
+    def record(self, data) -> dict:
+        """Extra entries of run.json's `data` section."""
+        return {}
+
+    def example_input(self, spec: dict, batch: int = 2):
+        """A tensor shaped as the model's input, for export; raises when the kind does not export."""
+        raise TrillaError(f"export takes runs on fixed-shape inputs; this run reads {self.name} input")
+
+    def export_sidecar(self, spec: dict) -> dict:
+        return {}
+
+
+_KINDS: dict[str, InputKind] = {}
+
+
+def register_input(cls: type[InputKind]) -> type[InputKind]:
+    """Class decorator: register one instance of the kind under `cls.name`."""
+    if cls.name in _KINDS:
+        raise ValueError(f"input kind {cls.name!r} is registered twice")
+    _KINDS[cls.name] = cls()
+    return cls
+
+
+def list_inputs() -> list[str]:
+    return list(_KINDS)
+
+
+def input_kinds() -> list[InputKind]:
+    return list(_KINDS.values())
+
+
+def input_kind(name: str) -> InputKind:
+    if name not in _KINDS:
+        close = difflib.get_close_matches(name, _KINDS, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise TrillaError(f"unknown input type {name!r}{hint} Available: {', '.join(_KINDS)}")
+    return _KINDS[name]
+
+
+def infer_kind(path: Path, path_column: str = "path", sample: int = 2000) -> tuple[str, str]:
+    """The kind of the data at `path`, and why: a kind that claims the path itself, else the kind whose
+    suffixes most of its files have (a folder's files, a CSV manifest's paths; at most `sample` read)."""
+    path = Path(path)
+    for kind in _KINDS.values():
+        if kind.claims(path):
+            return kind.name, f"{path.name} is {kind.noun} data"
+    suffixes = Counter(p.suffix.lower() for p in _listed(path, path_column, sample))
+    votes = Counter({kind.name: sum(n for s, n in suffixes.items() if s in kind.suffixes) for kind in _KINDS.values()})
+    best, count = votes.most_common(1)[0] if votes else ("image", 0)
+    if not count:
+        return "image", "no file suffix points to another kind"
+    return best, f"{count} of {sum(suffixes.values())} files are {_KINDS[best].noun}s"
+
+
+def _listed(path: Path, path_column: str, sample: int) -> list[Path]:
+    from trilla.data.sources import visible_files
+
+    if path.is_dir():
+        return visible_files(path)[:sample]
+    if path.is_file() and path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = csv.DictReader(handle)
+            return [Path(row.get(path_column) or "") for row, _ in zip(rows, range(sample))]
+    return []
+
+
+def read_item(item: str | Path | bytes | bytearray | memoryview | IO[bytes]) -> bytes:
+    """The bytes of a path, of a binary file object, or the bytes themselves."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, (str, Path)):
+        try:
+            return Path(item).read_bytes()
+        except OSError as err:
+            raise ItemError(f"cannot read file: {err.strerror or err}") from err
+    if hasattr(item, "read"):
+        data = item.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise ItemError("a file object to predict must be opened in binary mode ('rb')")
+        return bytes(data)
+    raise ItemError(f"cannot predict a {type(item).__name__}: give a path, bytes, a binary file object or a decoded array")
+

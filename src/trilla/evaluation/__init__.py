@@ -1,0 +1,1 @@
+"""After training: evaluate, report, compare, explain, review (fastai-style: predict once, ask many), the leaderboard."""

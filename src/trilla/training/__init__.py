@@ -1,0 +1,1 @@
+"""Training: `train`/`resume` (train.py), callbacks, distributed processes, sweeps."""
