@@ -1,6 +1,5 @@
 """Audio as a first-class input: decoding, the store, spectrograms, the audio models, affect targets."""
 
-import json
 
 import numpy as np
 import pandas as pd

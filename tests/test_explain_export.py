@@ -88,9 +88,9 @@ def test_tta_and_report_extras(quadrant_run):
     plain = quadrant_run.predictor()
     averaged = quadrant_run.predictor(tta=2)
     found = sorted(quadrant_run.config.data.path.rglob("*.png"))[:6]
-    from trilla.data.images import load
+    from trilla.data.images import decode
 
-    batch = np.stack([load(p, 24, "rgb") for p in found])
+    batch = np.stack([decode(p.read_bytes(), 24, "rgb") for p in found])
     p0, p2 = plain.predict_inputs({"image": batch}), averaged.predict_inputs({"image": batch})
     assert np.allclose(p2.sum(1), 1, atol=1e-5) and not np.array_equal(p0, p2)
     np.testing.assert_allclose(averaged.predict_inputs({"image": batch}), p2)  # seeded: the same views every time

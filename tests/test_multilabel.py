@@ -182,7 +182,7 @@ def test_embeddings_train_from_hdf5_in_memory_or_streamed(tmp_path, stream):
     splits = pd.read_csv(run.path / "splits.csv")
     assert set(splits["split"]) == {"train", "val", "test"}
     with pytest.raises(TrillaError, match="trilla evaluate"):
-        run.predictor().load(tmp_path / "train.h5")
+        run.predictor().prepare(tmp_path / "train.h5")
 
 
 def test_bipolar_variant_fits_tanh_outputs_to_targets_in_minus_one_one(tmp_path):

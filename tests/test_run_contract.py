@@ -123,7 +123,7 @@ def test_only_runs_py_opens_a_runs_files():
         "evaluation/report.py": ("json.loads", "yaml.safe_load", "pd.read_csv", "read_text"),
         "evaluation/review.py": ("run.path /", "torch.load", "json.loads"),
         "training/sweep.py": ("last.ckpt", "json.loads", "run.path /"),
-        "models/backbones.py": ("torch.load", "best.ckpt", "checkpoints"),
+        "models/backbones.py": ("torch.load", "best.ckpt", '/ "checkpoints"'),
         "data/dataset.py": ("run.info", "run.config", "run.json"),
     }
     for name, needles in forbidden.items():

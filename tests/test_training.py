@@ -92,7 +92,7 @@ def test_auto_size_resolved_in_the_run(tmp_path):
     data = make_image_folder(tmp_path / "d", {"a": 20, "b": 20}, size=40)
     run = train(load_config(data=data, overrides=["train.epochs=1", "train.progress=false", f"run.dir={tmp_path / 'r'}"]))
     assert run.info["data"]["image_size"] == 48 and run.config.data.image_size == "auto"
-    assert run.predictor().size == 48
+    assert run.predictor().spec["size"] == 48
 
 
 def test_early_stopping_stops_when_validation_stalls(tmp_path):

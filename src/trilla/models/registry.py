@@ -6,7 +6,6 @@ config's `model:` section when `model.name` is that model, so every model valida
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -14,7 +13,7 @@ from typing import Callable, ClassVar
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from trilla.errors import TrillaError
+from trilla.errors import TrillaError, unknown_name
 
 
 class ModelParams(BaseModel):
@@ -100,9 +99,7 @@ def list_models() -> list[str]:
 
 def _entry(name: str) -> _Entry:
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, _MODELS, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise TrillaError(f"unknown model {name!r}{hint} Available: {', '.join(list_models())}")
+        raise unknown_name("model", name, list_models())
     return _MODELS[name]
 
 

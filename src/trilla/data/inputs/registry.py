@@ -12,7 +12,6 @@ fourth kind is one new module in this package.
 from __future__ import annotations
 
 import csv
-import difflib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from trilla.errors import TrillaError
+from trilla.errors import TrillaError, unknown_name
 from trilla.schema import Section
 
 log = logging.getLogger("trilla")
@@ -102,7 +101,7 @@ class InputKind:
     def preprocessor(self, config, spec: dict, record: dict) -> Preprocessor:
         """How a run trained on this kind turns one item into model inputs, exactly as training did;
         `record` is the `data` section of the run's run.json."""
-        raise TrillaError(f"a run on {self.name} cannot predict single items; evaluate it on a data file instead")
+        raise TrillaError(f"a run on {self.name} cannot predict single items: use trilla evaluate RUN --data FILE (predictions.csv)")
 
     # --- batches ------------------------------------------------------------------------------------
 
@@ -169,9 +168,7 @@ def input_kinds() -> list[InputKind]:
 
 def input_kind(name: str) -> InputKind:
     if name not in _KINDS:
-        close = difflib.get_close_matches(name, _KINDS, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise TrillaError(f"unknown input type {name!r}{hint} Available: {', '.join(_KINDS)}")
+        raise unknown_name("input type", name, list(_KINDS))
     return _KINDS[name]
 
 
