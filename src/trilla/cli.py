@@ -246,12 +246,13 @@ def review(
 ) -> None:
     """Queue likely label errors: examples most runs got wrong, ranked by confident learning (cleanlab)."""
     _setup_logging()
+    from trilla.atomic import write_csv
     from trilla.evaluation.review import review as run_review
     from trilla.runs import free_path
 
     queue = run_review(runs, data, min_votes)
     target = free_path(out)
-    queue.to_csv(target, index=False)
+    write_csv(target, queue)
     typer.echo(f"{len(queue)} examples queued ({int((queue['votes'] >= min_votes).sum())} with >= {min_votes} votes, "
                f"{int(queue['cleanlab_issue'].sum())} flagged by cleanlab); fill in the new_* columns, then: trilla relabel {target} --apply")
     typer.echo(str(target))
