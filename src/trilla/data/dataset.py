@@ -8,6 +8,7 @@ Labels are class names, or affect coordinates turned into classes or regression 
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,17 +31,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("trilla")
 
 
-class Rows:
+class Rows(ABC):
     """What the model reads for rows of a data set, as one input kind lays them out."""
 
     kind: str
 
-    def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+    @abstractmethod
+    def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]: ...
 
+    @abstractmethod
     def spec(self) -> dict:
         """The input spec the model is built for (saved in the checkpoint)."""
-        raise NotImplementedError
 
     def train_stream(self, rows: np.ndarray, train_cfg, input_cfg):
         """A loader that streams these training rows itself (data too large for memory), or None."""

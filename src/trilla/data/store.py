@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from trilla.atomic import write_csv, write_json
 from trilla.data.sources import Problem
+from trilla.errors import TrillaError
 
 log = logging.getLogger("trilla")
 
@@ -111,7 +112,7 @@ def open_or_build(
                 log.info("reusing store %s", root)
             return _open(root, codec, reused)
         _release(root)
-    raise DecodeError(f"the store {root} keeps disappearing while it is opened; is a prune running in a loop?")
+    raise TrillaError(f"the store {root} keeps disappearing while it is opened; is a prune running in a loop?")
 
 
 _HELD: dict[Path, object] = {}

@@ -78,10 +78,10 @@ def _evaluate_classes(predictor, data, positions, probs, majority_class, out_dir
         }
     ))
     worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
-    pictures = [input_kind(data.kind).picture(data.inputs(positions[[i]])) for i in worst]
-    if pictures and pictures[0] is not None:
+    kind = input_kind(data.kind)
+    if len(worst) and kind.picture(data.inputs(positions[worst[:1]])) is not None:  # a kind a person can look at
         plot_worst(
-            np.stack(pictures),
+            np.stack([kind.picture(data.inputs(positions[[i]])) for i in worst]),
             [f"{classes[targets[i]]}\n-> {classes[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in worst],
             out_dir / "worst.png", title=f"Worst predicted ({prefix}): true -> predicted, probability",
         )

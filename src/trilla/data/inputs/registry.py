@@ -12,6 +12,7 @@ fourth kind is one new module in this package.
 from __future__ import annotations
 
 import csv
+from abc import ABC, abstractmethod
 import logging
 from collections import Counter
 from pathlib import Path
@@ -29,12 +30,12 @@ class ItemError(ValueError):
     """One item to predict cannot be read; the message is the reason given back for that item alone."""
 
 
-class Preprocessor:
+class Preprocessor(ABC):
     """What a trained run does to one item before the model sees it: `prepare` returns that item's
     arrays with a leading batch axis of 1; `collate` stacks prepared items into one batch."""
 
-    def prepare(self, item: Any) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+    @abstractmethod
+    def prepare(self, item: Any) -> dict[str, np.ndarray]: ...
 
     def collate(self, prepared: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {key: np.concatenate([p[key] for p in prepared]) for key in prepared[0]}
@@ -95,8 +96,8 @@ class InputKind:
         return load_labelled(path, config, self, **kwargs)
 
     def rows(self, store, config, device: str, progress: bool):
-        """What the model reads for the store's rows (a `dataset.Rows`)."""
-        raise NotImplementedError
+        """What the model reads for the store's rows (a `dataset.Rows`); kinds that pack files define it."""
+        raise TrillaError(f"input type {self.name} is not packed into the store")
 
     def preprocessor(self, config, spec: dict, record: dict) -> Preprocessor:
         """How a run trained on this kind turns one item into model inputs, exactly as training did;
