@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,17 @@ def make_image_folder(root: Path, counts: dict[str, int], size: int = 24, mode: 
         for i in range(count):
             quadrant_image(rng, quadrant, size, mode).save(root / label / f"{label}_{i:03d}.png")
     return root
+
+
+TRILLA = [sys.executable, "-m", "trilla"]
+
+
+def trilla(*args, check=True, cwd=None, timeout=600):
+    """The `trilla` command as a user runs it (its own process, its real exit status)."""
+    result = subprocess.run([*TRILLA, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"trilla {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 @pytest.fixture(autouse=True)

@@ -2,24 +2,14 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import make_image_folder
+from conftest import make_image_folder, trilla
 
-TRILLA = [sys.executable, "-m", "trilla"]
 FAST = ["--set", "data.image_size=16", "--set", "train.epochs=4", "--set", "train.progress=false"]
-
-
-def trilla(*args, check=True, cwd=None):
-    result = subprocess.run([*TRILLA, *map(str, args)], capture_output=True, text=True, cwd=cwd)
-    if check and result.returncode != 0:
-        raise AssertionError(f"trilla {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 import pytest
 import yaml
 
+from conftest import trilla
+
 from trilla.config import Config, load_config
 from trilla.errors import TrillaError
 
@@ -88,3 +90,41 @@ def test_examples_validate():
     assert (t6.model.conv[0].maps, t6.model.conv[0].kernel, len(t6.model.conv)) == (10, 5, 1)
     assert (t6.train.optimizer, t6.train.lr, t6.train.momentum, t6.train.batch_size) == ("sgd", 0.003, 0.3, 32)
     assert t6.model.batch_norm and t6.model.dropout == 0.5 and t6.data.image_size == 150 and t6.data.channels == "rgb"
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["augment.flipp=true"], r"augment\.flipp: unknown key; did you mean 'augment\.vflip'"),
+        (["augment.rotate=abc"], r"augment\.rotate: Input should be a valid number"),
+        (["input.type=audio", "input.secondz=2"], r"input\.secondz: unknown key; did you mean 'input\.seconds'"),
+        (["input.type=image", "input.foo=1"], r"input\.foo: unknown key Valid keys here: type"),
+        (["input.type=audio", "augment.flip=true"], r"augment\.flip: unknown key Valid keys here: time_masks"),
+        (["run.name=" + "x" * 100_000], r"run\.name: String should have at most 120 characters"),
+        (["train.epochs=" + "9" * 5000], r"--set train\.epochs: the value is not valid YAML"),
+        (["train.epochs=" + "9" * 30], r"train\.epochs: Input should be less than or equal to 100000"),
+        (["data.split.seed=" + "9" * 30], r"data\.split\.seed: .* is far beyond any sensible value"),
+        (["model.conv.0.maps=" + "9" * 20], r"model\.conv\.0\.maps: .* is far beyond any sensible value"),
+    ],
+)
+def test_every_config_mistake_is_a_clear_error(tmp_path, overrides, expected):
+    with pytest.raises(TrillaError, match=expected) as err:
+        load_config(data=tmp_path, overrides=overrides)
+    assert len(str(err.value)) < 2000  # the offending value is quoted short, not 100k characters back
+
+
+@pytest.mark.parametrize("override", ["input.secondz=2", "train.epochs=" + "9" * 5000])
+def test_a_config_mistake_exits_2_from_the_command_line(tmp_path, override):
+    result = trilla("train", "--data", tmp_path, "--set", "input.type=audio", "--set", override, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1].startswith(("  input.secondz: unknown key", "error: --set train.epochs"))
+
+
+def test_a_config_file_that_is_not_text_or_not_yaml_is_a_clear_error(tmp_path):
+    binary, broken = tmp_path / "binary.yaml", tmp_path / "broken.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x01 not text")
+    broken.write_text("train: {epochs: [1,\n")
+    with pytest.raises(TrillaError, match="is not text"):
+        load_config(binary)
+    with pytest.raises(TrillaError, match="is not valid YAML"):
+        load_config(broken)

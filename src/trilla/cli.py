@@ -35,17 +35,21 @@ def train(
 ) -> None:
     """Train a classifier; the last line printed is the run directory."""
     _setup_logging(quiet)
-    from trilla.training import train as training
     from trilla.config import load_config
 
     if resume is not None:
         if config or data or set_:
             raise TrillaError("--resume takes only the run directory: the run's own config.yaml is used")
+        from trilla.training import train as training
+
         run = training.resume(resume)
     else:
         if config is None and data is None:
             raise TrillaError("give a config file or --data FOLDER_OR_CSV")
-        run = training.train(load_config(config, set_, data))
+        resolved = load_config(config, set_, data)  # a config mistake is told before torch loads
+        from trilla.training import train as training
+
+        run = training.train(resolved)
     metrics = run.metrics
     if "test/accuracy" in metrics:
         typer.echo(f"test accuracy {metrics['test/accuracy']:.2%}, balanced {metrics['test/balanced_accuracy']:.2%}, "

@@ -112,7 +112,7 @@ class DataConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(60, ge=1)
+    epochs: int = Field(60, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop"] = Field(
         "auto", description="auto = the model's own default (rmsprop for rnn, as in the music study; adamw otherwise)"
@@ -217,7 +217,7 @@ class SweepConfig(Section):
 
 class RunConfig(Section):
     dir: Path = Path("runs")
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=120, description="the run folder is <timestamp>-<name>; default: the data's name")
 
 
 class Config(Section):
@@ -233,9 +233,8 @@ class Config(Section):
     @classmethod
     def _defaults_for_input(cls, raw: Any) -> Any:
         """The input kind's defaults: its model, its augmentation section, a task it implies."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict) or raw["input"].get("type") not in list_inputs():
-            return raw
-        return input_kind(raw["input"]["type"]).defaults(raw)
+        kind = _input_type(raw)
+        return input_kind(kind).defaults(raw) if kind in list_inputs() else raw
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
@@ -311,8 +310,10 @@ def load_raw(
             raise TrillaError(f"config file {path} does not exist")
         try:
             raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise TrillaError(f"config file {path} is not valid YAML: {err}") from err
+        except UnicodeDecodeError as err:
+            raise TrillaError(f"config file {path} is not text (UTF-8): {err.reason} at byte {err.start}") from None
+        except (yaml.YAMLError, ValueError) as err:
+            raise TrillaError(f"config file {path} is not valid YAML: {_short(err)}") from None
         if not isinstance(raw, dict):
             raise TrillaError(f"config file {path} must hold a mapping of sections (data, model, train, run)")
     if data is not None:
@@ -320,6 +321,12 @@ def load_raw(
     for item in overrides or []:
         apply_override(raw, item)
     return raw
+
+
+def _short(err: Exception, limit: int = 300) -> str:
+    """An error's message cut to a readable length (a 5000-digit number is quoted whole otherwise)."""
+    text = str(err)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def validate_config(raw: dict[str, Any]) -> Config:
@@ -334,7 +341,11 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise TrillaError(f"--set expects dotted.key=value, got {item!r}")
-    set_dotted(raw, key, yaml.safe_load(text) if text else None)
+    try:
+        value = yaml.safe_load(text) if text else None
+    except (yaml.YAMLError, ValueError) as err:
+        raise TrillaError(f"--set {key}: the value is not valid YAML: {_short(err)}") from None
+    set_dotted(raw, key, value)
 
 
 def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -366,6 +377,12 @@ def _default_of(parts: list[str], raw: dict[str, Any]) -> Any:
     if parts[0] == "model":
         node: Any = params_class(raw.get("model", {}).get("name", "small_cnn"))().model_dump(mode="json")
         rest = parts[1:]
+    elif parts[0] in ("input", "augment"):
+        schema = _section_schema(parts[0], raw)
+        if schema is None:
+            return {}
+        node = {"type": _input_type(raw)} if parts[0] == "input" else schema().model_dump(mode="json")
+        rest = parts[1:]
     else:
         node = Config().model_dump(mode="json")
         rest = parts
@@ -377,9 +394,36 @@ def _default_of(parts: list[str], raw: dict[str, Any]) -> Any:
     return node if isinstance(node, (dict, list)) else {}
 
 
+def _input_type(raw: Any) -> Any:
+    """The input type a raw config names (image when it has no `input:` section, as the default)."""
+    if not isinstance(raw, dict):
+        return None
+    section = raw.get("input")
+    if section is None:
+        return "image"
+    return section.get("type") if isinstance(section, dict) else None
+
+
+def _section_schema(part: str, raw: dict[str, Any]) -> type[BaseModel] | None:
+    """The schema of `input:` or `augment:`, which depend on the input type the config names."""
+    kind = _input_type(raw)
+    if kind not in list_inputs():
+        return None
+    return input_kind(kind).schema if part == "input" else input_kind(kind).augment_schema
+
+
+def _without_union_tags(loc: list[str]) -> list[str]:
+    """pydantic names the member of a union it tried (input.audio.seconds, augment.AugmentConfig.flip);
+    the user wrote input.seconds and augment.flip."""
+    tags = set(list_inputs()) | {k.augment_schema.__name__ for k in input_kinds() if k.augment_schema is not None}
+    if len(loc) > 1 and loc[0] in ("input", "augment") and loc[1] in tags:
+        return [loc[0], *loc[2:]]
+    return loc
+
+
 def explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
     """One line per problem: the dotted key, what is wrong, and what would be right."""
-    loc = [str(p) for p in error["loc"]]
+    loc = _without_union_tags([str(p) for p in error["loc"]])
     key = ".".join(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -392,7 +436,7 @@ def explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
         close = difflib.get_close_matches(str(error["input"]), allowed, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"  {key}: {error['input']!r} is not allowed{hint} Allowed values: {', '.join(allowed)}"
-    return f"  {key}: {error['msg']} (got {error.get('input')!r})"
+    return f"  {key}: {error['msg']} (got {_short(repr(error.get('input')), 80)})"
 
 
 def _fields_at(loc: list[str], raw: dict[str, Any]) -> list[str]:
@@ -401,6 +445,11 @@ def _fields_at(loc: list[str], raw: dict[str, Any]) -> list[str]:
     for part in loc:
         if part == "model" and model is Config:
             model = params_class(raw.get("model", {}).get("name", "small_cnn"))
+            continue
+        if part in ("input", "augment") and model is Config:
+            model = _section_schema(part, raw)
+            if model is None:
+                return []
             continue
         if part.isdigit():
             continue

@@ -42,7 +42,8 @@ STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED, ABANDONED, PRUNED)
 
 def new_run_dir(root: Path, name: str) -> Path:
     """A fresh folder `<root>/<timestamp>-<name>`; an existing one is never reused."""
-    base = f"{datetime.now():%Y%m%d-%H%M%S}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-') or 'run'}"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:120]  # a file name has at most 255 bytes
+    base = f"{datetime.now():%Y%m%d-%H%M%S}-{safe or 'run'}"
     root.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
         candidate = root / (base if attempt == 1 else f"{base}-{attempt}")

@@ -10,16 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from trilla.schema import Section
 from trilla.errors import TrillaError, unknown_name
 
 
-class ModelParams(BaseModel):
+class ModelParams(Section):
     """Base of every model's parameter class; `name` selects the registered builder."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
     name: str
     inputs: ClassVar[tuple[str, ...]] = ("image",)
 

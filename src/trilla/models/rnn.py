@@ -11,18 +11,18 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from trilla.schema import Section
 from trilla.models.head import Head, HeadedModel
 from trilla.models.registry import InputSpec, ModelParams, register
 
 CELLS = {"simple": (nn.RNN, "SimpleRNN"), "lstm": (nn.LSTM, "LSTM"), "gru": (nn.GRU, "GRU")}
 
 
-class Conv1DFrontEnd(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class Conv1DFrontEnd(Section):
     filters: int = Field(ge=1)
     kernel: int = Field(ge=1)
 

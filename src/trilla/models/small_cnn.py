@@ -14,16 +14,16 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from trilla.schema import Section
 from trilla.errors import TrillaError
 from trilla.models.head import Head, HeadedModel, mean_max_pool, time_mask
 from trilla.models.registry import InputSpec, ModelParams, register
 
 
-class ConvLayer(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class ConvLayer(Section):
     maps: int = Field(ge=1)
     kernel: int = Field(3, ge=1)
     pool: int = Field(2, ge=1, description="pooling window and stride after this layer; 1 = none")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import numpy as np
+from pydantic import ValidationError
 
 from trilla.errors import TrillaError, unknown_name
 from trilla.schema import Section
@@ -66,7 +67,11 @@ class InputKind:
             return {"augment": None, **raw}
         augment = raw.get("augment", {})
         if isinstance(augment, dict):
-            raw = {**raw, "augment": self.augment_schema.model_validate(augment)}
+            try:
+                raw = {**raw, "augment": self.augment_schema.model_validate(augment)}
+            except ValidationError as err:  # its keys are the config's augment.*, not the top level's
+                errors = [{**e, "loc": ("augment", *e["loc"])} for e in err.errors()]
+                raise ValidationError.from_exception_data(err.title, errors) from None
         return raw
 
     def check(self, config) -> None:
