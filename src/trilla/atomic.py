@@ -3,7 +3,8 @@
 A reader (a server reloading a run, a second training process, a person opening the CSV) sees the old
 file or the new one, never a mix, and a crash mid-write leaves the old file whole. The temporary name
 carries the process id, so two processes writing the same target never share a temporary file.
-Written by hand: it is a few lines over `os.replace`, which is atomic on POSIX and Windows alike.
+The file is fsynced before the rename. A full disk is a `TrillaError` naming the folder. Written by
+hand: it is a few lines over `os.replace`, which is atomic on POSIX and Windows alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from trilla.errors import NO_SPACE, disk_full
+
 
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
@@ -24,9 +27,26 @@ def replacing(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
+        _sync(tmp)
         os.replace(tmp, path)
+        if os.name == "posix":  # a folder cannot be opened for fsync on Windows
+            _sync(path.parent)
+    except OSError as err:
+        if err.errno in NO_SPACE:
+            raise disk_full(path, err) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk, so a power cut after the rename keeps the new
+    content rather than an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

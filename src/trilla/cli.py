@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from trilla.errors import TrillaError
+from trilla.errors import NO_SPACE, TrillaError, disk_full
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn homegrown datasets of images and audio into good classifiers.")
@@ -334,6 +334,11 @@ def main() -> None:
         app()
     except TrillaError as err:
         typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        typer.echo(f"error: {disk_full(err.filename or '.', err)}", err=True)
         sys.exit(2)
 
 

@@ -12,3 +12,22 @@ def unknown_name(what: str, name: str, known: list[str]) -> TrillaError:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return TrillaError(f"unknown {what} {name!r}{hint} Available: {', '.join(known)}")
+
+
+NO_SPACE = {28, 122}  # ENOSPC, EDQUOT (a quota is as full as a disk)
+
+
+def disk_full(path, err: OSError) -> TrillaError:
+    """The error for a write that found its disk full: which folder, and what to do about it."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(path).parent if not Path(path).is_dir() else Path(path)
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return TrillaError(
+        f"no space left on the disk of {folder} ({free}) while writing {Path(path).name} ({err.strerror}); free some space "
+        "(trilla cache prune), or write elsewhere (run.dir, data.store, TRILLA_CACHE)"
+    )

@@ -81,7 +81,10 @@ class Run:
         """A new run directory holding the resolved config."""
         path = new_run_dir(Path(root), name)
         write_text(path / CONFIG, config.to_yaml())
-        return cls(path)
+        run = cls(path)
+        run.write_json(INFO, {"id": run.id, "format": FORMAT, "created": datetime.now().isoformat(timespec="seconds")})
+        run.set_status(RUNNING)  # from the first moment, so a run killed while it prepares is listed too
+        return run
 
     @property
     def id(self) -> str:
@@ -106,15 +109,28 @@ class Run:
 
     @cached_property
     def classes(self) -> list[str]:
-        return json.loads((self.path / CLASSES).read_text())
+        return _read_json(self.path / CLASSES, required="it is written when training starts")
 
     @property
     def info(self) -> dict:
+        """run.json; empty when there is none (the leaderboard still lists the run)."""
         return _read_json(self.path / INFO)
 
     @property
+    def record(self) -> dict:
+        """run.json, which predicting, evaluating and resuming need (what the data and the store held)."""
+        return _read_json(self.path / INFO, required="it records what the run trained on; retrain the run")
+
+    @property
     def status(self) -> str | None:
-        return self.info.get("status")
+        """The status run.json gives, except that a "running" run whose process is gone (killed, the
+        machine rebooted) is "interrupted": it can only be resumed."""
+        info = self.info
+        status = info.get("status")
+        here = info.get("host") in (None, socket.gethostname())  # no host: written by a release that recorded no owner
+        if status == RUNNING and here and not _alive(info.get("pid")):
+            return INTERRUPTED
+        return status
 
     @property
     def metrics(self) -> dict:
@@ -156,7 +172,7 @@ class Run:
         """How this run packs new data into the store, exactly as its own (None for kinds not packed)."""
         from trilla.data.inputs import input_kind
 
-        return input_kind(self.config.input.type).codec(self.config, self.info["data"]["input"])
+        return input_kind(self.config.input.type).codec(self.config, self.record["data"]["input"])
 
     # --- writers ---------------------------------------------------------------------------------
 
@@ -171,7 +187,8 @@ class Run:
 
     def start(self, record: dict) -> None:
         """run.json for a run about to train: `record` (versions, data, model) with its status."""
-        self.write_json(INFO, {"id": self.id, "format": FORMAT, "created": datetime.now().isoformat(timespec="seconds"), **record})
+        created = self.info.get("created") or datetime.now().isoformat(timespec="seconds")
+        self.write_json(INFO, {"id": self.id, "format": FORMAT, "created": created, **record})
         self.set_status(RUNNING)
 
     def set_status(self, status: str, **extra) -> None:
@@ -200,7 +217,7 @@ class Run:
 
             thresholds = self.thresholds
             self._predictors[key] = Predictor(
-                self.checkpoint("best"), self.config, self.info.get("data", {}), device, tta,
+                self.checkpoint("best"), self.config, self.record.get("data", {}), device, tta,
                 thresholds=[thresholds[c] for c in self.classes] if thresholds else None,
             )
         return self._predictors[key]
@@ -232,8 +249,29 @@ class Run:
         return evaluate_run(self, data, out, progress, tta, others)
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _read_json(path: Path, required: str | None = None) -> Any:
+    """A run's JSON file; {} when missing, unless `required` (then the error says why it is needed)."""
+    if not path.is_file():
+        if required is None:
+            return {}
+        raise TrillaError(f"{path} is missing: {required}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise TrillaError(f"{path} is not valid JSON ({err}); the run directory is damaged") from None
+
+
+def _alive(pid: Any) -> bool:
+    """Whether process `pid` of this machine still runs (signal 0 asks without sending anything)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def checkpoint_state(source: str | Path) -> dict:
@@ -252,6 +290,9 @@ def resumable(path: str | Path) -> bool:
 def find_runs(root: Path) -> list[Run]:
     """Every run below `root` (a run folder itself, a folder of runs, or a tree of them)."""
     root = Path(root)
-    if (root / CONFIG).is_file() and (root / INFO).is_file():
+    def is_run(folder: Path) -> bool:
+        return (folder / CONFIG).is_file() and ((folder / INFO).is_file() or (folder / CHECKPOINTS).is_dir())
+
+    if is_run(root):
         return [Run(root)]
-    return [Run(p.parent) for p in sorted(root.rglob(INFO)) if (p.parent / CONFIG).is_file()]
+    return [Run(p.parent) for p in sorted(root.rglob(CONFIG)) if is_run(p.parent)]

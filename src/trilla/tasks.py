@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from trilla.checkpoints import refusing_code
+from trilla.checkpoints import reading_checkpoint
 from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
 from trilla.models import InputSpec, build, params_class
@@ -205,7 +205,7 @@ def load_task(checkpoint: Path, device: str = "cpu") -> ClassificationTask:
     pretrained weights are not fetched again, the checkpoint has them."""
     if not Path(checkpoint).is_file():
         raise TrillaError(f"checkpoint {checkpoint} does not exist")
-    with refusing_code(checkpoint):
+    with reading_checkpoint(checkpoint):
         return ClassificationTask.load_from_checkpoint(checkpoint, map_location=device, load_weights=False, weights_only=True)
 
 

@@ -17,7 +17,11 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +33,7 @@ from tqdm.auto import tqdm
 
 from trilla.atomic import write_csv, write_json
 from trilla.data.sources import Problem
-from trilla.errors import TrillaError
+from trilla.errors import NO_SPACE, TrillaError, disk_full
 
 log = logging.getLogger("trilla")
 
@@ -103,6 +107,7 @@ def open_or_build(
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     paths = [Path(p) for p in paths]
     root = cache_dir / store_key(paths, codec)
+    remove_abandoned(cache_dir)
     for _ in range(3):  # a prune that removed the store between our check and our lock: pack it again
         reused = (root / "meta.json").is_file()
         if not reused:
@@ -117,6 +122,7 @@ def open_or_build(
 
 _HELD: dict[Path, object] = {}
 LOCK = ".lock"
+TMP = ".tmp-"  # <key>.tmp-<pid>: a store being packed
 
 
 def _hold(root: Path) -> bool:
@@ -149,36 +155,69 @@ def _open(root: Path, codec: Codec, reused: bool) -> Store:
     return Store(root, array, index, codec, reused)
 
 
-def _build(root: Path, paths: list[Path], codec: Codec, progress: bool, source: str | Path | None) -> None:
-    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with open(tmp / LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a store being written is never pruned
-        _pack(tmp, paths, codec, progress, source)
+def remove_abandoned(cache_dir: Path) -> list[Path]:
+    """Delete the half-packed stores of processes that died (killed, out of memory, a full disk): their
+    builder's exclusive lock went with them, so a lock we can take means nobody is writing there."""
+    removed = []
+    for tmp in sorted(Path(cache_dir).glob(f"*{TMP}*")):
+        if not tmp.is_dir():
+            continue
         try:
-            tmp.rename(root)
+            with open(tmp / LOCK, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
         except OSError:
-            # Another process packed the same key meanwhile; its store is equivalent.
-            shutil.rmtree(tmp, ignore_errors=True)
+            continue  # a live builder holds it, or it is already gone
+    for tmp in removed:
+        log.info("removed %s, a store left half-packed by a process that is gone", tmp)
+    return removed
+
+
+def _build(root: Path, paths: list[Path], codec: Codec, progress: bool, source: str | Path | None) -> None:
+    tmp = root.with_name(f"{root.name}{TMP}{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        with open(tmp / LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a store being written is never pruned
+            _pack(tmp, paths, codec, progress, source)
+            try:
+                tmp.rename(root)
+            except OSError:
+                # Another process packed the same key meanwhile; its store is equivalent.
+                shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno in NO_SPACE:
+            raise disk_full(tmp / "rows.bin", err) from None
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # an error or Ctrl+C: a partial store only fills the disk
+        raise
 
 
 def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: str | Path | None) -> None:
     codec, probe_errors = codec.resolve(paths)
     shape = (len(paths), *codec.row_shape())
     if len(paths):
-        np.memmap(tmp / "rows.bin", dtype=codec.dtype, mode="w+", shape=shape).flush()
+        _allocate(tmp / "rows.bin", int(np.prod(shape)) * np.dtype(codec.dtype).itemsize, len(paths))
     sha1, lengths = [""] * len(paths), [0] * len(paths)
     reasons = dict(probe_errors)
     todo = [i for i in range(len(paths)) if i not in probe_errors]
     chunks = [todo[i : i + _CHUNK] for i in range(0, len(todo), _CHUNK)]
     jobs = [(str(tmp / "rows.bin"), shape, [(i, str(paths[i])) for i in chunk], codec) for chunk in chunks]
     bar = tqdm(total=len(todo), desc=f"packing {codec.kind}s", unit="file", disable=None if progress else True)
-    workers = min(os.cpu_count() or 1, len(chunks))
+    workers = min(int(os.environ.get("TRILLA_PACK_WORKERS", 0)) or os.cpu_count() or 1, len(chunks))
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for done in pool.map(_pack_chunk, jobs):
-                _collect(done, sha1, lengths, reasons, bar)
+        try:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+                for done in pool.map(_pack_chunk, jobs):
+                    _collect(done, sha1, lengths, reasons, bar)
+        except BrokenProcessPool as err:
+            raise TrillaError(
+                f"a packing worker died ({err}); the usual cause is memory: pack with fewer cores (TRILLA_PACK_WORKERS=1)"
+            ) from None
     else:
         for job in jobs:
             _collect(_pack_chunk(job), sha1, lengths, reasons, bar)
@@ -198,6 +237,48 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
         "source": str(source) if source is not None else None, "created": datetime.now().isoformat(timespec="seconds"),
     }
     write_json(tmp / "meta.json", meta)
+
+
+def _allocate(file: Path, size: int, count: int) -> None:
+    """Reserve the rows' bytes on the disk before any is written: a memory map over a sparse file on a
+    full disk dies with SIGBUS at the first page it cannot back, where this is an error naming the space."""
+    folder = file.parent
+    free = shutil.disk_usage(folder).free
+    needed = size + count * 200  # the rows, and about 200 bytes of index.csv per file
+    if needed > free:
+        raise TrillaError(
+            f"packing {count} files needs {needed / 2**20:.1f} MB in {folder.parent} but only {free / 2**20:.1f} MB are free; "
+            "free some space (trilla cache prune), or pack elsewhere (data.store, TRILLA_CACHE)"
+        )
+    with open(file, "wb") as handle:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(handle.fileno(), 0, size)
+        else:
+            handle.truncate(size)
+
+
+def die_with_parent() -> None:
+    """Worker initializer: end this process when its parent ends, even by `kill -9`. Otherwise a worker
+    of a killed packer waits on its pipe for ever, holding its memory. Linux delivers a signal on the
+    parent's death (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent id."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the signal was asked for
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _collect(done: list[tuple[int, str, int, str]], sha1: list[str], lengths: list[int], reasons: dict[int, str], bar: tqdm) -> None:

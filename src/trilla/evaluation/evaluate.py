@@ -180,7 +180,7 @@ def evaluate_run(
         source = load_data(Path(data), run.config, codec=run.codec(), classes=run.classes, vocab=predictor.vocab, progress=progress)
         positions, name = np.arange(len(source.targets)), Path(data).stem
     out_dir = run.new_evaluation_dir(f"ensemble-{name}" if others else name)
-    result = evaluate_split(predictor, source, positions, run.info["majority_class"], out_dir, prefix="test", data_cfg=cfg)
+    result = evaluate_split(predictor, source, positions, run.record["majority_class"], out_dir, prefix="test", data_cfg=cfg)
     result["skipped"] = len(source.problems)
     result["tta"] = tta
     if others:

@@ -79,7 +79,7 @@ def _row(run: Run, config: dict[str, object], varied: list[str]) -> dict[str, ob
         **{key: config.get(key) for key in varied},
         **metrics,
         "architecture": info.get("model_summary", run.config.model.summary()),
-        "status": info.get("status"),
+        "status": run.status,
         "at_majority": None if accuracy is None else near_baseline(accuracy, baseline),
         "error": info.get("error"),
     }

@@ -8,6 +8,7 @@ contract promises once training ends.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 import warnings
@@ -21,6 +22,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from trilla import runs
+from trilla.checkpoints import load_checkpoint
 from trilla.config import Config
 from trilla.data import multilabel as multi
 from trilla.data.datamodule import StoreDataModule
@@ -35,6 +37,7 @@ from trilla.runs import Run
 from trilla.tasks import ClassificationTask, load_task
 from trilla.training import distributed
 from trilla.training.callbacks import History, RngState, WarmupEMA
+from trilla.training.checkpoint_io import AtomicCheckpointIO
 from trilla.version import __version__
 
 log = logging.getLogger("trilla")
@@ -121,13 +124,16 @@ def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progr
     run = Run(run_path)
     if run.status == runs.FINISHED:
         raise TrillaError(f"run {run.path} already finished; start a new one with trilla train")
+    if run.status == runs.RUNNING and run.info.get("pid") != os.getpid():  # this process: a training that raised
+        raise TrillaError(f"run {run.path} is still running (process {run.info.get('pid')} on {run.info.get('host')}); stop it first")
     last = run.checkpoint("last")
+    load_checkpoint(last)  # a damaged checkpoint is told before the data is prepared
     config = run.config
     progress = config.train.progress if progress is None else progress
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     datamodule = StoreDataModule(config, progress, default_device(config.train.accelerator))
     datamodule.prepare()
-    if datamodule.data.fingerprint != run.info["data"]["fingerprint"]:
+    if datamodule.data.fingerprint != run.record["data"]["fingerprint"]:
         raise TrillaError(f"the data in {config.data.path} changed since run {run.id} started; it cannot be resumed")
     task = load_task(last)
     return _fit(run, datamodule, task, list(callbacks), progress, ckpt_path=last)
@@ -158,6 +164,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         use_distributed_sampler=False,  # EpochSampler shards training itself; every process validates all of val
         precision=cfg.precision,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         logger=TensorBoardLogger(run.path, name="tensorboard", version=""),
         default_root_dir=run.path,
         num_sanity_val_steps=0,
@@ -177,10 +184,11 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except BaseException as err:
         failed = isinstance(err, Exception)  # an error, rather than Ctrl+C, a signal or an exit
-        if trainer.is_global_zero and failed:
-            run.set_status(runs.FAILED, error=f"{type(err).__name__}: {err}")
-        elif trainer.is_global_zero:
-            run.set_status(runs.INTERRUPTED)
+        if trainer.is_global_zero:
+            try:
+                run.set_status(runs.FAILED, error=f"{type(err).__name__}: {err}") if failed else run.set_status(runs.INTERRUPTED)
+            except (TrillaError, OSError) as status_err:  # the disk that failed the run may refuse run.json too
+                log.warning("could not record the run's status (%s); trilla runs shows it as interrupted", status_err)
         log.error("training %s (%s); continue it with: trilla train --resume %s", "failed" if failed else "stopped", type(err).__name__, run.path)
         raise
     if not trainer.is_global_zero:
@@ -215,7 +223,7 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
         found = datamodule.split_data(split)
         if found:
             metrics.update(evaluate_split(
-                predictor, *found, run.info["majority_class"], folder, prefix=split, data_cfg=run.config.data, outputs=known.get(split)
+                predictor, *found, run.record["majority_class"], folder, prefix=split, data_cfg=run.config.data, outputs=known.get(split)
             ))
     run.write_json(runs.METRICS, metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
