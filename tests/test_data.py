@@ -96,14 +96,6 @@ def test_corrupt_files_skipped_and_reported(tmp_path):
     assert "not an image" in reasons["notes.txt"]
 
 
-def test_same_content_under_two_labels_is_reported(tmp_path):
-    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
-    (root / "b" / "copy.png").write_bytes((root / "a" / "a_001.png").read_bytes())
-    data = _load(root, tmp_path / "c")
-    assert sorted(data.conflicts["label"]) == ["a", "b"]
-    assert data.conflicts["sha1"].nunique() == 1
-
-
 def test_labels_outside_run_classes_are_left_out(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2, "c": 2})
     config = load_config(overrides=["data.image_size=8", "data.channels=rgb", f"data.store={tmp_path / 'c'}"])

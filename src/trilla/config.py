@@ -73,6 +73,11 @@ class DataConfig(Section):
         "default: the top-level folder"
     )
     store: Path | None = None
+    keep_conflicts: bool = Field(
+        False, description="files with identical content filed under different labels are left out (and listed in conflicts.csv); "
+        "true keeps them, in one split together"
+    )
+    allow_outside: bool = Field(False, description="CSV manifests: accept paths that lead outside the CSV's folder (../, absolute)")
     num_workers: int = Field(0, ge=0)
     metadata: dict[str, MetadataField] = Field(
         default_factory=dict, description="categorical inputs fused into the model's head, by name"

@@ -34,6 +34,7 @@ FORMAT = 1  # the layout of a run directory this release writes and reads
 CONFIG, CLASSES, INFO, METRICS, HISTORY = "config.yaml", "classes.json", "run.json", "metrics.json", "history.csv"
 THRESHOLDS, SPLITS, SKIPPED, CONFLICTS, COUNTS = "thresholds.json", "splits.csv", "skipped.csv", "conflicts.csv", "counts.csv"
 REPORT, CHECKPOINTS, EVALUATIONS = "report.md", "checkpoints", "evaluations"
+DUPLICATES, NOTES = "duplicates.csv", "notes.csv"  # copies merged into one sample; files used with a warning
 
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
 ABANDONED, PRUNED = "abandoned", "pruned"  # a sweep's: a trial rerun from scratch, a trial stopped by its pruner

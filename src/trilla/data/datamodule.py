@@ -7,8 +7,8 @@ than the network it feeds.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import lightning as L
@@ -18,12 +18,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trilla.data import multilabel as multi
 from trilla.data.dataset import LabelledData
+from trilla.data.sources import Problem
 from trilla.data.inputs import input_kind
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
 
 if TYPE_CHECKING:
     from trilla.config import Config
+
+log = logging.getLogger("trilla")
 
 
 def load_data(path: Path, config: "Config", **kwargs) -> LabelledData:
@@ -125,17 +128,34 @@ class StoreDataModule(L.LightningDataModule):
         if cfg.path is None:
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
         self.data = load_data(cfg.path, self.config, device=self.device, progress=self.progress)
+        if cfg.test_path:
+            self.test_data = self.load_other(cfg.test_path)
+        usable = self._not_in_test()
         split = cfg.split
-        self.splits = split_indices(
-            self.data.strata, split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify
+        groups = self.data.content_groups[usable] if self.data.content_groups is not None else None
+        chosen = split_indices(
+            self.data.strata[usable], split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify, groups
         )
+        self.splits = {name: usable[positions] for name, positions in chosen.items()}
         for name in ("train", "val"):
             if not len(self.splits.get(name, ())):
                 raise TrillaError(
                     f"{len(self.data.targets)} usable files leave the {name} split empty; add files or change data.split"
                 )
-        if cfg.test_path:
-            self.test_data = self.load_other(cfg.test_path)
+
+    def _not_in_test(self) -> np.ndarray:
+        """Positions of the data to split: all, but for files identical to one of the fixed test set's
+        (a copy trained on would inflate test accuracy); those are left out and listed."""
+        everything = np.arange(len(self.data.targets))
+        if self.test_data is None or not len(self.data.digests()):
+            return everything
+        test, digests = dict(zip(self.test_data.digests(), self.test_data.paths)), self.data.digests()
+        copies = [i for i, digest in enumerate(digests) if digest in test]
+        for i in copies:
+            self.data.problems.append(Problem(self.data.paths[i], f"identical to the test file {test[digests[i]]}; left out of training"))
+        if copies:
+            log.warning("%d files identical to test files left out of training and validation", len(copies))
+        return np.setdiff1d(everything, copies)
 
     def load_other(self, path: Path) -> LabelledData:
         """Another labelled set, preprocessed exactly as this one and labelled with its classes."""

@@ -1,7 +1,7 @@
 """A labelled dataset ready to train on: listed, packed into the store, labelled, checked.
 
-Ties a source listing to store rows, drops what could not be decoded, reports the same file content
-filed under two labels, and fingerprints the data so a run can say exactly what it was trained on.
+Ties a source listing to store rows, drops what could not be decoded, merges identical files and
+leaves out those filed under two labels (data/duplicates.py), and fingerprints the data so a run can say exactly what it was trained on.
 Labels are class names, or affect coordinates turned into classes or regression targets.
 """
 
@@ -21,6 +21,7 @@ from trilla.data import affect
 from trilla.data import metadata as meta
 from trilla.data import multilabel as multi
 from trilla.data import store as store_mod
+from trilla.data.duplicates import deduplicate
 from trilla.data.sources import Problem, read_source
 from trilla.errors import TrillaError
 
@@ -70,6 +71,13 @@ class LabelledData:
     groups: list[str]
     source: Rows
     coords: np.ndarray | None = None
+    content_groups: np.ndarray | None = None  # one id per sample, shared by identical files (kept conflicts); None: all distinct
+    merged: pd.DataFrame | None = None  # copies merged into another sample (path, kept)
+    notes: list[Problem] | None = None  # files used, with a warning worth a look
+
+    def digests(self) -> np.ndarray:
+        """Each sample's content hash (sha1 of the file), or empty for data not read from files."""
+        return self.store.index["sha1"].to_numpy()[self.rows] if self.store is not None else np.array([], dtype=str)
 
     @property
     def kind(self) -> str:
@@ -144,9 +152,16 @@ def load_labelled(
         keep.append(row)
     if not keep:
         raise TrillaError(f"no usable files in {path} (read as input type {kind.name}). " + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
+    all_sha1 = store.index["sha1"].to_numpy()
+    identity = {r: " ".join(f"{v:.6g}" for v in coords[r]) if coords is not None else labels[r] for r in keep}  # what a label is
+    unique = deduplicate(keep, all_sha1[keep].tolist(), list(identity.values()), [str(listing.samples[r].path) for r in keep], cfg.keep_conflicts)
+    problems += unique.problems
+    keep = unique.keep
+    if not keep:
+        raise TrillaError(f"no usable files in {path}: every file's content is filed under several labels (see the log)")
     rows = np.asarray(keep, dtype=np.int64)
     paths = [str(listing.samples[r].path) for r in keep]
-    sha1 = store.index["sha1"].to_numpy()[rows].tolist()
+    sha1 = all_sha1[rows].tolist()
     kept_coords = coords[rows] if coords is not None else None
     if multilabel:
         targets = multi.multi_hot([label_sets[r] for r in keep], classes)
@@ -161,17 +176,19 @@ def load_labelled(
     for problem in problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
     groups = list(known) + ([multi.NONE] if multilabel else [])
-    conflicts = _conflicts(paths, sha1, [labels[r] for r in keep])
-    for _, group in conflicts.groupby("sha1"):
-        log.warning("the same file is filed under %s: %s", sorted(set(group["label"])), ", ".join(group["path"]))
+    if len(unique.merged):
+        log.info("%d duplicates (the same content listed again, or under another path) merged into one sample each", len(unique.merged))
+    used = set(paths)
+    notes = [note for note in store.notes if note.path in used]
+    for note in notes:
+        log.warning("%s: %s", note.path, note.reason)
     decoded = [" ".join(vocab[name][c - 1] if c else "" for name, c in zip(vocab, row)) for row in codes]
-    label_text = [labels[r] for r in keep] if kept_coords is None else [" ".join(f"{v:.6g}" for v in c) for c in kept_coords]
     fingerprint = hashlib.sha256(
-        "\n".join(sorted(f"{d} {label} {m}".rstrip() for d, label, m in zip(sha1, label_text, decoded))).encode()
+        "\n".join(sorted(f"{d} {identity[r]} {m}".rstrip() for d, r, m in zip(sha1, keep, decoded))).encode()
     ).hexdigest()
     return LabelledData(
-        store, rows, targets, paths, classes, problems, conflicts, fingerprint, codes, vocab, strata, groups,
-        kind.rows(store, config, device, progress), kept_coords,
+        store, rows, targets, paths, classes, problems, unique.conflicts, fingerprint, codes, vocab, strata, groups,
+        kind.rows(store, config, device, progress), kept_coords, unique.groups, unique.merged, notes,
     )
 
 
@@ -186,10 +203,3 @@ def _coordinates(cfg: "DataConfig", samples: list, ok: np.ndarray, problems: lis
         except ValueError as err:
             problems.append(Problem(str(sample.path), f"affect target not a number in [-1, 1]: {err}"))
     return coords
-
-
-def _conflicts(paths: list[str], sha1: list[str], labels: list[str]) -> pd.DataFrame:
-    """Files with identical content but different labels: at least one of those labels is wrong."""
-    frame = pd.DataFrame({"sha1": sha1, "label": labels, "path": paths})
-    n_labels = frame.groupby("sha1")["label"].transform("nunique")
-    return frame[n_labels > 1].sort_values(["sha1", "label"]).reset_index(drop=True)

@@ -13,8 +13,15 @@ from trilla.errors import TrillaError
 log = logging.getLogger("trilla")
 
 
-def split_indices(labels: np.ndarray, val: float, test: float, seed: int, stratify: bool) -> dict[str, np.ndarray]:
-    """Positions of `labels` per split; `test` is 0 when a fixed test set is given."""
+def split_indices(
+    labels: np.ndarray, val: float, test: float, seed: int, stratify: bool, groups: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Positions of `labels` per split; `test` is 0 when a fixed test set is given. Samples sharing a
+    `groups` id (identical files) land in one split: the groups are split, by their first label."""
+    if groups is not None:
+        ids, first = np.unique(groups, return_index=True)
+        by_group = split_indices(labels[first], val, test, seed, stratify)
+        return {name: np.flatnonzero(np.isin(groups, ids[chosen])) for name, chosen in by_group.items()}
     positions = np.arange(len(labels))
     out: dict[str, np.ndarray] = {}
     rest = positions

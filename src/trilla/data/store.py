@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from trilla.errors import NO_SPACE, TrillaError, disk_full
 
 log = logging.getLogger("trilla")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: index.csv has a note column
 _CHUNK = 64
 
 
@@ -47,6 +47,16 @@ def default_cache_dir() -> Path:
 
 class DecodeError(Exception):
     """A file the codec cannot turn into a row; the message is the reason shown to the user."""
+
+
+class Decoded(NamedTuple):
+    """One file as a row of the store: the row, the length of its content (the samples of a clip padded
+    to one length; 0 for pictures), and a note for a file that decodes but deserves a look (a picture
+    that becomes a strip one pixel thick), kept in the index and shown in the report."""
+
+    row: np.ndarray
+    length: int = 0
+    note: str = ""
 
 
 class Codec(Protocol):
@@ -61,12 +71,12 @@ class Codec(Protocol):
 
     def row_shape(self) -> tuple[int, ...]: ...
 
-    def decode(self, data: bytes) -> tuple[np.ndarray, int]: ...
+    def decode(self, data: bytes) -> Decoded: ...
 
 
 @dataclass
 class Store:
-    """Rows of `array` match rows of `index` (path, sha1, ok, reason, length).
+    """Rows of `array` match rows of `index` (path, sha1, ok, reason, length, note).
 
     The codec is resolved: an `auto` in the config is decided once, when packing.
     """
@@ -81,6 +91,12 @@ class Store:
     def problems(self) -> list[Problem]:
         bad = self.index[~self.index["ok"]]
         return [Problem(p, r) for p, r in zip(bad["path"], bad["reason"])]
+
+    @property
+    def notes(self) -> list[Problem]:
+        """Files packed with a warning (their `note`): usable, but worth a look."""
+        noted = self.index[self.index["ok"] & (self.index["note"] != "")]
+        return [Problem(p, n) for p, n in zip(noted["path"], noted["note"])]
 
     @property
     def lengths(self) -> np.ndarray:
@@ -151,7 +167,7 @@ def _open(root: Path, codec: Codec, reused: bool) -> Store:
     codec = type(codec)(**meta["codec"])
     shape = tuple(meta["shape"])
     array = np.memmap(root / "rows.bin", dtype=codec.dtype, mode="r", shape=shape) if shape[0] else np.zeros(shape, codec.dtype)
-    index = pd.read_csv(root / "index.csv", keep_default_na=False, dtype={"sha1": str, "reason": str})
+    index = pd.read_csv(root / "index.csv", keep_default_na=False, dtype={"sha1": str, "reason": str, "note": str})
     return Store(root, array, index, codec, reused)
 
 
@@ -202,7 +218,7 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
     shape = (len(paths), *codec.row_shape())
     if len(paths):
         _allocate(tmp / "rows.bin", int(np.prod(shape)) * np.dtype(codec.dtype).itemsize, len(paths))
-    sha1, lengths = [""] * len(paths), [0] * len(paths)
+    sha1, lengths, notes = [""] * len(paths), [0] * len(paths), [""] * len(paths)
     reasons = dict(probe_errors)
     todo = [i for i in range(len(paths)) if i not in probe_errors]
     chunks = [todo[i : i + _CHUNK] for i in range(0, len(todo), _CHUNK)]
@@ -213,14 +229,14 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
         try:
             with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
                 for done in pool.map(_pack_chunk, jobs):
-                    _collect(done, sha1, lengths, reasons, bar)
+                    _collect(done, sha1, lengths, notes, reasons, bar)
         except BrokenProcessPool as err:
             raise TrillaError(
                 f"a packing worker died ({err}); the usual cause is memory: pack with fewer cores (TRILLA_PACK_WORKERS=1)"
             ) from None
     else:
         for job in jobs:
-            _collect(_pack_chunk(job), sha1, lengths, reasons, bar)
+            _collect(_pack_chunk(job), sha1, lengths, notes, reasons, bar)
     bar.close()
     index = pd.DataFrame(
         {
@@ -229,6 +245,7 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
             "ok": [i not in reasons for i in range(len(paths))],
             "reason": [reasons.get(i, "") for i in range(len(paths))],
             "length": lengths,
+            "note": notes,
         }
     )
     write_csv(tmp / "index.csv", index)
@@ -281,16 +298,18 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _collect(done: list[tuple[int, str, int, str]], sha1: list[str], lengths: list[int], reasons: dict[int, str], bar: tqdm) -> None:
-    for i, digest, length, reason in done:
+def _collect(
+    done: list[tuple[int, str, int, str, str]], sha1: list[str], lengths: list[int], notes: list[str], reasons: dict[int, str], bar: tqdm,
+) -> None:
+    for i, digest, length, reason, note in done:
         if reason:
             reasons[i] = reason
         else:
-            sha1[i], lengths[i] = digest, length
+            sha1[i], lengths[i], notes[i] = digest, length, note
     bar.update(len(done))
 
 
-def _pack_chunk(job: tuple[str, tuple[int, ...], list[tuple[int, str]], Codec]) -> list[tuple[int, str, int, str]]:
+def _pack_chunk(job: tuple[str, tuple[int, ...], list[tuple[int, str]], Codec]) -> list[tuple[int, str, int, str, str]]:
     """Worker: read and decode a chunk of files and write their rows into the shared map."""
     file, shape, items, codec = job
     out = np.memmap(file, dtype=codec.dtype, mode="r+", shape=shape)
@@ -298,11 +317,11 @@ def _pack_chunk(job: tuple[str, tuple[int, ...], list[tuple[int, str]], Codec]) 
     for i, path in items:
         try:
             data = _read(path)
-            row, length = codec.decode(data)
+            row, length, note = codec.decode(data)
             out[i] = row
-            done.append((i, hashlib.sha1(data).hexdigest(), length, ""))
+            done.append((i, hashlib.sha1(data).hexdigest(), length, "", note))
         except DecodeError as err:
-            done.append((i, "", 0, str(err)))
+            done.append((i, "", 0, str(err), ""))
     out.flush()
     return done
 

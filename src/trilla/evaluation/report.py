@@ -267,8 +267,15 @@ def render_report(run) -> Path:
         lines += [f"**{len(skipped)} files skipped** (see skipped.csv):", "", markdown_table(skipped.head(50)), ""]
     conflicts = run.table("conflicts.csv")
     if len(conflicts):
-        lines += [f"**{conflicts['sha1'].nunique()} images are filed under more than one label** (see conflicts.csv):", "",
+        fate = "kept, each in one split (data.keep_conflicts)" if run.config.data.keep_conflicts else "left out"
+        lines += [f"**{conflicts['sha1'].nunique()} files' content is filed under more than one label**, {fate} (see conflicts.csv):", "",
                   markdown_table(conflicts[["label", "path"]].head(50)), ""]
+    merged = run.table("duplicates.csv")
+    lines += [f"- duplicates merged: {len(merged)} (the same content listed again or under another path counts once, "
+              "so no copy lands in two splits; see duplicates.csv)" if len(merged) else "- duplicates merged: none", ""]
+    noted = run.table("notes.csv")
+    if len(noted):
+        lines += [f"**{len(noted)} files used with a warning** (see notes.csv):", "", markdown_table(noted.head(50)), ""]
     lines += ["## Model and training", "",
               f"- model `{config['model']['name']}`: {info['model_summary']}, {info['parameters']:,} parameters",
               f"- {train['optimizer']} lr {train['lr']} (momentum {train['momentum']}, weight decay {train['weight_decay']}), "

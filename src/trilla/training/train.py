@@ -108,6 +108,7 @@ def _start_run(config: Config, datamodule: StoreDataModule, task: Classification
             **input_kind(data.kind).record(data),
             "skipped": len(data.problems) + (len(datamodule.test_data.problems) if datamodule.test_data else 0),
             "conflicts": int(data.conflicts["sha1"].nunique()),
+            "duplicates_merged": len(data.merged) if data.merged is not None else 0,
         },
     })
     return run.path
@@ -258,6 +259,8 @@ def _write_data_records(run: Run, datamodule: StoreDataModule) -> None:
     problems = data.problems + (datamodule.test_data.problems if datamodule.test_data else [])
     run.write_csv(runs.SKIPPED, pd.DataFrame([vars(p) for p in problems], columns=["path", "reason"]))
     run.write_csv(runs.CONFLICTS, data.conflicts)
+    run.write_csv(runs.DUPLICATES, data.merged if data.merged is not None else pd.DataFrame(columns=["path", "kept"]))
+    run.write_csv(runs.NOTES, pd.DataFrame([vars(p) for p in data.notes or []], columns=["path", "reason"]).rename(columns={"reason": "note"}))
 
 
 def _versions() -> dict[str, str]:

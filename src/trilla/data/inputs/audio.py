@@ -21,7 +21,7 @@ from trilla.data import audio
 from trilla.data.audio_augment import AudioAugmentConfig, SpectrogramAugment
 from trilla.data.dataset import Rows
 from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
-from trilla.data.store import DecodeError
+from trilla.data.store import DecodeError, Decoded
 from trilla.schema import Section
 
 PCM = 32767.0
@@ -80,9 +80,9 @@ class AudioCodec:
     def row_shape(self) -> tuple[int, ...]:
         return (self.samples,)
 
-    def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+    def decode(self, data: bytes) -> Decoded:
         try:
-            return self.pcm(audio.load(data, self.sample_rate), self.samples)
+            return Decoded(*self.pcm(audio.load(data, self.sample_rate), self.samples))
         except audio.AudioError as err:
             raise DecodeError(str(err)) from err
 

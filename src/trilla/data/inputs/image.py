@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 import numpy as np
 from PIL import Image
 
@@ -17,7 +19,7 @@ from trilla.data import images
 from trilla.data.augment import AugmentConfig, build_augment
 from trilla.data.dataset import Rows
 from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
-from trilla.data.store import DecodeError
+from trilla.data.store import DecodeError, Decoded
 from trilla.schema import Section
 
 
@@ -25,6 +27,10 @@ class ImageInput(Section):
     """Pictures; their size and colour are `data.image_size` and `data.channels`."""
 
     type: Literal["image"] = "image"
+    max_pixels: int = Field(
+        images.MAX_PIXELS, ge=1, le=images.PIL_LIMIT,
+        description="a picture whose header claims more pixels is skipped (and listed) without being decoded: a guard against decompression bombs",
+    )
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class ImageCodec:
 
     size: int | str = "auto"
     channels: str = "auto"
+    max_pixels: int = images.MAX_PIXELS
     kind = "image"
     dtype = np.uint8
 
@@ -42,21 +49,22 @@ class ImageCodec:
         found, sides, errors = set(), [], {}
         for i, path in enumerate(paths):
             try:
-                kind, side = images.probe(path)
+                kind, side = images.probe(path, self.max_pixels)
                 found.add(kind)
                 sides.append(side)
             except images.ImageError as err:
                 errors[i] = str(err)
         channels = ("rgb" if "rgb" in found else "grey") if self.channels == "auto" else self.channels
         size = images.auto_size(sides) if self.size == "auto" else self.size
-        return ImageCodec(size, channels), errors
+        return ImageCodec(size, channels, self.max_pixels), errors
 
     def row_shape(self) -> tuple[int, ...]:
         return (self.size, self.size, 1 if self.channels == "grey" else 3)  # type: ignore[return-value]
 
-    def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+    def decode(self, data: bytes) -> Decoded:
         try:
-            return images.decode(data, self.size, self.channels), 0  # type: ignore[arg-type]
+            picture, note = images.decode_noted(data, self.size, self.channels, self.max_pixels)  # type: ignore[arg-type]
+            return Decoded(picture, 0, note)
         except images.ImageError as err:
             raise DecodeError(str(err)) from err
 
@@ -82,14 +90,14 @@ class ImagePreprocessor(Preprocessor):
 
     def prepare(self, item: Any) -> dict[str, np.ndarray]:
         """A path, bytes or binary file of a picture, a PIL image, or a uint8 array (H, W[, C])."""
-        size, channels = self.codec.size, self.codec.channels
+        size, channels, limit = self.codec.size, self.codec.channels, self.codec.max_pixels
         try:
             if isinstance(item, Image.Image):
-                picture = images.fit(item, size, channels)  # type: ignore[arg-type]
+                picture = images.fit(item, size, channels, limit)  # type: ignore[arg-type]
             elif isinstance(item, np.ndarray):
                 if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3, 4)):
                     raise ItemError(f"a picture array must be uint8 (H, W) or (H, W, 1/3/4), not {item.dtype} {item.shape}")
-                picture = images.fit(Image.fromarray(item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item), size, channels)  # type: ignore[arg-type]
+                picture = images.fit(Image.fromarray(item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item), size, channels, limit)  # type: ignore[arg-type]
             else:
                 picture = self.codec.decode(read_item(item))[0]
         except (images.ImageError, DecodeError) as err:
@@ -109,8 +117,8 @@ class ImageKind(InputKind):
 
     def codec(self, config, spec: dict | None = None) -> ImageCodec:
         if spec is not None:
-            return ImageCodec(spec["size"], "grey" if spec["channels"] == 1 else "rgb")
-        return ImageCodec(config.data.image_size, config.data.channels)
+            return ImageCodec(spec["size"], "grey" if spec["channels"] == 1 else "rgb", config.input.max_pixels)
+        return ImageCodec(config.data.image_size, config.data.channels, config.input.max_pixels)
 
     def rows(self, store, config, device: str, progress: bool) -> ImageRows:
         return ImageRows(store)
