@@ -14,6 +14,7 @@ scaled to 8 bits over their own range, instead of being clipped at 255.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import IO, Literal
 
@@ -35,7 +36,9 @@ class ImageError(Exception):
 def open_picture(source: str | Path | IO[bytes], max_pixels: int = MAX_PIXELS) -> Image.Image:
     """The picture, opened lazily (header only), or ImageError when it claims more than `max_pixels`."""
     try:
-        img = Image.open(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is ours to tell
+            img = Image.open(source)
     except Image.DecompressionBombError as err:
         raise ImageError(f"{err.args[0].split(',')[0]}: over the limit of {max_pixels / 1e6:g} Mpx (input.max_pixels)") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
