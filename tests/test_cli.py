@@ -170,3 +170,57 @@ def test_majority_baseline_warning_on_data_with_nothing_to_learn(tmp_path):
     assert metrics["test/majority_baseline"] == pytest.approx(0.9)
     assert metrics["test/accuracy"] <= 0.91
     assert "within one point of the majority baseline" in (run / "report.md").read_text()
+
+
+def test_odd_names_each_get_their_own_line_and_loops_are_never_followed(trained, tmp_path):
+    root, data, run, _ = trained
+    odd = tmp_path / "odd"
+    (odd / "sub").mkdir(parents=True)
+    shutil.copy(data / "alpha" / "alpha_001.png", odd / "good.png")
+    shutil.copy(data / "beta" / "beta_001.png", odd / "sub" / "also_good.png")
+    (odd / "loop1").symlink_to("loop2")
+    (odd / "loop2").symlink_to("loop1")
+    (odd / "sub" / "dangling.png").symlink_to("missing.png")
+    (odd / "sub" / "up").symlink_to("..")
+    (odd / "bad_dir.png").mkdir()
+    result = trilla("predict", run, odd / "loop1", odd / "good.png", odd / "bad_dir.png", odd / "sub", check=False)
+    lines = {Path(r["file"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert set(lines) == {"loop1", "good.png", "bad_dir.png", "also_good.png", "dangling.png", "up"}
+    assert "predictions" in lines["good.png"] and "predictions" in lines["also_good.png"]
+    assert "symbolic links" in lines["loop1"]["error"] and "no files" in lines["bad_dir.png"]["error"]
+    assert "broken symlink" in lines["dangling.png"]["error"] and "symlink loop" in lines["up"]["error"]
+
+
+def test_a_loop_in_the_data_tree_is_reported_not_a_class(tmp_path):
+    data = make_image_folder(tmp_path / "shapes", {"alpha": 20, "beta": 20})
+    (data / "loop").symlink_to(".")
+    (data / "alpha" / "dangling.png").symlink_to("nowhere.png")
+    (data / "beta" / "bad_dir.png").mkdir()
+    result = trilla("train", "--data", data, *FAST, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}")
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert json.loads((run / "classes.json").read_text()) == ["alpha", "beta"]
+    skipped = dict(pd.read_csv(run / "skipped.csv").itertuples(index=False))
+    assert {Path(p).name for p in skipped} == {"loop", "dangling.png", "bad_dir.png"}
+    assert "symlink loop" in skipped[str(data / "loop")]
+
+
+def test_manifests_stay_in_their_folder_semicolons_are_read_and_one_class_is_an_error(tmp_path):
+    data = make_image_folder(tmp_path / "project" / "photos", {"alpha": 12, "beta": 12})
+    secret = tmp_path / "secret.png"
+    shutil.copy(data / "alpha" / "alpha_000.png", secret)
+    rows = [f"photos/{p.parent.name}/{p.name};{p.parent.name}" for p in sorted(data.rglob("*.png"))]
+    manifest = tmp_path / "project" / "labels.csv"
+    manifest.write_text("path;label\n" + "\n".join([*rows, "../secret.png;alpha", f"{secret};beta"]) + "\n")
+    result = trilla("train", "--data", manifest, *FAST, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}")
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert len(pd.read_csv(run / "splits.csv")) == 24
+    skipped = pd.read_csv(run / "skipped.csv")
+    assert len(skipped) == 2 and skipped["reason"].str.contains("outside the CSV's folder").all()
+
+    one = tmp_path / "one"
+    make_image_folder(one, {"alpha": 10})
+    runs = tmp_path / "one_runs"
+    result = trilla("train", "--data", one, *FAST, "--set", f"run.dir={runs}", check=False)
+    assert result.returncode == 2 and "one class only (alpha, 10 files)" in result.stderr
+    assert not runs.exists()  # refused before a run directory was made

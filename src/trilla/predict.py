@@ -14,6 +14,8 @@ softmax (or the regressed values) over the original and `tta` augmented views (t
 
 from __future__ import annotations
 
+import os
+
 import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -23,7 +25,7 @@ import torch
 
 from trilla.data import metadata as meta
 from trilla.data.inputs import ItemError, input_kind
-from trilla.data.sources import visible_files
+from trilla.data.sources import Problem, walk
 from trilla.errors import TrillaError
 from trilla.tasks import load_task
 
@@ -108,7 +110,7 @@ class Predictor:
         the labels above their thresholds), or the reason it could not be read. Path items name their
         `file`. Items are decoded one by one and predicted `batch_size` at a time."""
         items = list(items)
-        paths = [Path(item) if isinstance(item, (str, Path)) else None for item in items]
+        paths = [Path(item) if isinstance(item, (str, Path)) else Path(item.path) if isinstance(item, Problem) else None for item in items]
         records: list[dict] = [{"file": str(path)} if path is not None else {} for path in paths]
         codes = self.encode_metadata(paths, list(metadata or [{}] * len(items)))
         ready: list[tuple[int, dict[str, np.ndarray]]] = []
@@ -172,16 +174,21 @@ def metadata_per_file(paths: list[Any], fixed: Mapping[str, str], table: Path | 
             if "file" not in (rows.fieldnames or []):
                 raise TrillaError(f"{table} needs a 'file' column and one column per field ({', '.join(fields)})")
             for row in rows:
-                by_file[str(Path(row["file"]).resolve())] = {k: v for k, v in row.items() if k in fields and v}
-    return [{**(by_file.get(str(Path(p).resolve()), {}) if isinstance(p, (str, Path)) else {}), **fixed} for p in paths]
+                by_file[os.path.realpath(row["file"])] = {k: v for k, v in row.items() if k in fields and v}
+    return [{**(by_file.get(os.path.realpath(p), {}) if isinstance(p, (str, Path)) else {}), **fixed} for p in paths]
 
 
 def expand(items: list[Any]) -> list[Any]:
-    """Items as given, folders (paths) as their visible files (recursively, sorted)."""
+    """Items as given, folders (paths) as their visible files (recursively, sorted). Whatever a folder
+    holds that cannot be read (a symlink loop, a broken link), and a folder with no file at all, stays
+    an item of its own, a `Problem`, so it gets its own answer: an error with the reason."""
     out: list[Any] = []
     for item in items:
         if isinstance(item, (str, Path)) and Path(item).is_dir():
-            out.extend(visible_files(Path(item)))
+            files, problems = walk(Path(item))
+            out.extend(sorted([*files, *problems], key=lambda x: str(x.path if isinstance(x, Problem) else x)))
+            if not files and not problems:
+                out.append(Problem(str(item), "a folder with no files in it"))
         else:
             out.append(Path(item) if isinstance(item, str) else item)
     return out

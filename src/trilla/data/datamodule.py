@@ -128,6 +128,13 @@ class StoreDataModule(L.LightningDataModule):
         if cfg.path is None:
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
         self.data = load_data(cfg.path, self.config, device=self.device, progress=self.progress)
+        classifying = self.config.task == "classification" and not (cfg.targets and cfg.target_mode == "regression")
+        if classifying and len(set(self.data.strata.tolist())) < 2:
+            found = sorted({self.data.groups[i] for i in self.data.strata})
+            raise TrillaError(
+                f"{cfg.path} holds one class only ({', '.join(found)}, {len(self.data.targets)} files): a classifier needs at least two. "
+                "A folder tree needs one folder per class (<class>/<file>); a CSV, a label column with two or more values"
+            )
         if cfg.test_path:
             self.test_data = self.load_other(cfg.test_path)
         usable = self._not_in_test()

@@ -7,6 +7,7 @@ A reader turns `data.path` into a listing of (file, label) samples plus the prob
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,7 @@ class Listing:
 
 
 Reader = Callable[..., Listing]
+EMPTY = "an empty folder: nothing to read"
 _SOURCES: dict[str, tuple[Callable[[Path], bool], Reader]] = {}
 
 
@@ -51,26 +53,75 @@ def register_source(name: str, accepts: Callable[[Path], bool]) -> Callable[[Rea
 
 def read_source(
     path: Path, *, path_column: str = "path", label_column: str | None = "label", extra_columns: list[str] = (),
-    label_level: int | None = None,
+    label_level: int | None = None, allow_outside: bool = False,
 ) -> Listing:
-    """List the samples at `path` with the first registered reader that accepts it."""
+    """List the samples at `path` with the first registered reader that accepts it. A manifest's paths
+    must stay inside its folder unless `allow_outside`."""
     path = Path(path)
     if not path.exists():
         raise TrillaError(f"data path {path} does not exist")
     for accepts, reader in _SOURCES.values():
         if accepts(path):
             listing = reader(
-                path, path_column=path_column, label_column=label_column, extra_columns=list(extra_columns), label_level=label_level
+                path, path_column=path_column, label_column=label_column, extra_columns=list(extra_columns), label_level=label_level,
+                allow_outside=allow_outside,
             )
             if not listing.samples:
-                raise TrillaError(f"no labelled files found in {path}; expected a <class>/<file> folder tree or a CSV")
+                found = "".join(f"\n  {p.path}: {p.reason}" for p in listing.problems[:5])
+                raise TrillaError(f"no labelled files found in {path}; expected a <class>/<file> folder tree or a CSV" + (f". Left out:{found}" if found else ""))
             return listing
     raise TrillaError(f"data path {path} is neither a folder nor a .csv manifest")
 
 
 def visible_files(folder: Path) -> list[Path]:
     """Files below `folder`, sorted; hidden files and folders (.DS_Store, .git, caches) are not data."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts))
+    return walk(folder)[0]
+
+
+def walk(folder: Path) -> tuple[list[Path], list[Problem]]:
+    """Files below `folder`, sorted, and what could not be taken, each with its reason: a symlink that
+    leads back into a folder above it (a loop; not followed), a broken symlink, something that is not a
+    regular file, a folder that cannot be listed. Symlinked folders elsewhere are followed, as users
+    link class folders in. Hidden files and folders (.DS_Store, .git, caches) are not data.
+
+    Written over os.scandir because pathlib's rglob neither reports what it leaves out nor detects a
+    loop it would follow."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+
+    def visit(directory: Path, above: frozenset[tuple[int, int]]) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as err:
+            problems.append(Problem(str(directory), f"cannot list this folder: {err.strerror}"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                if entry.is_dir():
+                    info = entry.stat()
+                    if (info.st_dev, info.st_ino) in above:
+                        link = f"{path.name} -> {os.readlink(path)}" if entry.is_symlink() else f"{path.name}, reached through a symlink,"
+                        problems.append(Problem(str(path), f"symlink loop ({link} leads back into a folder above it); not followed"))
+                        continue
+                    before = len(files) + len(problems)
+                    visit(path, above | {(info.st_dev, info.st_ino)})
+                    if len(files) + len(problems) == before:
+                        problems.append(Problem(str(path), EMPTY))
+                elif entry.is_file():
+                    files.append(path)
+                elif entry.is_symlink():
+                    problems.append(Problem(str(path), f"broken symlink (-> {os.readlink(path)}); nothing to read"))
+                else:
+                    problems.append(Problem(str(path), "not a regular file (a pipe, socket or device)"))
+            except OSError as err:  # a link to itself: too many levels of symbolic links
+                problems.append(Problem(str(path), f"cannot follow: {err.strerror}"))
+
+    real = Path(os.path.realpath(folder))
+    visit(Path(folder), frozenset((d.stat().st_dev, d.stat().st_ino) for d in (real, *real.parents)))  # a link upwards loops too
+    return sorted(files), problems
 
 
 @register_source("folder", accepts=lambda p: p.is_dir())
@@ -79,14 +130,17 @@ def read_folder(root: Path, *, extra_columns: list[str] = (), label_level: int |
 
     With `label_level` the label is that part of each file's path below `root` instead (-2 is the
     file's folder: Species in Region/Species/photo.jpg). Metadata comes from path levels, not columns.
+    Everything found that cannot be used (a loop, a broken link, a file outside any class folder) is
+    listed with its reason.
     """
     if extra_columns:
         raise TrillaError(
             f"metadata columns {extra_columns} need a CSV manifest; {root} is a folder (use from: path, level: N)"
         )
-    listing = Listing()
+    found, problems = walk(root)
+    listing = Listing(problems=problems)
     if label_level is not None:
-        for path in visible_files(root):
+        for path in found:
             parts = path.relative_to(root).parts
             folders = range(-len(parts), -1) if label_level < 0 else range(len(parts) - 1)
             if label_level not in folders:
@@ -94,30 +148,34 @@ def read_folder(root: Path, *, extra_columns: list[str] = (), label_level: int |
                 continue
             listing.samples.append(Sample(path, parts[label_level]))
         return listing
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file():
-            listing.problems.append(Problem(str(entry), "not inside a class folder"))
-            continue
-        files = visible_files(entry)
-        if not files:
-            listing.problems.append(Problem(str(entry), f"class folder '{entry.name}' is empty; class left out"))
-        listing.samples.extend(Sample(p, entry.name) for p in files)
+    for i, problem in enumerate(problems):
+        if problem.reason == EMPTY and Path(problem.path).parent == root:
+            problems[i] = Problem(problem.path, f"class folder '{Path(problem.path).name}' is empty; class left out")
+    for path in found:
+        parts = path.relative_to(root).parts
+        if len(parts) == 1:
+            listing.problems.append(Problem(str(path), "not inside a class folder"))
+        else:
+            listing.samples.append(Sample(path, parts[0]))
     return listing
 
 
 @register_source("csv", accepts=lambda p: p.is_file() and p.suffix.lower() == ".csv")
 def read_csv(
-    manifest: Path, *, path_column: str = "path", label_column: str | None = "label", extra_columns: list[str] = (), **_: object
+    manifest: Path, *, path_column: str = "path", label_column: str | None = "label", extra_columns: list[str] = (),
+    allow_outside: bool = False, **_: object
 ) -> Listing:
-    """Rows of path,label[,more]; relative paths are resolved against the CSV's folder.
+    """Rows of path,label[,more], separated by commas, semicolons (as spreadsheets write them in much of
+    Europe), tabs or bars; relative paths are resolved against the CSV's folder.
 
-    `label_column=None` reads unlabelled rows (the label then comes from other columns, e.g. affect
-    coordinates, which the caller checks)."""
+    A path that leads out of the CSV's folder (`../../etc/passwd`, an absolute path elsewhere) is left
+    out and listed unless `allow_outside`: a manifest someone else wrote, or one posted to a server,
+    must not make trilla read any file the process can. `label_column=None` reads unlabelled rows (the
+    label then comes from other columns, e.g. affect coordinates, which the caller checks)."""
     listing = Listing()
+    home = Path(os.path.realpath(manifest.parent))
     with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        rows = csv.DictReader(handle)
+        rows = csv.DictReader(handle, dialect=_dialect(handle))
         wanted = [path_column, *([label_column] if label_column else []), *extra_columns]
         missing = [c for c in wanted if c not in (rows.fieldnames or [])]
         if missing:
@@ -132,8 +190,22 @@ def read_csv(
                 listing.problems.append(Problem(f"{manifest}:{line}", "empty path or label"))
                 continue
             path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
+            if not allow_outside and not Path(os.path.realpath(path)).is_relative_to(home):
+                listing.problems.append(Problem(str(path), f"listed at {manifest.name}:{line} but outside the CSV's folder; "
+                                                           "set data.allow_outside: true to read it"))
+                continue
             if not path.is_file():
                 listing.problems.append(Problem(str(path), f"listed at {manifest.name}:{line} but not found"))
                 continue
             listing.samples.append(Sample(path, label, {c: row[c] or "" for c in extra_columns}))
     return listing
+
+
+def _dialect(handle) -> type[csv.Dialect] | str:
+    """The manifest's delimiter, sniffed from its first lines; a comma when they do not tell."""
+    sample = handle.read(65536)
+    handle.seek(0)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        return "excel"

@@ -206,7 +206,12 @@ def _listed(path: Path, path_column: str, sample: int) -> list[Path]:
 
 
 def read_item(item: str | Path | bytes | bytearray | memoryview | IO[bytes]) -> bytes:
-    """The bytes of a path, of a binary file object, or the bytes themselves."""
+    """The bytes of a path, of a binary file object, or the bytes themselves; a `Problem` (something
+    found that cannot be read) is its reason."""
+    from trilla.data.sources import Problem
+
+    if isinstance(item, Problem):
+        raise ItemError(item.reason)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item)
     if isinstance(item, (str, Path)):
