@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/embedding_stream.py
 	$(BIN)/python benchmarks/guitar_bass_grid.py
 	$(BIN)/python benchmarks/embedding_train_speed.py
+	$(BIN)/python benchmarks/long_audio.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -314,3 +314,36 @@ def test_a_folder_of_sound_files_trains_as_audio_and_says_so(tmp_path, caplog):
     assert "input type audio" in caplog.text and "12 of 12 files are sound files" in caplog.text
     named = load_config(data=data, overrides=["input={type: image}"])
     assert named.input.type == "image", "a kind the config names is never replaced"
+
+
+def test_a_very_long_file_among_short_clips_is_named_not_padded_to(tmp_path):
+    data = make_tone_folder(tmp_path / "tones", {"low": 4, "high": 4})
+    sf.write(data / "low" / "concert.wav", np.tile(tone_clip(300.0, 1.0, 8000), 600), 8000)  # 10 minutes among 0.5-s clips
+    paths = sorted(data.rglob("*.wav"))
+    packed = store_mod.open_or_build(paths, AudioCodec(8000), tmp_path / "c", progress=False)
+    assert packed.array.shape == (9, 4000)  # padded to the longest of the others, not to 10 minutes
+    [problem] = packed.problems
+    assert problem.path.endswith("concert.wav")
+    assert "600 s long, while half of the clips are under 0.5 s" in problem.reason and "set input.seconds" in problem.reason
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".m4a"])  # libsndfile's blocks, FFmpeg's frames
+def test_decoding_only_the_start_gives_the_same_samples_as_decoding_all(tmp_path, suffix):
+    import av
+
+    sr = 44100
+    x = tone_clip(440.0, 6.0, sr, rate=0.5)
+    path = tmp_path / f"long{suffix}"
+    if suffix == ".wav":
+        sf.write(path, np.stack([x, x[::-1]], 1), sr)
+    else:
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("aac", rate=sr)
+            frame = av.AudioFrame.from_ndarray(x[None], format="flt", layout="mono")
+            frame.sample_rate = sr
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                out.mux(packet)
+    whole = audio.load(path, 16000)
+    start = audio.load(path, 16000, max_samples=32000)
+    assert len(start) == 32000 and len(whole) > 90000
+    np.testing.assert_array_equal(start, whole[:32000])

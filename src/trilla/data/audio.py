@@ -21,15 +21,58 @@ class AudioError(Exception):
     """The file is not a readable sound (unknown format, truncated, corrupt, silent container)."""
 
 
-def load(source: str | Path | bytes, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at `sample_rate`, from a path or the bytes of a sound file."""
+def load(source: str | Path | bytes, sample_rate: int, max_samples: int | None = None) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate`, from a path or the bytes of a sound file; with
+    `max_samples`, at most that many, and only the start of the file is decoded.
+
+    Decoded block by block, each block mixed to mono and resampled as it comes (soxr's stream gives the
+    same samples as resampling the whole at once), so an hour of 44.1 kHz stereo never sits in memory
+    as 1.2 GB of float32 before it is mixed down."""
     try:
-        samples, rate = sf.read(_opened(source), dtype="float32", always_2d=True)
+        with sf.SoundFile(_opened(source)) as handle:
+            return _read_blocks(handle, sample_rate, max_samples)
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        samples, rate = _load_ffmpeg(_opened(source))
+        return _load_ffmpeg(_opened(source), sample_rate, max_samples)
     except OSError as err:
         raise AudioError(f"cannot read file: {err.strerror or err}") from err
-    return conform(samples, rate, sample_rate)
+
+
+def _needed(rate: int, sample_rate: int, max_samples: int | None) -> int | None:
+    """Input frames that give `max_samples` output samples exactly as the whole file would: 100 ms more
+    than the ratio says, for the resampler's filter to see past the cut."""
+    return None if max_samples is None else int(np.ceil(max_samples * rate / sample_rate)) + rate // 10
+
+
+class _Mixer:
+    """Blocks of (frames, channels) at `rate` -> one mono float32 array at `sample_rate`, resampled as
+    a stream, stopping after `max_samples`."""
+
+    def __init__(self, rate: int, sample_rate: int, max_samples: int | None):
+        self.max_samples, self.parts = max_samples, []
+        self.stream = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32") if rate != sample_rate else None
+
+    def add(self, block: np.ndarray) -> None:
+        mono = np.asarray(block, dtype=np.float32)
+        mono = mono.mean(axis=1) if mono.ndim == 2 else mono
+        self.parts.append(self.stream.resample_chunk(mono) if self.stream is not None else mono)
+
+    def samples(self) -> np.ndarray:
+        if self.stream is not None:
+            self.parts.append(self.stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        samples = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.float32)
+        if not len(samples):
+            raise AudioError("no audio samples in the file")
+        if self.max_samples is not None:
+            samples = samples[: self.max_samples]
+        return np.clip(samples, -1.0, 1.0, out=samples)
+
+
+def _read_blocks(handle: sf.SoundFile, sample_rate: int, max_samples: int | None) -> np.ndarray:
+    mixer = _Mixer(handle.samplerate, sample_rate, max_samples)
+    frames = _needed(handle.samplerate, sample_rate, max_samples)
+    for block in handle.blocks(blocksize=1 << 16, dtype="float32", always_2d=True, frames=-1 if frames is None else frames):
+        mixer.add(block)
+    return mixer.samples()
 
 
 def conform(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -67,10 +110,12 @@ def _duration_ffmpeg(path: str | Path) -> float:
         with av.open(str(path)) as container:
             if container.duration:
                 return container.duration / av.time_base
+            if container.streams.audio:
+                rate = container.streams.audio[0].rate
+                return sum(frame.samples for frame in container.decode(audio=0)) / rate
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise AudioError(f"not a readable sound file: {err}") from err
-    samples, rate = _load_ffmpeg(path)
-    return len(samples) / rate
+    raise AudioError("the file has no audio stream")
 
 
 def fit(samples: np.ndarray, length: int) -> np.ndarray:
@@ -80,8 +125,8 @@ def fit(samples: np.ndarray, length: int) -> np.ndarray:
     return np.pad(samples, (0, length - len(samples)))
 
 
-def _load_ffmpeg(source) -> tuple[np.ndarray, int]:
-    """FFmpeg's decoders through PyAV, for a path or an open binary file."""
+def _load_ffmpeg(source, sample_rate: int, max_samples: int | None) -> np.ndarray:
+    """FFmpeg's decoders through PyAV, for a path or an open binary file, frame by frame."""
     import av
 
     try:
@@ -91,14 +136,16 @@ def _load_ffmpeg(source) -> tuple[np.ndarray, int]:
             stream = container.streams.audio[0]
             rate = stream.rate or stream.codec_context.sample_rate
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks = [
-                out.to_ndarray().reshape(-1)
-                for frame in container.decode(stream)
-                for out in resampler.resample(frame)
-            ]
-            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+            mixer, needed, read = _Mixer(rate, sample_rate, max_samples), _needed(rate, sample_rate, max_samples), 0
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    mixer.add(out.to_ndarray().reshape(-1))
+                    read += out.samples
+                if needed is not None and read >= needed:
+                    break
+            else:
+                for out in resampler.resample(None):
+                    mixer.add(out.to_ndarray().reshape(-1))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
         raise AudioError(f"not a readable sound file: {err}") from err
-    if not chunks:
-        raise AudioError("no audio samples in the file")
-    return np.concatenate(chunks).astype(np.float32), int(rate)
+    return mixer.samples()

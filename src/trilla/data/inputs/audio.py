@@ -25,6 +25,7 @@ from trilla.data.store import DecodeError, Decoded
 from trilla.schema import Section
 
 PCM = 32767.0
+OUTLIER = 4  # with seconds: null, a clip over 4 times the median length (and over 30 s) is left out
 
 
 class AudioInput(Section):
@@ -69,20 +70,39 @@ class AudioCodec:
     def resolve(self, paths: list[Path]) -> tuple["AudioCodec", dict[int, str]]:
         if self.seconds is not None:
             return AudioCodec(self.sample_rate, self.seconds, int(round(self.seconds * self.sample_rate))), {}
-        longest, errors = 1, {}
+        lengths, errors = {}, {}
         for i, path in enumerate(paths):
             try:
-                longest = max(longest, int(np.ceil(audio.duration(path) * self.sample_rate)))
+                lengths[i] = int(np.ceil(audio.duration(path) * self.sample_rate))
             except audio.AudioError as err:
                 errors[i] = str(err)
-        return AudioCodec(self.sample_rate, None, longest), errors
+        errors.update(self._outliers(lengths))
+        kept = [n for i, n in lengths.items() if i not in errors]
+        return AudioCodec(self.sample_rate, None, max([1, *kept])), errors
+
+    def _outliers(self, lengths: dict[int, int]) -> dict[int, str]:
+        """Clips so much longer than the rest that padding every clip to them would blow the store up
+        (one hour-long file among 2-s clips: 3 GB for 3 MB of sound); left out, named, with the fix."""
+        if len(lengths) < 3:
+            return {}
+        typical = float(np.median(list(lengths.values())))
+        limit = max(OUTLIER * typical, 30 * self.sample_rate)
+        too_long = {i: n for i, n in lengths.items() if n > limit}
+        if not too_long:
+            return {}
+        longest = max(too_long.values())
+        padded_gb = len(lengths) * longest * np.dtype(self.dtype).itemsize / 1e9
+        return {i: (f"{n / self.sample_rate:.0f} s long, while half of the clips are under {typical / self.sample_rate:.1f} s: "
+                    f"padding every clip to it would make the store {padded_gb:.1f} GB. Left out; set input.seconds "
+                    f"(e.g. {max(1, round(typical / self.sample_rate))}) to crop every clip, or cut it into clips with trilla harvest clips")
+                for i, n in too_long.items()}
 
     def row_shape(self) -> tuple[int, ...]:
         return (self.samples,)
 
     def decode(self, data: bytes) -> Decoded:
         try:
-            return Decoded(*self.pcm(audio.load(data, self.sample_rate), self.samples))
+            return Decoded(*self.pcm(audio.load(data, self.sample_rate, self.samples if self.seconds is not None else None), self.samples))
         except audio.AudioError as err:
             raise DecodeError(str(err)) from err
 
@@ -141,7 +161,7 @@ class AudioPreprocessor(Preprocessor):
             elif isinstance(item, np.ndarray):
                 raise ItemError("decoded audio needs its sample rate: give (samples, sample_rate)")
             else:
-                samples = audio.load(read_item(item), rate)
+                samples = audio.load(read_item(item), rate, self.codec.samples if self.cfg.seconds is not None else None)
         except audio.AudioError as err:
             raise ItemError(str(err)) from err
         fixed = self.cfg.seconds is not None

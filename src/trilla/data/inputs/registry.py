@@ -70,6 +70,9 @@ class InputKind:
             try:
                 raw = {**raw, "augment": self.augment_schema.model_validate(augment)}
             except ValidationError as err:  # its keys are the config's augment.*, not the top level's
+                owner = next((k.name for k in _KINDS.values() if k is not self and k.augment_schema is not None and _fits(k.augment_schema, augment)), None)
+                if owner is not None:
+                    raise ValueError(f"augment: these keys belong to input: {{type: {owner}}}, not {self.name}") from None
                 errors = [{**e, "loc": ("augment", *e["loc"])} for e in err.errors()]
                 raise ValidationError.from_exception_data(err.title, errors) from None
         return raw
@@ -154,6 +157,14 @@ class InputKind:
 
 
 _KINDS: dict[str, InputKind] = {}
+
+
+def _fits(schema: type[Section], values: dict) -> bool:
+    try:
+        schema.model_validate(values)
+    except ValidationError:
+        return False
+    return True
 
 
 def register_input(cls: type[InputKind]) -> type[InputKind]:
