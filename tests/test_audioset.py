@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from trilla.config import load_config
 from trilla.data import audioset
 from trilla.errors import TrillaError
 
@@ -69,6 +70,46 @@ def test_packed_hdf5_reads_only_the_rows_asked_for(tmp_path):
         f["x"] = x
     with pytest.raises(TrillaError, match="lacks video_id_list, y"):
         audioset.read_hdf5(broken)
+
+
+def test_the_same_clips_read_the_same_from_tfrecord_shards_and_the_packed_file(tmp_path):
+    from trilla.data.embedding_data import load_embeddings
+    from trilla.data.embedding_stream import HDF5Stream
+
+    rng = np.random.default_rng(2)
+    lengths = [10, 3, 7, 10, 1, 9, 10, 5]
+    clips = [(f"vid{i:03d}", 10 * i, sorted(rng.choice(6, size=rng.integers(0, 3), replace=False).tolist()),
+              rng.integers(1, 255, (t, 128), dtype=np.uint8)) for i, t in enumerate(lengths)]
+    (tmp_path / "shards").mkdir()
+    write_tfrecord(tmp_path / "shards" / "eval_00.tfrecord", clips[:5])
+    write_tfrecord(tmp_path / "shards" / "eval_01.tfrecord", clips[5:])
+    x = np.zeros((len(clips), 10, 128), dtype=np.uint8)  # packed as PANNs packs it: short clips padded with zeros, no lengths
+    y = np.zeros((len(clips), 6), dtype=bool)
+    for i, (_, _, labels, embedding) in enumerate(clips):
+        x[i, : len(embedding)] = embedding
+        y[i, labels] = True
+    with h5py.File(tmp_path / "eval.h5", "w") as f:
+        f["x"], f["y"] = x, y
+        f["video_id_list"] = np.asarray([c[0].encode() for c in clips])
+
+    shards = audioset.read_tfrecords(sorted((tmp_path / "shards").glob("*.tfrecord")), classes=6)
+    packed = audioset.read_hdf5(tmp_path / "eval.h5")
+    assert packed.frames.tolist() == lengths == shards.frames.tolist()
+    for name in ("video_ids", "embeddings", "frames", "labels"):
+        np.testing.assert_array_equal(getattr(packed, name), getattr(shards, name), err_msg=name)
+    np.testing.assert_array_equal(packed.values(), shards.values())
+    np.testing.assert_array_equal(packed.mask(), shards.mask())
+
+    config = load_config(None, ["input={type: embeddings, stream: false}", "train.progress=false"])
+    from_shards = load_embeddings(tmp_path / "shards", config.data, config.input, classes=[str(i) for i in range(6)])
+    from_file = load_embeddings(tmp_path / "eval.h5", config.data, config.input, classes=[str(i) for i in range(6)])
+    everything = np.arange(len(clips))
+    for key, value in from_file.inputs(everything).items():
+        np.testing.assert_array_equal(value, from_shards.inputs(everything)[key], err_msg=key)
+    assert from_file.fingerprint == from_shards.fingerprint
+    streamed = next(iter(HDF5Stream(tmp_path / "eval.h5", everything, batch_size=8, chunk=8, buffer=8, seed=0)))
+    order = np.argsort([np.flatnonzero((packed.values() == e.numpy()).all(axis=(1, 2)))[0] for e in streamed["embeddings"]])
+    np.testing.assert_array_equal(streamed["lengths"].numpy()[order], lengths)
 
 
 def test_class_list(tmp_path):

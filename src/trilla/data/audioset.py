@@ -9,7 +9,10 @@ Three layouts, as Google and the PANNs authors published them:
 - `class_labels_indices.csv`: index, mid, display_name.
 
 Clips shorter than 10 s are padded with the value 128, which `values` maps to 0, and `frames` says how
-many seconds are real; longer ones are cut to 10 s.
+many seconds are real; longer ones are cut to 10 s. The packed file carries no lengths and its packers
+pad short clips with zeros (PANNs) or 128: trailing seconds that are all 0 or all 128 are that padding,
+so a clip read from either layout gives the same tensor, mask and labels (a real second of VGGish
+embeddings, PCA-whitened and quantized, is never constant).
 """
 
 from __future__ import annotations
@@ -147,9 +150,9 @@ def read_hdf5(path: str | Path, start: int = 0, stop: int | None = None, rows: n
         ids = f["video_id_list"][where]
     ids = ids.astype(str) if ids.dtype.kind == "S" else np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in ids], dtype=str)
     kept = x[:, :SECONDS]
-    if kept.shape[1] == SECONDS:
-        embeddings = kept
-    else:
-        embeddings = np.full((len(x), SECONDS, DIMS), PAD, dtype=np.uint8)
-        embeddings[:, : kept.shape[1]] = kept
-    return EmbeddingClips(ids, embeddings, np.full(len(x), kept.shape[1], dtype=np.int64), labels)
+    filled = ~((kept == 0).all(axis=2) | (kept == PAD).all(axis=2))  # (N, T): seconds that hold an embedding
+    frames = np.where(filled.any(axis=1), kept.shape[1] - np.argmax(filled[:, ::-1], axis=1), 0).astype(np.int64)
+    embeddings = np.full((len(x), SECONDS, DIMS), PAD, dtype=np.uint8)
+    real = np.arange(kept.shape[1])[None, :] < frames[:, None]
+    embeddings[:, : kept.shape[1]][real] = kept[real]
+    return EmbeddingClips(ids, embeddings, frames, labels)
