@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -224,3 +225,45 @@ def test_manifests_stay_in_their_folder_semicolons_are_read_and_one_class_is_an_
     result = trilla("train", "--data", one, *FAST, "--set", f"run.dir={runs}", check=False)
     assert result.returncode == 2 and "one class only (alpha, 10 files)" in result.stderr
     assert not runs.exists()  # refused before a run directory was made
+
+
+def _damage(run: Path, how: str) -> None:
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))  # so --resume gets as far as the damage
+    if how == "config not yaml":
+        (run / "config.yaml").write_text("data: [unclosed\n  - {")
+    elif how == "truncated checkpoint":
+        for name in ("best.ckpt", "last.ckpt"):
+            whole = (run / "checkpoints" / name).read_bytes()
+            (run / "checkpoints" / name).write_bytes(whole[: len(whole) // 3])
+    elif how == "no run.json":
+        (run / "run.json").unlink()
+    elif how == "checkpoint with code":
+        import argparse
+
+        import torch
+
+        for name in ("best.ckpt", "last.ckpt"):
+            torch.save({"state_dict": {}, "hook": argparse.Namespace(run="anything")}, run / "checkpoints" / name)
+
+
+@pytest.mark.parametrize("how, says", [
+    ("config not yaml", "config.yaml is not valid YAML"),
+    ("truncated checkpoint", "is damaged or not a torch checkpoint"),
+    ("no run.json", "run.json is missing"),
+    ("checkpoint with code", "refused to load"),
+])
+def test_every_broken_run_directory_is_a_clear_error(trained, tmp_path, how, says, monkeypatch, capsys):
+    from trilla.cli import main
+
+    root, data, run, _ = trained
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    _damage(broken, how)
+    for command in (["predict", broken, data / "alpha" / "alpha_001.png"], ["evaluate", broken], ["train", "--resume", broken]):
+        monkeypatch.setattr(sys, "argv", ["trilla", *map(str, command)])  # the command line's own entry point, in this process
+        with pytest.raises(SystemExit) as exit:
+            main()
+        stderr = capsys.readouterr().err
+        assert exit.value.code == 2, (command, stderr[-1500:])
+        assert "Traceback" not in stderr and says in stderr, (command, stderr[-1500:])

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from trilla.errors import NO_SPACE, disk_full
+from trilla.errors import NO_SPACE, TrillaError, disk_full
 
 
 @contextmanager
@@ -71,3 +72,28 @@ def write_csv(path: str | Path, frame, **kwargs) -> Path:
     with replacing(path) as tmp:
         frame.to_csv(tmp, **kwargs)
     return Path(path)
+
+
+def reserve(path: str | Path, size: int, what: str, spare: int = 0) -> None:
+    """Make `path` at least `size` bytes with every block allocated on the disk (posix_fallocate) before
+    anything is written through a memory map: a map over a sparse file dies with SIGBUS at the first
+    page a full disk cannot back, where this is an error naming the folder and the space `what` needs
+    (`spare`: bytes the caller will write beside it)."""
+    path = Path(path)
+    free = shutil.disk_usage(path.parent).free
+    have = path.stat().st_size if path.exists() else 0
+    if size + spare - have > free:
+        raise TrillaError(
+            f"{what} needs {(size + spare) / 2**20:.1f} MB in {path.parent.parent} but only {free / 2**20:.1f} MB are free; "
+            "free some space (trilla cache prune), or write elsewhere (data.store, TRILLA_CACHE)"
+        )
+    try:
+        with open(path, "r+b" if path.exists() else "wb") as handle:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, size)
+            elif have < size:
+                handle.truncate(size)
+    except OSError as err:
+        if err.errno in NO_SPACE:
+            raise disk_full(path, err) from None
+        raise

@@ -18,9 +18,14 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 
 
 def _setup_logging(quiet: bool = False) -> None:
+    """Log to the current stderr; a second command in one process replaces the first one's handler."""
+    logger = logging.getLogger("trilla")
+    for old in [h for h in logger.handlers if getattr(h, "trilla_cli", False)]:
+        logger.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logging.getLogger("trilla").addHandler(handler)
+    handler.trilla_cli = True
+    logger.addHandler(handler)
     logging.getLogger("trilla").setLevel(logging.WARNING if quiet else logging.INFO)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 

@@ -99,7 +99,7 @@ def fit(img: Image.Image, size: int, channels: Channels, max_pixels: int = MAX_P
         img = to_8_bits(img)
     img = img.convert("L" if channels == "grey" else "RGB")
     img = ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
-    array = np.asarray(img, dtype=np.uint8)
+    array = np.array(img, dtype=np.uint8)  # a copy: PIL's own buffer is read-only, and torch warns on those
     return array[:, :, None] if array.ndim == 2 else array
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from trilla.atomic import replacing
+from trilla.atomic import replacing, reserve
 
 if TYPE_CHECKING:
     from trilla.data.inputs.audio import AudioInput
@@ -98,6 +98,7 @@ def cached_spectrograms(store: "Store", cfg: "AudioInput", device: str = "cpu", 
     batch_size = clips_per_batch(store.codec.samples, device)
     with replacing(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+        reserve(tmp, tmp.stat().st_size, f"the spectrograms of {rows} clips")
         for start in tqdm(range(0, rows, batch_size), desc="computing spectrograms", unit="batch", disable=None if progress else True):
             waves = torch.from_numpy(store.codec.waves(store.array[start : start + batch_size])).to(device)
             out[start : start + len(waves)] = features(transform, waves)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from trilla.atomic import write_csv, write_json
+from trilla.atomic import reserve, write_csv, write_json
 from trilla.data.sources import Problem
 from trilla.errors import NO_SPACE, TrillaError, disk_full
 
@@ -217,7 +217,8 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
     codec, probe_errors = codec.resolve(paths)
     shape = (len(paths), *codec.row_shape())
     if len(paths):
-        _allocate(tmp / "rows.bin", int(np.prod(shape)) * np.dtype(codec.dtype).itemsize, len(paths))
+        size = int(np.prod(shape)) * np.dtype(codec.dtype).itemsize
+        reserve(tmp / "rows.bin", size, f"packing {len(paths)} files", spare=len(paths) * 200)  # and ~200 bytes of index.csv per file
     sha1, lengths, notes = [""] * len(paths), [0] * len(paths), [""] * len(paths)
     reasons = dict(probe_errors)
     todo = [i for i in range(len(paths)) if i not in probe_errors]
@@ -254,24 +255,6 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
         "source": str(source) if source is not None else None, "created": datetime.now().isoformat(timespec="seconds"),
     }
     write_json(tmp / "meta.json", meta)
-
-
-def _allocate(file: Path, size: int, count: int) -> None:
-    """Reserve the rows' bytes on the disk before any is written: a memory map over a sparse file on a
-    full disk dies with SIGBUS at the first page it cannot back, where this is an error naming the space."""
-    folder = file.parent
-    free = shutil.disk_usage(folder).free
-    needed = size + count * 200  # the rows, and about 200 bytes of index.csv per file
-    if needed > free:
-        raise TrillaError(
-            f"packing {count} files needs {needed / 2**20:.1f} MB in {folder.parent} but only {free / 2**20:.1f} MB are free; "
-            "free some space (trilla cache prune), or pack elsewhere (data.store, TRILLA_CACHE)"
-        )
-    with open(file, "wb") as handle:
-        if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(handle.fileno(), 0, size)
-        else:
-            handle.truncate(size)
 
 
 def die_with_parent() -> None:
