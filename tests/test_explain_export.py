@@ -55,7 +55,7 @@ def test_gradcam_points_at_the_evidence(quadrant_run, tmp_path):
     inside, outside = [], []
     for colour in range(3):
         picture, mask = colour_patch(rng, colour)
-        heat, predicted, _ = gradcam(predictor, picture)
+        heat, predicted, _ = gradcam(predictor, predictor.prepare(picture))
         assert predictor.classes[predicted] == ("red", "green", "blue")[colour]
         inside.append(heat[mask].mean())
         outside.append(heat[~mask].mean())

@@ -48,7 +48,7 @@ def export_onnx(run, out: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch")
     torch.onnx.export(
-        _Probabilities(task), inputs, str(path), input_names=names, output_names=["probabilities"],
+        _Probabilities(task).eval(), inputs, str(path), input_names=names, output_names=["probabilities"],
         dynamic_shapes={"inputs": {0: batch}, **({"metadata": {0: batch}} if predictor.vocab else {})}, dynamo=True,
         external_data=False, verbose=False,
     )

@@ -114,7 +114,7 @@ def _duration_ffmpeg(path: str | Path) -> float:
                 rate = container.streams.audio[0].rate
                 return sum(frame.samples for frame in container.decode(audio=0)) / rate
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise AudioError(f"not a readable sound file: {err}") from err
+        raise AudioError(f"not a readable sound file ({_ffmpeg_reason(err)})") from err
     raise AudioError("the file has no audio stream")
 
 
@@ -147,5 +147,10 @@ def _load_ffmpeg(source, sample_rate: int, max_samples: int | None) -> np.ndarra
                 for out in resampler.resample(None):
                     mixer.add(out.to_ndarray().reshape(-1))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
-        raise AudioError(f"not a readable sound file: {err}") from err
+        raise AudioError(f"not a readable sound file ({_ffmpeg_reason(err)})") from err
     return mixer.samples()
+
+
+def _ffmpeg_reason(err: Exception) -> str:
+    """FFmpeg's words for why it could not read a file, without its error number and the file name."""
+    return getattr(err, "strerror", None) or str(err)

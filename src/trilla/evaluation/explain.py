@@ -1,8 +1,11 @@
-"""Grad-CAM heat maps: where in a picture the evidence for the predicted class lies.
+"""Grad-CAM heat maps: where in a picture, or in a sound's spectrogram, the evidence for the predicted
+class lies.
 
-Uses captum's LayerGradCam on the model's `feature_map` (the last spatial feature map every trilla
-image model exposes), upsampled to the input and laid over the picture as the model saw it (resized
-and padded to a square). Answers the guitar/bass study's open question of what the network looks at.
+Uses captum's LayerGradCam on the model's `feature_map` (the last feature map every trilla CNN exposes,
+over the picture or over time x frequency), upsampled to the model's input and laid over it as the
+input kind shows it to a person: the picture as the model saw it (resized and padded to a square), or
+the spectrogram with time on x and frequency on y. Answers the guitar/bass study's open question of
+what the network looks at.
 """
 
 from __future__ import annotations
@@ -18,40 +21,52 @@ from trilla.errors import TrillaError
 from trilla.runs import free_path
 
 
-def gradcam(predictor, picture: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
-    """(heat map in [0, 1] of the picture's size, predicted class, its probability) for one uint8 HWC
-    picture, as the run's input kind shows it to a person and feeds it to the model."""
+def gradcam(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
+    """(heat map in [0, 1] over the model input's last two axes, predicted class, its probability) for
+    one prepared item (a batch of one, as `Predictor.prepare` gives it)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     task, kind = predictor.task, predictor.input
-    x = kind.to_batch({kind.key: np.array(picture)[None]})[kind.key].float().to(predictor.device)
+    if not hasattr(task.model, "feature_map"):
+        raise TrillaError(f"Grad-CAM needs a convolutional model with a feature map; this run's model is {task.hparams.model['name']}")
+    batch = {k: v.to(predictor.device) for k, v in kind.to_batch(inputs).items()}
+    x = batch[kind.key].float()
     meta = None if codes is None else torch.from_numpy(codes[None]).to(predictor.device)
+    lengths = batch.get("lengths")
     with torch.no_grad():
-        probs = torch.softmax(task(x, meta), dim=1)[0]
+        probs = task.outputs(task(x, meta, lengths))[0]
     predicted = int(probs.argmax())
-    cam = LayerGradCam(lambda inputs, m: task(inputs, m), task.model.feature_map)
-    attribution = cam.attribute(x, target=predicted, additional_forward_args=(meta,), relu_attributions=True)
+    cam = LayerGradCam(lambda inputs, m, n: task(inputs, m, n), task.model.feature_map)
+    attribution = cam.attribute(x, target=predicted, additional_forward_args=(meta, lengths), relu_attributions=True)
     if attribution.dim() != 4:
         raise TrillaError("Grad-CAM needs a model whose last features are a spatial map (a CNN), not tokens")
-    heat = LayerAttribution.interpolate(attribution, tuple(picture.shape[:2]), interpolate_mode="bilinear")[0, 0]
+    heat = LayerAttribution.interpolate(attribution, tuple(x.shape[-2:]), interpolate_mode="bilinear")[0, 0]
     heat = heat.detach().cpu().numpy()
     peak = heat.max()
     return (heat / peak if peak > 0 else heat), predicted, float(probs[predicted])
 
 
-def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path) -> None:
+def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path, axes: tuple[str, str] | None = None) -> None:
+    """The input as a person sees it, and the same with the heat over it; `axes` labels x and y (a
+    spectrogram's time and frequency), or None for a picture."""
     from trilla.evaluation.report import plt
 
     grey = picture.shape[-1] == 1
     shown = picture.squeeze(-1) if grey else picture
-    fig, (left, right) = plt.subplots(1, 2, figsize=(7, 3.8))
-    left.imshow(shown, cmap="gray" if grey else None)
-    left.set_title("input (as the model sees it)", fontsize=9)
-    right.imshow(shown, cmap="gray" if grey else None)
-    right.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    right.set_title(title, fontsize=9)
+    height, width = shown.shape[:2]
+    wide = min(max(width / height, 1.0), 4.0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(3.5 * wide + 0.5, 3.8), squeeze=True)
     for ax in (left, right):
-        ax.axis("off")
+        ax.imshow(shown, cmap="magma" if axes else ("gray" if grey else None), aspect="auto" if axes else "equal")
+        if axes:
+            ax.set_xlabel(axes[0], fontsize=8)
+            ax.set_ylabel(axes[1], fontsize=8)
+            ax.set_yticks([])
+        else:
+            ax.axis("off")
+    left.set_title("input (as the model sees it)", fontsize=9)
+    right.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, aspect="auto" if axes else "equal")
+    right.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -68,16 +83,18 @@ def explain_files(
     records = []
     for path, given in zip(files, metadata):
         try:
-            picture = predictor.input.picture(predictor.prepare(path))
+            inputs = predictor.prepare(path)
         except ItemError as err:
             records.append({"file": str(path), "error": str(err)})
             continue
-        if picture is None:
-            raise TrillaError(f"Grad-CAM lays heat over pictures; run {run.id} reads {predictor.input.name} input")
         codes = predictor.encode_metadata([path], [given])
-        heat, predicted, probability = gradcam(predictor, picture, None if codes is None else codes[0])
+        heat, predicted, probability = gradcam(predictor, inputs, None if codes is None else codes[0])
+        view = predictor.input.explain_view(inputs, heat)
+        if view is None:
+            raise TrillaError(f"Grad-CAM lays heat over what a person can look at; run {run.id} reads {predictor.input.name} input")
+        picture, shown_heat, axes = view
         label = predictor.classes[predicted]
         target = free_path(out_dir / f"{Path(path).stem}_gradcam.png")
-        plot_gradcam(picture, heat, f"Grad-CAM: {label} ({probability:.2f})", target)
+        plot_gradcam(picture, shown_heat, f"Grad-CAM: {label} ({probability:.2f})", target, axes)
         records.append({"file": str(path), "label": label, "probability": probability, "heatmap": str(target)})
     return records

@@ -207,6 +207,16 @@ class AudioKind(InputKind):
     def augmentation(self, augment, config, spec: dict):
         return SpectrogramAugment(augment, config.input)
 
+    def explain_view(self, inputs: dict[str, np.ndarray], heat: np.ndarray):
+        """The clip's spectrogram as a picture, time on x and frequency rising on y (padding frames cut
+        off), with the heat turned the same way."""
+        spectrogram = inputs["spectrogram"][0]
+        frames = int(inputs["lengths"][0]) if "lengths" in inputs else len(spectrogram)
+        shown = spectrogram[:frames].T[::-1]
+        low, high = float(shown.min()), float(shown.max())
+        picture = np.round((shown - low) / max(high - low, 1e-6) * 255).astype(np.uint8)[..., None]
+        return picture, heat[:frames].T[::-1], ("time (frames)", "frequency (bins, low at the bottom)")
+
     def normalization_values(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Every frame that holds sound (padding frames left out), one column per frequency bin."""
         spec, lengths = inputs["spectrogram"], inputs.get("lengths")

@@ -140,6 +140,13 @@ class InputKind:
         """One sample (batch of one) as a person would look at it (HWC), or None."""
         return None
 
+    def explain_view(self, inputs: dict[str, np.ndarray], heat: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, str] | None] | None:
+        """What Grad-CAM's `heat` (over the model input's last two axes) is laid over for a person: (HWC
+        uint8 picture, the heat in its coordinates, axis labels or None), or None for a kind with nothing
+        to look at. By default the kind's `picture`, the heat as it is."""
+        picture = self.picture(inputs)
+        return None if picture is None else (picture, heat, None)
+
     def describe(self, config, info: dict) -> str:
         """One line of the report on the run's data."""
         return f"{info['samples']} usable {self.noun}s"
