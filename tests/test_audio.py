@@ -347,3 +347,21 @@ def test_decoding_only_the_start_gives_the_same_samples_as_decoding_all(tmp_path
     start = audio.load(path, 16000, max_samples=32000)
     assert len(start) == 32000 and len(whole) > 90000
     np.testing.assert_array_equal(start, whole[:32000])
+
+
+def test_a_sound_longer_than_the_model_s_clips_is_read_in_windows_not_cut(tmp_path):
+    data = make_tone_folder(tmp_path / "tones", {"low": 16, "high": 16})
+    run = train(_config(tmp_path, data, "train.epochs=3", "input.seconds=0.5", "model={name: panns_cnn, channels: [8, 16], embedding: 16}"))
+    low, high = tone_clip(300.0, 2.0, 8000, seed=1), tone_clip(2000.0, 2.0, 8000, seed=2)
+    sf.write(tmp_path / "long.wav", np.concatenate([low, high]), 8000)  # 4 s: two of low, then two of high
+    sf.write(tmp_path / "start.wav", low[:4000], 8000)  # the long file's first half second alone
+    [long], [start] = run.predict([tmp_path / "long.wav"], windows=True), run.predict([tmp_path / "start.wav"], windows=True)
+    assert "windows" not in start and "windows_read" not in start  # one clip's length: one window, as before
+    assert long["windows_read"] == 15 and len(long["windows"]) == 15  # every 0.25 s (half a clip) from 0 to 3.5 s
+    assert [w["start"] for w in long["windows"][:3]] == [0.0, 0.25, 0.5] and long["windows"][-1]["end"] == 4.0
+    first = {p["label"]: p["probability"] for p in long["windows"][0]["predictions"]}
+    assert first == pytest.approx({p["label"]: p["probability"] for p in start["predictions"]}, abs=1e-5)
+    mean = {c: np.mean([{p["label"]: p["probability"] for p in w["predictions"]}[c] for w in long["windows"]]) for c in ("low", "high")}
+    assert {p["label"]: p["probability"] for p in long["predictions"]} == pytest.approx(mean, abs=1e-5)
+    [coarse] = run.predict([tmp_path / "long.wav"], hop=1.0)
+    assert coarse["windows_read"] == 5 and "windows" not in coarse  # at 0, 1, 2 and 3 s, and one ending with the sound (3.5 s)

@@ -90,14 +90,19 @@ def predict(
     meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific (repeatable)"),
     meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
+    hop: Optional[float] = typer.Option(None, "--hop", min=0.001, help="sounds longer than the run's clips: seconds between windows (default: half a clip)"),
+    windows: bool = typer.Option(False, "--windows", help="also give each window's answer (JSON only)"),
 ) -> None:
-    """Top-k labels with probabilities; a file that cannot be read gets an error line, the rest are predicted."""
+    """Top-k labels with probabilities; a file that cannot be read gets an error line, the rest are predicted.
+    A sound longer than the run's clips is read in sliding windows and answered as a whole."""
     _setup_logging(quiet=True)
     from trilla.runs import Run
 
     if format not in ("json", "csv"):
         raise TrillaError(f"--format must be json or csv, not {format!r}")
-    records = Run(run).predict(files, top_k=top_k, metadata=_pairs(meta), metadata_table=meta_csv, tta=tta)
+    if windows and format != "json":
+        raise TrillaError("--windows lists each window's answer, which only --format json can hold")
+    records = Run(run).predict(files, top_k=top_k, metadata=_pairs(meta), metadata_table=meta_csv, tta=tta, hop=hop, windows=windows)
     if format == "json":
         for record in records:
             typer.echo(json.dumps(record))

@@ -25,6 +25,7 @@ import torch
 
 from trilla.data import metadata as meta
 from trilla.data.inputs import ItemError, input_kind
+from trilla.data.inputs.registry import WINDOWS
 from trilla.data.sources import Problem, walk
 from trilla.errors import TrillaError
 from trilla.tasks import load_task
@@ -86,9 +87,10 @@ class Predictor:
                 out.append((total / len(views)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
-    def prepare(self, item: Any) -> dict[str, np.ndarray]:
-        """One item as a batch of one, preprocessed as in training; raises ItemError with the reason."""
-        return self.preprocessor.prepare(item)
+    def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
+        """One item as a batch of one (or of its windows, see `Preprocessor`), preprocessed as in
+        training; raises ItemError with the reason."""
+        return self.preprocessor.prepare(item, hop)
 
     def encode_metadata(self, paths: list[Path | None], given: list[Mapping[str, str]]) -> np.ndarray | None:
         """Codes for these items; a value not given is read from the path for `from: path` fields."""
@@ -105,27 +107,63 @@ class Predictor:
 
     def predict(
         self, items: list[Any], top_k: int = 5, metadata: list[Mapping[str, str]] | None = None, batch_size: int = 64,
+        hop: float | None = None, windows: bool = False,
     ) -> list[dict]:
         """One record per item, in order: its top-k labels with probabilities (or its regressed values, or
         the labels above their thresholds), or the reason it could not be read. Path items name their
-        `file`. Items are decoded one by one and predicted `batch_size` at a time."""
+        `file`. Items are decoded one by one and predicted `batch_size` windows at a time.
+
+        An item longer than the model's input (a long sound) is read in windows every `hop` seconds and
+        answered for the whole (see `combine`); `windows` adds each window's own answer."""
         items = list(items)
         paths = [Path(item) if isinstance(item, (str, Path)) else Path(item.path) if isinstance(item, Problem) else None for item in items]
         records: list[dict] = [{"file": str(path)} if path is not None else {} for path in paths]
         codes = self.encode_metadata(paths, list(metadata or [{}] * len(items)))
-        ready: list[tuple[int, dict[str, np.ndarray]]] = []
+        outputs, spans, errors = self.window_outputs(items, codes, hop, batch_size)
+        for i, found in enumerate(outputs):
+            if found is None:
+                records[i]["error"] = errors[i]
+                continue
+            records[i].update(self.answer(self.combine(found), top_k))
+            if i in spans:
+                records[i]["windows_read"] = len(found)
+                if windows:
+                    records[i]["windows"] = [
+                        {"start": round(float(a), 3), "end": round(float(b), 3), **self.answer(p, top_k)} for (a, b), p in zip(spans[i], found)
+                    ]
+        return records
+
+    def combine(self, windows: np.ndarray) -> np.ndarray:
+        """One answer from an item's windows (W, classes): the mean of their probabilities (or values),
+        the maximum for multi-label, where a label heard in one window is present in the whole."""
+        return windows.max(0) if self.multilabel else windows.mean(0)
+
+    def window_outputs(
+        self, items: list[Any], codes: np.ndarray | None = None, hop: float | None = None, batch_size: int = 64,
+    ) -> tuple[list[np.ndarray | None], dict[int, np.ndarray], dict[int, str]]:
+        """Per item, the outputs of each of its windows (W, classes), or None when it cannot be read; the
+        (start, end) seconds of the windows of items read in several; the reason of each unread item."""
+        rows: list[tuple[int, dict[str, np.ndarray]]] = []  # (item, one window as a batch of one)
+        spans: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
         for i, item in enumerate(items):
             try:
-                ready.append((i, self.prepare(item)))
+                prepared = self.prepare(item, hop)
             except ItemError as err:
-                records[i]["error"] = str(err)
-        for start in range(0, len(ready), batch_size):
-            chunk = ready[start : start + batch_size]
+                errors[i] = str(err)
+                continue
+            if WINDOWS in prepared:
+                spans[i] = prepared.pop(WINDOWS)
+            count = len(next(iter(prepared.values())))
+            rows += [(i, {key: value[w : w + 1] for key, value in prepared.items()}) for w in range(count)]
+        flat = np.zeros((len(rows), len(self.classes)), np.float32)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
             where = np.asarray([i for i, _ in chunk])
             batch = self.preprocessor.collate([inputs for _, inputs in chunk])
-            for i, p in zip(where, self.predict_inputs(batch, None if codes is None else codes[where])):
-                records[i].update(self.answer(p, top_k))
-        return records
+            flat[start : start + len(chunk)] = self.predict_inputs(batch, None if codes is None else codes[where])
+        owner = np.asarray([i for i, _ in rows], dtype=np.int64)
+        return [None if i in errors else flat[owner == i] for i in range(len(items))], spans, errors
 
     def answer(self, p: np.ndarray, top_k: int = 5) -> dict:
         """What one prediction says: regressed `values`, or `predictions` (label, probability)."""

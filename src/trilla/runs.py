@@ -229,16 +229,17 @@ class Run:
 
     def predict(
         self, items: list, top_k: int = 5, metadata: dict[str, str] | None = None,
-        metadata_table: str | Path | None = None, tta: int = 0,
+        metadata_table: str | Path | None = None, tta: int = 0, hop: float | None = None, windows: bool = False,
     ) -> list[dict]:
         """Top-k labels per item (paths, folders of files, bytes, file objects, arrays); metadata given
-        for all items and/or per file in a CSV (file, field...)."""
+        for all items and/or per file in a CSV (file, field...); sounds longer than the run's clips are
+        read in windows every `hop` seconds (see `Predictor.predict`)."""
         from trilla.predict import expand, metadata_per_file
 
         items = expand(items)
         predictor = self.predictor(tta=tta)
         given = metadata_per_file(items, metadata or {}, metadata_table, list(predictor.vocab))
-        return predictor.predict(items, top_k=top_k, metadata=given)
+        return predictor.predict(items, top_k=top_k, metadata=given, hop=hop, windows=windows)
 
     def evaluate(
         self, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0,

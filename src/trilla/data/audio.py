@@ -94,20 +94,23 @@ def _opened(source: str | Path | bytes):
     return io.BytesIO(source) if isinstance(source, bytes) else str(source)
 
 
-def duration(path: str | Path) -> float:
-    """Length in seconds, from the header where the format has one."""
+def duration(source: str | Path | bytes) -> float:
+    """Length in seconds of a path or the bytes of a sound file, from the header where the format has one."""
     try:
-        return float(sf.info(str(path)).duration)
+        with sf.SoundFile(_opened(source)) as handle:
+            return handle.frames / handle.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        return _duration_ffmpeg(path)
+        return _duration_ffmpeg(_opened(source))
+    except OSError as err:
+        raise AudioError(f"cannot read file: {err.strerror or err}") from err
 
 
-def _duration_ffmpeg(path: str | Path) -> float:
+def _duration_ffmpeg(path) -> float:
     """The container's duration, or (when it has none) the length of the decoded samples."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(path if hasattr(path, "read") else str(path)) as container:
             if container.duration:
                 return container.duration / av.time_base
             if container.streams.audio:

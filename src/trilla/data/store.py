@@ -37,7 +37,7 @@ from trilla.errors import NO_SPACE, TrillaError, disk_full
 
 log = logging.getLogger("trilla")
 
-FORMAT_VERSION = 3  # 3: index.csv has a note column
+FORMAT_VERSION = 3  # 3: index.csv has a note column; a cropped clip's length is the whole sound's
 _CHUNK = 64
 
 
@@ -50,8 +50,8 @@ class DecodeError(Exception):
 
 
 class Decoded(NamedTuple):
-    """One file as a row of the store: the row, the length of its content (the samples of a clip padded
-    to one length; 0 for pictures), and a note for a file that decodes but deserves a look (a picture
+    """One file as a row of the store: the row, the length of its content (the samples of the whole
+    sound, before it was cropped or padded to one length; 0 for pictures), and a note for a file that decodes but deserves a look (a picture
     that becomes a strip one pixel thick), kept in the index and shown in the report."""
 
     row: np.ndarray
@@ -100,7 +100,7 @@ class Store:
 
     @property
     def lengths(self) -> np.ndarray:
-        """Each row's content length before padding (the samples of a clip; 0 for pictures)."""
+        """Each row's content length before cropping or padding (the samples of a sound; 0 for pictures)."""
         return self.index["length"].to_numpy()
 
 

@@ -29,11 +29,21 @@ WORST = 16
 
 
 def predict_positions(predictor: Predictor, data: LabelledData, positions: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """The predictor's outputs for these samples (with their metadata), read `chunk` samples at a time."""
+    """The predictor's outputs for these samples (with their metadata), read `chunk` samples at a time.
+    Samples longer than the model's input (sounds longer than the run's clips, which the store holds
+    cropped) are read from their files in windows, as `Predictor.predict` answers them."""
     parts = [positions[i : i + chunk] for i in range(0, len(positions), chunk)]
-    return np.concatenate([
+    outputs = np.concatenate([
         predictor.predict_inputs(data.inputs(part), data.metadata[part] if data.metadata.shape[1] else None) for part in parts
-    ])
+    ]) if len(positions) else np.zeros((0, len(predictor.classes)), np.float32)
+    long = np.flatnonzero(input_kind(data.kind).longer_than_input(data, positions))
+    if len(long):
+        codes = data.metadata[positions[long]] if data.metadata.shape[1] else None
+        found, _, _ = predictor.window_outputs([Path(data.paths[p]) for p in positions[long]], codes)
+        for at, windows in zip(long, found):
+            if windows is not None:
+                outputs[at] = predictor.combine(windows)
+    return outputs
 
 
 def evaluate_split(

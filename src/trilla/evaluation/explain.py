@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from trilla.data.inputs import ItemError
+from trilla.data.inputs.registry import WINDOWS
 from trilla.errors import TrillaError
 from trilla.runs import free_path
 
@@ -88,6 +89,11 @@ def explain_files(
             records.append({"file": str(path), "error": str(err)})
             continue
         codes = predictor.encode_metadata([path], [given])
+        spans = inputs.pop(WINDOWS, None)
+        if spans is not None:  # a long sound: the window that speaks most for the answer of the whole
+            probabilities = predictor.predict_inputs(inputs, None if codes is None else np.repeat(codes, len(spans), axis=0))
+            best = int(probabilities[:, probabilities.mean(0).argmax()].argmax())
+            inputs = {key: value[best : best + 1] for key, value in inputs.items()}
         heat, predicted, probability = gradcam(predictor, inputs, None if codes is None else codes[0])
         view = predictor.input.explain_view(inputs, heat)
         if view is None:
@@ -96,5 +102,6 @@ def explain_files(
         label = predictor.classes[predicted]
         target = free_path(out_dir / f"{Path(path).stem}_gradcam.png")
         plot_gradcam(picture, shown_heat, f"Grad-CAM: {label} ({probability:.2f})", target, axes)
-        records.append({"file": str(path), "label": label, "probability": probability, "heatmap": str(target)})
+        records.append({"file": str(path), "label": label, "probability": probability, "heatmap": str(target),
+                        **({"window": [float(v) for v in spans[best]]} if spans is not None else {})})
     return records

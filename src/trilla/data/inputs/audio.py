@@ -20,7 +20,7 @@ from pydantic import Field
 from trilla.data import audio
 from trilla.data.audio_augment import AudioAugmentConfig, SpectrogramAugment
 from trilla.data.dataset import Rows
-from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
+from trilla.data.inputs.registry import WINDOWS, InputKind, ItemError, Preprocessor, read_item, register_input
 from trilla.data.store import DecodeError, Decoded
 from trilla.schema import Section
 
@@ -101,8 +101,13 @@ class AudioCodec:
         return (self.samples,)
 
     def decode(self, data: bytes) -> Decoded:
+        """The clip as a row; with fixed `seconds` only its start is decoded, and its length is the
+        whole sound's (from the header), so evaluation knows which clips hold more than one window."""
         try:
-            return Decoded(*self.pcm(audio.load(data, self.sample_rate, self.samples if self.seconds is not None else None), self.samples))
+            if self.seconds is None:
+                return Decoded(*self.pcm(audio.load(data, self.sample_rate), self.samples))
+            row, _ = self.pcm(audio.load(data, self.sample_rate, self.samples), self.samples)
+            return Decoded(row, int(np.ceil(audio.duration(data) * self.sample_rate)))
         except audio.AudioError as err:
             raise DecodeError(str(err)) from err
 
@@ -144,14 +149,19 @@ class AudioPreprocessor(Preprocessor):
         self.silence = self._features(np.zeros(cfg.n_fft, dtype=np.float32))[0, 0]
 
     def _features(self, waves: np.ndarray) -> np.ndarray:
+        """(samples,) or (windows, samples) float waves -> (1 or windows, frames, bins) features."""
         import torch
 
         from trilla.data.spectrogram import features
 
-        return features(self.transform, torch.from_numpy(waves)[None]).astype(np.float32)
+        return features(self.transform, torch.from_numpy(np.atleast_2d(waves))).astype(np.float32)
 
-    def prepare(self, item: Any) -> dict[str, np.ndarray]:
-        """A path, bytes or binary file of a sound, or decoded samples as a (samples, sample_rate) pair."""
+    def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
+        """A path, bytes or binary file of a sound, or decoded samples as a (samples, sample_rate) pair.
+
+        A sound longer than a run with fixed `seconds` was trained on is read in windows of that length
+        every `hop` seconds (default: half a window), the last one ending with the sound, so nothing of it
+        is left unheard; runs on clips of their own length read the sound whole."""
         rate = self.cfg.sample_rate
         try:
             if isinstance(item, tuple):
@@ -161,24 +171,42 @@ class AudioPreprocessor(Preprocessor):
             elif isinstance(item, np.ndarray):
                 raise ItemError("decoded audio needs its sample rate: give (samples, sample_rate)")
             else:
-                samples = audio.load(read_item(item), rate, self.codec.samples if self.cfg.seconds is not None else None)
+                samples = audio.load(read_item(item), rate)
         except audio.AudioError as err:
             raise ItemError(str(err)) from err
-        fixed = self.cfg.seconds is not None
-        row, length = self.codec.pcm(samples, self.codec.samples if fixed else max(len(samples), self.pad_to))
-        out = {"spectrogram": self._features(self.codec.waves(row))}
-        if not fixed:
-            out["lengths"] = np.asarray([max(1, self.cfg.frames(length))], dtype=np.int64)
+        if self.cfg.seconds is None:
+            row, length = self.codec.pcm(samples, max(len(samples), self.pad_to))
+            frames = np.asarray([max(1, self.cfg.frames(length))], dtype=np.int64)
+            return {"spectrogram": self._features(self.codec.waves(row)), "lengths": frames}
+        window = self.codec.samples
+        starts = window_starts(len(samples), window, round((hop if hop is not None else self.cfg.seconds / 2) * rate))
+        rows = np.stack([self.codec.pcm(samples[start : start + window], window)[0] for start in starts])
+        out = {"spectrogram": self._features(self.codec.waves(rows))}
+        if len(starts) > 1:
+            out[WINDOWS] = np.asarray([(start / rate, min(start + window, len(samples)) / rate) for start in starts])
         return out
 
     def collate(self, prepared: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """Clips of their own length padded to the batch's longest with the spectrogram of silence."""
         frames = max(p["spectrogram"].shape[1] for p in prepared)
         padded = [
-            np.concatenate([p["spectrogram"], np.broadcast_to(self.silence, (1, frames - p["spectrogram"].shape[1], len(self.silence)))], axis=1)
+            np.concatenate([p["spectrogram"], np.broadcast_to(self.silence, (len(p["spectrogram"]), frames - p["spectrogram"].shape[1], len(self.silence)))], axis=1)
             for p in prepared
         ]
         return {"spectrogram": np.concatenate(padded), **({"lengths": np.concatenate([p["lengths"] for p in prepared])} if "lengths" in prepared[0] else {})}
+
+
+def window_starts(length: int, window: int, hop: int) -> list[int]:
+    """Where windows of `window` samples start, every `hop`, over a sound of `length` samples; the last
+    one ends with the sound (a sound no longer than one window is one window)."""
+    if hop < 1:
+        raise ItemError(f"the hop between windows must be positive, not {hop} samples")
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, hop))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
 
 
 @register_input
@@ -193,6 +221,12 @@ class AudioKind(InputKind):
 
     def codec(self, config, spec: dict | None = None) -> AudioCodec:
         return AudioCodec(config.input.sample_rate, config.input.seconds)
+
+    def longer_than_input(self, data, positions: np.ndarray) -> np.ndarray:
+        codec = data.store.codec
+        if codec.seconds is None:
+            return np.zeros(len(positions), dtype=bool)
+        return data.store.lengths[data.rows[positions]] > codec.samples
 
     def rows(self, store, config, device: str, progress: bool) -> SpectrogramRows:
         from trilla.data.spectrogram import cached_spectrograms, frame_counts

@@ -88,8 +88,9 @@ class ImagePreprocessor(Preprocessor):
     def __init__(self, codec: ImageCodec):
         self.codec = codec
 
-    def prepare(self, item: Any) -> dict[str, np.ndarray]:
-        """A path, bytes or binary file of a picture, a PIL image, or a uint8 array (H, W[, C])."""
+    def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
+        """A path, bytes or binary file of a picture, a PIL image, or a uint8 array (H, W[, C]); a
+        picture is one window whatever `hop` says."""
         size, channels, limit = self.codec.size, self.codec.channels, self.codec.max_pixels
         try:
             if isinstance(item, Image.Image):

@@ -27,16 +27,21 @@ from trilla.schema import Section
 log = logging.getLogger("trilla")
 
 
+WINDOWS = "windows"  # the prepared entry with each window's (start, end) in seconds, when an item has several
+
+
 class ItemError(ValueError):
     """One item to predict cannot be read; the message is the reason given back for that item alone."""
 
 
 class Preprocessor(ABC):
     """What a trained run does to one item before the model sees it: `prepare` returns that item's
-    arrays with a leading batch axis of 1; `collate` stacks prepared items into one batch."""
+    arrays with a leading batch axis of 1, or of several windows for an item longer than the model's
+    input (a sound longer than the run's `seconds`, read every `hop` seconds), then with `WINDOWS`
+    giving each window's start and end in seconds; `collate` stacks prepared items into one batch."""
 
     @abstractmethod
-    def prepare(self, item: Any) -> dict[str, np.ndarray]: ...
+    def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]: ...
 
     def collate(self, prepared: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {key: np.concatenate([p[key] for p in prepared]) for key in prepared[0]}
@@ -102,6 +107,11 @@ class InputKind:
         from trilla.data.dataset import load_labelled
 
         return load_labelled(path, config, self, **kwargs)
+
+    def longer_than_input(self, data, positions: np.ndarray) -> np.ndarray:
+        """Which of these samples hold more than the model reads at once (sounds longer than the run's
+        clips, cropped in the store): evaluation reads those from their files in windows."""
+        return np.zeros(len(positions), dtype=bool)
 
     def rows(self, store, config, device: str, progress: bool):
         """What the model reads for the store's rows (a `dataset.Rows`); kinds that pack files define it."""
