@@ -75,3 +75,45 @@ def test_review_queues_flipped_labels_and_relabel_keeps_history(tmp_path):
     assert len(backups) == 1 and pd.read_csv(backups[0])["label"].tolist() == [r["label"] for r in rows]
     with pytest.raises(TrillaError, match="more than the 3 runs"):
         review(runs, min_votes=4)
+
+
+def test_manifest_of_a_folder_tree_trains_and_is_never_overwritten(tmp_path):
+    from conftest import make_region_tree, trilla
+
+    tree = make_region_tree(tmp_path / "snails", per_species=4)
+    result = trilla("manifest", tree, "--label-level", "-2")
+    target = tmp_path / "snails.csv"
+    assert result.stdout.strip().splitlines()[-1] == str(target) and "16 files, 4 labels" in result.stdout
+    table = pd.read_csv(target)
+    assert list(table.columns) == ["path", "label", "level_1", "level_2"]
+    assert table.loc[0].to_dict() == {"path": "snails/east/q0-east/000.png", "label": "q0-east", "level_1": "east", "level_2": "q0-east"}
+    again = trilla("manifest", tree, check=False)
+    assert again.returncode == 2 and "exists and is kept" in again.stderr
+    config = load_config(None, ["data.image_size=16"], target)
+    from trilla.data.datamodule import load_data
+
+    assert len(load_data(target, config, progress=False).targets) == 16  # read back whole: its paths stay in its folder
+
+
+def test_relabel_refuses_a_label_that_is_no_class_unless_asked_and_review_warns_on_one_split_seed(tmp_path, caplog):
+    from conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "photos", {"cat": 10, "dog": 10}, size=16)
+    rows = [{"path": str(p.relative_to(folder)), "label": p.parent.name, "valence": "0.5"} for p in sorted(folder.rglob("*.png"))]
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    queue = pd.DataFrame({"manifest": [str(folder / "manifest.csv")], "path": [str(folder / rows[0]["path"])],
+                          "new_label": ["dgo"], "new_valence": [""]})
+    queue.to_csv(tmp_path / "queue.csv", index=False)
+    with pytest.raises(TrillaError, match=r"unknown label 'dgo'; did you mean 'dog'\? Available: cat, dog\. Pass --new-class"):
+        relabel(tmp_path / "queue.csv", apply=True)
+    assert pd.read_csv(folder / "manifest.csv")["label"].tolist() == [r["label"] for r in rows]  # nothing written
+    assert relabel(tmp_path / "queue.csv", apply=True, new_class=True)["new"].tolist() == ["dgo"]
+    queue.assign(new_label="", new_valence="very").to_csv(tmp_path / "queue.csv", index=False)
+    with pytest.raises(TrillaError, match="new_valence 'very' is not a number"):
+        relabel(tmp_path / "queue.csv")
+
+    runs = [train(load_config(data=folder, overrides=["train.progress=false", "train.epochs=1", "data.image_size=16",
+                                                      f"run.dir={tmp_path / 'runs'}", f"train.seed={seed}"])).path for seed in (0, 1)]
+    with caplog.at_level("WARNING", logger="trilla"):
+        review(runs, data=folder, min_votes=1, progress=False)
+    assert "all 2 runs split with data.split.seed 0" in caplog.text

@@ -276,15 +276,43 @@ def review(
 def relabel(
     queue: Path = typer.Argument(..., help="a queue from trilla review, with new_* cells filled in"),
     apply: bool = typer.Option(False, "--apply", help="write the changes (default: only show them)"),
+    new_class: bool = typer.Option(False, "--new-class", help="accept labels that are not yet a class of the manifest"),
 ) -> None:
     """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
     _setup_logging()
     from trilla.evaluation.report import markdown_table
     from trilla.evaluation.review import relabel as run_relabel
 
-    changes = run_relabel(queue, apply)
+    changes = run_relabel(queue, apply, new_class=new_class)
     typer.echo(markdown_table(changes) if len(changes) else "no changes in the queue")
     typer.echo(f"{len(changes)} changes " + ("written" if apply else "found; run again with --apply to write them"))
+
+
+@app.command()
+def manifest(
+    folder: Path = typer.Argument(..., help="a folder tree: <class>/<file>, or deeper with --label-level"),
+    out: Optional[Path] = typer.Option(None, "--out", help="the CSV to write (never overwritten); default: FOLDER.csv beside the folder"),
+    label_level: Optional[int] = typer.Option(None, "--label-level", help="the path part that is the label (-2: the file's folder)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Write a CSV manifest (path, label, level_1, level_2...) of a folder tree, to train on, review and relabel."""
+    _setup_logging(quiet)
+    from trilla.atomic import write_csv
+    from trilla.data.sources import folder_manifest
+
+    if not folder.is_dir():
+        raise TrillaError(f"{folder} is not a folder")
+    target = out or folder.parent / f"{folder.resolve().name}.csv"
+    if target.exists():
+        raise TrillaError(f"{target} exists and is kept; give another --out")
+    table, problems = folder_manifest(folder, target, label_level)
+    if not len(table):
+        raise TrillaError(f"no labelled files found in {folder}")
+    for problem in problems:
+        logging.getLogger("trilla").warning("left out %s: %s", problem.path, problem.reason)
+    write_csv(target, table)
+    typer.echo(f"{len(table)} files, {table['label'].nunique()} labels; train on it with: trilla train --data {target}")
+    typer.echo(str(target))
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="The packed stores: list them, prune what no run uses.")

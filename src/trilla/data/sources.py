@@ -10,9 +10,12 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from trilla.errors import TrillaError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -209,3 +212,20 @@ def _dialect(handle) -> type[csv.Dialect] | str:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|")
     except csv.Error:
         return "excel"
+
+
+def folder_manifest(root: Path, out: Path, label_level: int | None = None) -> tuple["pd.DataFrame", list[Problem]]:
+    """A CSV manifest of a <class>/<file> tree (or of any tree with `label_level`): path (relative to
+    the manifest's folder), label, and the folders on the way as level_1, level_2... (metadata a run
+    can read as `data.metadata.<name>.column`). What relabel and hand edits need: a folder tree has no
+    place to write a corrected label. Nothing of the tree is read but its names."""
+    import pandas as pd
+
+    listing = read_folder(Path(root), label_level=label_level)
+    home = Path(os.path.realpath(Path(out).parent))
+    rows = []
+    for sample in listing.samples:
+        folders = sample.path.relative_to(root).parts[:-1]
+        rows.append({"path": os.path.relpath(os.path.realpath(sample.path), home), "label": sample.label,
+                     **{f"level_{i}": name for i, name in enumerate(folders, start=1)}})
+    return pd.DataFrame(rows).fillna(""), listing.problems

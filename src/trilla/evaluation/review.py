@@ -13,6 +13,7 @@ keeping every old value in a `label_history` column and the previous manifest as
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -22,10 +23,11 @@ import pandas as pd
 from trilla.atomic import write_bytes, write_csv
 from trilla.data.datamodule import load_data
 from trilla.evaluation.evaluate import predict_positions
-from trilla.errors import TrillaError
+from trilla.errors import TrillaError, unknown_name
 from trilla.runs import Run, free_path
 
 HISTORY = "label_history"
+log = logging.getLogger("trilla")
 
 
 def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progress: bool = True) -> pd.DataFrame:
@@ -45,6 +47,12 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
         raise TrillaError("review needs single-label runs: confident learning and the vote rule rank one label per example")
     if min_votes > len(loaded):
         raise TrillaError(f"--min-votes {min_votes} is more than the {len(loaded)} runs given")
+    seeds = {run.config.data.split.seed for run in loaded}
+    if len(loaded) > 1 and len(seeds) == 1:
+        log.warning(
+            "all %d runs split with data.split.seed %s: they held out the same files, so their out-of-fold votes are on "
+            "the same examples and the rest are never ranked; train them with different data.split.seed values", len(loaded), seeds.pop(),
+        )
     cfg = first.config.data
     source = Path(data) if data else cfg.path
     labelled = load_data(source, first.config, codec=first.codec(), classes=first.classes, progress=progress)
@@ -100,8 +108,11 @@ def _editable(run: Run) -> list[str]:
     return list(cfg.targets.values()) if cfg.targets else [cfg.label_column]
 
 
-def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path") -> pd.DataFrame:
-    """The changes the queue's filled-in `new_*` cells make to their manifest (written with `apply`)."""
+def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new_class: bool = False) -> pd.DataFrame:
+    """The changes the queue's filled-in `new_*` cells make to their manifest (written with `apply`).
+
+    A new label must be one the manifest's column already holds (a typo would otherwise become a class
+    of its own), unless `new_class`; a column of numbers (affect coordinates) takes numbers."""
     queue = pd.read_csv(queue_csv, keep_default_na=False, dtype=str)
     if "manifest" not in queue or "path" not in queue:
         raise TrillaError(f"{queue_csv} is not a review queue (it has no manifest and path columns)")
@@ -109,7 +120,10 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path") -> 
     for manifest_path, group in queue.groupby("manifest"):
         manifest_path = Path(manifest_path)
         if manifest_path.suffix.lower() != ".csv":
-            raise TrillaError(f"relabel merges into a CSV manifest; {manifest_path} is a folder. Write a manifest (path,label) for it first.")
+            raise TrillaError(
+                f"relabel merges into a CSV manifest; {manifest_path} is a folder. Write one with: trilla manifest {manifest_path} "
+                f"--out {manifest_path.name}.csv, train on that CSV, and review its runs"
+            )
         manifest = pd.read_csv(manifest_path, keep_default_na=False, dtype=str)
         if path_column not in manifest:
             raise TrillaError(f"{manifest_path} has no {path_column!r} column")
@@ -131,6 +145,7 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path") -> 
                 old = manifest.at[at, column]
                 if old == new:
                     continue
+                _check_value(manifest[column], column, new, row["path"], new_class)
                 changes.append({"manifest": str(manifest_path), "path": row["path"], "column": column, "old": old, "new": new})
                 manifest.at[at, column] = new
                 entry = f"{stamp} {column}: {old} -> {new}"
@@ -140,3 +155,18 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path") -> 
             write_bytes(backup, manifest_path.read_bytes())
             write_csv(manifest_path, manifest)
     return pd.DataFrame(changes, columns=["manifest", "path", "column", "old", "new"])
+
+
+def _check_value(values: pd.Series, column: str, new: str, path: str, new_class: bool) -> None:
+    """A number for a column of numbers; for a column of labels, one it holds already (or `new_class`)."""
+    numeric = pd.to_numeric(values[values != ""], errors="coerce")
+    if len(numeric) and numeric.notna().all():
+        try:
+            float(new)
+        except ValueError:
+            raise TrillaError(f"{path}: new_{column} {new!r} is not a number, and {column} holds numbers") from None
+        return
+    known = sorted(set(values) - {""})
+    if new_class or new in known:
+        return
+    raise TrillaError(f"{path}: {unknown_name(column, new, known)}. Pass --new-class to add it as a class of its own")
