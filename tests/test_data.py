@@ -134,3 +134,43 @@ def test_too_few_images_for_the_splits_is_a_clear_error(tmp_path):
     data = make_image_folder(tmp_path / "d", {"a": 1, "b": 1})
     with pytest.raises(TrillaError, match="too few to split|split empty"):
         StoreDataModule(load_config(data=data, overrides=["data.split.val=0.1"]), progress=False).prepare()
+
+
+def test_classes_too_small_for_every_split_train_only_and_are_named(caplog):
+    labels = np.array([0] * 30 + [1] * 30 + [2] * 2 + [3])
+    with caplog.at_level("WARNING", logger="trilla"):
+        parts = split_indices(labels, val=0.2, test=0.2, seed=0, stratify=True, names=["big", "large", "pair", "single"])
+    assert "2 classes have too few files for every split and stay in training only: pair (2), single (1)" in caplog.text
+    assert set(labels[parts["train"]].tolist()) == {0, 1, 2, 3}
+    assert not {2, 3} & (set(labels[parts["val"]].tolist()) | set(labels[parts["test"]].tolist()))
+    assert sorted(np.concatenate(list(parts.values()))) == list(range(len(labels)))
+
+
+def test_many_classes_get_a_readable_confusion_matrix_and_the_report_names_the_missing_ones(tmp_path):
+    from PIL import Image
+
+    from trilla import train
+    from trilla.config import load_config
+
+    root = tmp_path / "species"
+    rng = np.random.default_rng(0)
+    for c in range(34):
+        (root / f"sp{c:02d}").mkdir(parents=True)
+        for i in range(2 if c >= 30 else 5):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / f"sp{c:02d}" / f"{i}.png")
+    run = train(load_config(data=root, overrides=["data.image_size=16", "train.epochs=1", "train.progress=false",
+                                                  f"run.dir={tmp_path / 'runs'}", "data.split.val=0.2", "data.split.test=0.2"]))
+    assert (run.path / "confusion_matrix.png").is_file() and (run.path / "confusion_matrix_top.png").is_file()
+    report = run.report.read_text()
+    assert "the classes of the most frequent confusions" in report
+    assert "- classes missing from validation (4, too few files to split): sp30, sp31, sp32, sp33" in report
+    assert "34 classes, 2 to 5 files each (all in counts.csv)" not in report  # 34 rows still fit the table
+
+
+def test_the_most_confused_classes_are_those_of_the_largest_errors():
+    from trilla.evaluation.report import most_confused_classes
+
+    matrix = np.diag(np.full(40, 10))
+    matrix[3, 17], matrix[17, 3], matrix[8, 30], matrix[39, 0] = 9, 4, 6, 2
+    assert most_confused_classes(matrix, 4) == [3, 8, 17, 30]
+    assert most_confused_classes(matrix, 30) == [0, 3, 8, 17, 30, 39]

@@ -141,7 +141,8 @@ class StoreDataModule(L.LightningDataModule):
         split = cfg.split
         groups = self.data.content_groups[usable] if self.data.content_groups is not None else None
         chosen = split_indices(
-            self.data.strata[usable], split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify, groups
+            self.data.strata[usable], split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify, groups,
+            names=self.data.groups,
         )
         self.splits = {name: usable[positions] for name, positions in chosen.items()}
         for name in ("train", "val"):

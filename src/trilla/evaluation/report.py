@@ -12,8 +12,34 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+FOCUS = 30  # classes up to which the confusion matrix shows counts; beyond, a second plot of the most confused
+
+
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str = "Confusion matrix") -> None:
-    """Rows normalized to recall so rare classes stay visible; counts written in while they fit."""
+    """Rows normalized to recall so rare classes stay visible; counts written in while they fit. Past
+    `FOCUS` classes (the cone-snail study had 83 species) the whole matrix has no room for numbers, so
+    `<path>_top.png` shows, with counts, only the classes of the most frequent confusions."""
+    _plot_matrix(matrix, classes, path, title)
+    if len(classes) > FOCUS:
+        keep = most_confused_classes(matrix, FOCUS)
+        _plot_matrix(matrix[np.ix_(keep, keep)], [classes[i] for i in keep], path.with_name(f"{path.stem}_top{path.suffix}"),
+                     f"{title}: the {len(keep)} classes most confused")
+
+
+def most_confused_classes(matrix: np.ndarray, limit: int) -> list[int]:
+    """Up to `limit` classes, taken in the order of the largest off-diagonal counts (either side of a pair)."""
+    errors = matrix.astype(float).copy()
+    np.fill_diagonal(errors, 0)
+    keep: list[int] = []
+    for flat in np.argsort(-errors, axis=None):
+        i, j = divmod(int(flat), len(matrix))
+        if errors[i, j] <= 0 or len(keep) >= limit:
+            break
+        keep += [c for c in (i, j) if c not in keep][: limit - len(keep)]
+    return sorted(keep) or list(range(min(limit, len(matrix))))
+
+
+def _plot_matrix(matrix: np.ndarray, classes: list[str], path: Path, title: str) -> None:
     n = len(classes)
     totals = matrix.sum(1, keepdims=True)
     normalized = np.divide(matrix, totals, out=np.zeros_like(matrix, dtype=float), where=totals > 0)
@@ -25,7 +51,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    if n <= 30:
+    if n <= FOCUS:
         for i in range(n):
             for j in range(n):
                 if matrix[i, j]:
@@ -166,6 +192,9 @@ def _errors_section(run, folder: str, split: str) -> list[str]:
         return []
     link = f"{folder}/" if folder else ""
     lines = [f"## {split.capitalize()} errors", "", f"![confusion matrix]({link}confusion_matrix.png)", ""]
+    if run.has(Path(folder) / "confusion_matrix_top.png"):
+        lines += ["Too many classes for numbers in the cells: the classes of the most frequent confusions, with counts:", "",
+                  f"![most confused classes]({link}confusion_matrix_top.png)", ""]
     pairs = most_confused(matrix.to_numpy(), list(matrix.columns))
     if pairs:
         lines += ["Most confused (true -> predicted, count):", ""]
@@ -261,7 +290,14 @@ def render_report(run) -> Path:
     lines += ["Counts per split:", ""]
     if run.has("class_counts.png"):
         lines += ["![class counts](class_counts.png)", ""]
-    lines += [markdown_table(run.table("counts.csv"), ".0f"), ""]
+    counts = run.table("counts.csv", index_col=0)
+    lines += [markdown_table(run.table("counts.csv"), ".0f") if len(counts) <= 40 else
+              f"{len(counts)} classes, {int(counts['total'].min())} to {int(counts['total'].max())} files each (all in counts.csv)", ""]
+    for split, name in (("val", "validation"), ("test", "test")):
+        if split in counts and (counts[split] == 0).any():
+            absent = counts.index[counts[split] == 0].tolist()
+            lines += [f"- classes missing from {name} ({len(absent)}, too few files to split): {', '.join(map(str, absent[:40]))}"
+                      + (" ..." if len(absent) > 40 else ""), ""]
     skipped = run.table("skipped.csv")
     if len(skipped):
         lines += [f"**{len(skipped)} files skipped** (see skipped.csv):", "", markdown_table(skipped.head(50)), ""]
