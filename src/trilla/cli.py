@@ -289,6 +289,72 @@ def relabel(
 
 
 @app.command()
+def interpret(
+    run: Path = typer.Argument(..., help="run directory"),
+    split: str = typer.Option("test", "--split", help="train, val or test"),
+    top: int = typer.Option(16, "--top", min=1, help="how many top losses to show"),
+    min_count: int = typer.Option(1, "--min-count", min=1, help="most confused: pairs confused at least this often"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """fastai's interpretation: the top losses as a grid (prediction / actual / loss / probability of the
+    actual class) and the most confused pairs; prints the pairs and the folder."""
+    _setup_logging(quiet)
+    from trilla.evaluation.interpret import interpret_run
+    from trilla.evaluation.report import markdown_table
+    from trilla.runs import Run
+
+    losses, confused, out_dir = interpret_run(Run(run), split, top, min_count, progress=not quiet)
+    typer.echo(markdown_table(losses.drop(columns="path").head(top), ".3f"))
+    typer.echo("most confused (actual -> predicted):")
+    typer.echo(markdown_table(confused.head(20)) if len(confused) else f"no pair confused {min_count} time(s) or more")
+    typer.echo(str(out_dir))
+
+
+@app.command("lr-find")
+def lr_find_command(
+    config: Optional[Path] = typer.Argument(None, help="YAML config; optional when --data is given"),
+    data: Optional[Path] = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest"),
+    set_: list[str] = typer.Option([], "--set", help="override a key: --set model.name=timm (repeatable)"),
+    out: Path = typer.Option(Path("lr_find"), "--out", help="folder for lr_find.png (existing files are kept)"),
+    steps: int = typer.Option(100, "--steps", min=5, help="training batches the rate grows over"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Lightning's learning-rate range test on a config: the loss against the rate, and a suggested rate."""
+    _setup_logging(quiet)
+    from trilla.config import load_config
+
+    if config is None and data is None:
+        raise TrillaError("give a config file or --data FOLDER_OR_CSV")
+    resolved = load_config(config, set_, data)
+    from trilla.training.inspect import lr_find
+
+    suggestion, plot = lr_find(resolved, out, steps=steps)
+    typer.echo(f"suggested learning rate {suggestion:.3g} (--set train.lr={suggestion:.3g})" if suggestion else "no suggestion: look at the plot")
+    typer.echo(str(plot))
+
+
+@app.command("show-batch")
+def show_batch_command(
+    config: Optional[Path] = typer.Argument(None, help="YAML config; optional when --data is given"),
+    data: Optional[Path] = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest"),
+    set_: list[str] = typer.Option([], "--set", help="override a key: --set augment.rotate=30 (repeatable)"),
+    out: Path = typer.Option(Path("show_batch"), "--out", help="folder for show_batch.png (existing files are kept)"),
+    count: int = typer.Option(16, "--count", min=1, help="examples to show"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """A grid of training examples as the augmentation leaves them (pictures, or spectrograms for sound)."""
+    _setup_logging(quiet)
+    from trilla.config import load_config
+
+    if config is None and data is None:
+        raise TrillaError("give a config file or --data FOLDER_OR_CSV")
+    resolved = load_config(config, set_, data)
+    from trilla.training.inspect import show_batch
+
+    typer.echo(str(show_batch(resolved, out, count)))
+
+
+@app.command()
 def manifest(
     folder: Path = typer.Argument(..., help="a folder tree: <class>/<file>, or deeper with --label-level"),
     out: Optional[Path] = typer.Option(None, "--out", help="the CSV to write (never overwritten); default: FOLDER.csv beside the folder"),

@@ -20,7 +20,7 @@ from trilla.data.dataset import LabelledData
 from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
 from trilla.predict import Predictor
-from trilla.evaluation.report import plot_affect_plane, plot_average_precision, plot_confusion, plot_worst
+from trilla.evaluation.report import plot_affect_plane, plot_average_precision, plot_confusion, plot_grid
 
 if TYPE_CHECKING:
     from trilla.config import DataConfig
@@ -89,11 +89,12 @@ def _evaluate_classes(predictor, data, positions, probs, majority_class, out_dir
     ))
     worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
     kind = input_kind(data.kind)
-    if len(worst) and kind.picture(data.inputs(positions[worst[:1]])) is not None:  # a kind a person can look at
-        plot_worst(
-            np.stack([kind.picture(data.inputs(positions[[i]])) for i in worst]),
-            [f"{classes[targets[i]]}\n-> {classes[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in worst],
-            out_dir / "worst.png", title=f"Worst predicted ({prefix}): true -> predicted, probability",
+    if len(worst) and kind.view(data.inputs(positions[worst[:1]])) is not None:  # a kind a person can look at
+        plot_grid(
+            [kind.view(data.inputs(positions[[i]])) for i in worst],
+            [f"{classes[predicted[i]]} / {classes[targets[i]]}\n{-np.log(max(probs[i, targets[i]], 1e-12)):.2f} / {probs[i, targets[i]]:.2f}"
+             for i in worst],
+            out_dir / "worst.png", title=f"Worst predicted ({prefix}): predicted / actual, loss / probability of the actual class",
         )
     return result
 

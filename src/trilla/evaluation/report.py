@@ -63,16 +63,21 @@ def _plot_matrix(matrix: np.ndarray, classes: list[str], path: Path, title: str)
     plt.close(fig)
 
 
-def plot_worst(pictures: np.ndarray, titles: list[str], path: Path, title: str, columns: int = 4) -> None:
-    """The images a model got most wrong, as fastai's plot_top_losses shows them."""
+def plot_grid(pictures: list[np.ndarray], titles: list[str], path: Path, title: str, columns: int = 4) -> None:
+    """Samples as a person sees them (HWC uint8: pictures, or spectrograms laid out wide), each with its
+    caption, as fastai's show_batch and plot_top_losses show them."""
     if not len(pictures):
         return
+    columns = min(columns, len(pictures))
     rows = -(-len(pictures) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    wide = min(max(np.mean([p.shape[1] / p.shape[0] for p in pictures]), 1.0), 3.0)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * wide * columns, 2.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, picture, text in zip(axes.flat, pictures, titles):
-        ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray" if picture.shape[-1] == 1 else None)
+        grey = picture.shape[-1] == 1
+        ax.imshow(picture.squeeze(-1) if grey else picture, cmap=("magma" if wide > 1 else "gray") if grey else None,
+                  aspect="auto" if wide > 1 else "equal")
         ax.set_title(text, fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

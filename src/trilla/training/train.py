@@ -45,6 +45,15 @@ log = logging.getLogger("trilla")
 
 def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bool | None = None) -> Run:
     """Train a model as `config` says and return its finished run."""
+    config, datamodule, task, progress = prepare_training(config, progress)
+    path = distributed.shared(lambda: _start_run(config, datamodule, task), handoff=config.train.strategy == "ddp")
+    return _fit(Run(path), datamodule, task, list(callbacks), progress, ckpt_path=None)
+
+
+def prepare_training(config: Config, progress: bool | None = None) -> tuple[Config, StoreDataModule, ClassificationTask, bool]:
+    """What a training starts from: the config with its `auto` settings decided and paths made
+    absolute, the data listed, packed and split, and the untrained task (also what lr-find and
+    show-batch look at, without a run directory)."""
     config = config.model_copy(deep=True)
     if config.train.ema == "auto":
         config.train.ema = config.model.default_ema()
@@ -75,8 +84,7 @@ def train(config: Config, callbacks: list[L.Callback] | tuple = (), progress: bo
         metadata=data.vocab,
         initial_state=runs.checkpoint_state(weights_from) if weights_from else None,
     )
-    path = distributed.shared(lambda: _start_run(config, datamodule, task), handoff=config.train.strategy == "ddp")
-    return _fit(Run(path), datamodule, task, list(callbacks), progress, ckpt_path=None)
+    return config, datamodule, task, progress
 
 
 def _start_run(config: Config, datamodule: StoreDataModule, task: ClassificationTask) -> Path:

@@ -157,6 +157,12 @@ class InputKind:
         picture = self.picture(inputs)
         return None if picture is None else (picture, heat, None)
 
+    def view(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """One sample (batch of one) as a person looks at it (HWC uint8: a picture, or a spectrogram with
+        time on x), or None."""
+        found = self.explain_view(inputs, np.zeros(inputs[self.key].shape[1:3]))
+        return None if found is None else found[0]
+
     def describe(self, config, info: dict) -> str:
         """One line of the report on the run's data."""
         return f"{info['samples']} usable {self.noun}s"
