@@ -7,6 +7,9 @@ them: `study_jaccard` (what the study called "mAP") and `study_psr` (its recall)
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
@@ -21,6 +24,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+log = logging.getLogger("trilla")
+
 
 def classification_metrics(targets: np.ndarray, probs: np.ndarray, majority_class: int, prefix: str = "test") -> dict[str, float]:
     """Accuracy, balanced accuracy, top-k for k = 1..min(5, classes) and the majority baseline.
@@ -31,9 +36,16 @@ def classification_metrics(targets: np.ndarray, probs: np.ndarray, majority_clas
     n_classes = probs.shape[1]
     labels = np.arange(n_classes)
     predicted = probs.argmax(1)
+    absent = n_classes - len(np.unique(targets))
+    if absent:
+        log.info("%s: %d of %d classes have no samples; balanced accuracy is the mean recall over the %d that do",
+                 prefix, absent, n_classes, n_classes - absent)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")  # said once above, in words
+        balanced = balanced_accuracy_score(targets, predicted)
     out = {
         f"{prefix}/accuracy": accuracy_score(targets, predicted),
-        f"{prefix}/balanced_accuracy": balanced_accuracy_score(targets, predicted),
+        f"{prefix}/balanced_accuracy": balanced,
         f"{prefix}/majority_baseline": float(np.mean(targets == majority_class)),
         f"{prefix}/loss": log_loss(targets, np.clip(probs, 1e-7, 1.0), labels=labels),
         f"{prefix}/samples": int(len(targets)),

@@ -27,18 +27,19 @@ def lr_find(config: Config, out: Path, min_lr: float = 1e-6, max_lr: float = 1.0
     the plot. The weights are restored afterwards; nothing is saved."""
     from lightning.pytorch.tuner import Tuner
 
-    from trilla.training.train import prepare_training
+    from trilla.training.train import prepare_training, quiet_lightning
 
     config, datamodule, task, _ = prepare_training(config, progress=False)
     task.hparams.train["schedule"] = "constant"  # the finder drives the rate itself, and stops after `steps` batches
-    trainer = L.Trainer(
-        max_epochs=10_000, accelerator=config.train.accelerator, devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(out),
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=steps,
-                                        early_stop_threshold=None, update_attr=False)
+    with quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=10_000, accelerator=config.train.accelerator, devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(out),
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=steps,
+                                            early_stop_threshold=None, update_attr=False)
     if finder is None:
         raise TrillaError("the learning-rate finder found nothing to record (no training batches?)")
     suggestion = finder.suggestion()

@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -96,7 +97,7 @@ def _start_run(config: Config, datamodule: StoreDataModule, task: Classification
     counts = datamodule.counts()
     run.write_csv(runs.COUNTS, counts, index=True)
     plot_class_counts(counts.drop(columns="total"), run.path / "class_counts.png")
-    log.info("class counts per split:\n%s", counts.to_string())
+    log.info("class counts per split:\n%s", counts.to_string() if len(counts) <= 20 else summarize_counts(counts))
     _write_data_records(run, datamodule)
     train_strata = data.strata[datamodule.splits["train"]]
     run.start({
@@ -122,6 +123,29 @@ def _start_run(config: Config, datamodule: StoreDataModule, task: Classification
     return run.path
 
 
+@contextmanager
+def quiet_lightning():
+    """Lightning's info lines (accelerators available, a tip for its cloud logger, loader estimates) off
+    while the block runs, in the CLI and the Python API alike; its warnings stay."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def summarize_counts(counts: pd.DataFrame) -> str:
+    """A class-count table too long for a console, in one line per split (the whole is in counts.csv)."""
+    lines = [f"{len(counts)} classes (all in counts.csv):"]
+    for split in counts.columns:
+        column = counts[split]
+        lines.append(f"  {split}: {int(column.sum())} files, {int(column.min())} to {int(column.max())} per class"
+                     + (f", {int((column == 0).sum())} classes with none" if (column == 0).any() else ""))
+    return "\n".join(lines)
+
+
 def _objective(config: Config) -> str:
     if config.task == "multilabel":
         return "bipolar" if config.train.multilabel_loss == "bipolar" else "multilabel"
@@ -136,7 +160,8 @@ def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progr
     if run.status == runs.RUNNING and run.info.get("pid") != os.getpid():  # this process: a training that raised
         raise TrillaError(f"run {run.path} is still running (process {run.info.get('pid')} on {run.info.get('host')}); stop it first")
     last = run.checkpoint("last")
-    load_checkpoint(last)  # a damaged checkpoint is told before the data is prepared
+    saved = load_checkpoint(last)  # a damaged checkpoint is told before the data is prepared
+    log.info("resuming %s after epoch %d of %d", run.id, int(saved.get("epoch", 0)) + 1, run.config.train.epochs)
     config = run.config
     progress = config.train.progress if progress is None else progress
     L.seed_everything(config.train.seed, workers=True, verbose=False)
@@ -164,42 +189,43 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         callbacks.append(WarmupEMA(decay=cfg.ema))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping))
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes,
-        use_distributed_sampler=False,  # EpochSampler shards training itself; every process validates all of val
-        precision=cfg.precision,
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        logger=TensorBoardLogger(run.path, name="tensorboard", version=""),
-        default_root_dir=run.path,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        log_every_n_steps=max(1, min(10, len(datamodule.splits["train"]) // cfg.batch_size)),
-    )
-    if trainer.is_global_zero:
-        run.set_status(runs.RUNNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming into the run
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning internals vs torch 2.14
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # the store is fast
-            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen batch norm, on purpose
-            warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__`.*")  # the HDF5 stream runs in-process
-            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except BaseException as err:
-        failed = isinstance(err, Exception)  # an error, rather than Ctrl+C, a signal or an exit
+    with quiet_lightning():  # Lightning's accelerator banners and tips, at construction and at fit
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            strategy=cfg.strategy,
+            num_nodes=cfg.num_nodes,
+            use_distributed_sampler=False,  # EpochSampler shards training itself; every process validates all of val
+            precision=cfg.precision,
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            logger=TensorBoardLogger(run.path, name="tensorboard", version=""),
+            default_root_dir=run.path,
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            log_every_n_steps=max(1, min(10, len(datamodule.splits["train"]) // cfg.batch_size)),
+        )
         if trainer.is_global_zero:
-            try:
-                run.set_status(runs.FAILED, error=f"{type(err).__name__}: {err}") if failed else run.set_status(runs.INTERRUPTED)
-            except (TrillaError, OSError) as status_err:  # the disk that failed the run may refuse run.json too
-                log.warning("could not record the run's status (%s); trilla runs shows it as interrupted", status_err)
-        log.error("training %s (%s); continue it with: trilla train --resume %s", "failed" if failed else "stopped", type(err).__name__, run.path)
-        raise
+            run.set_status(runs.RUNNING)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming into the run
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning internals vs torch 2.14
+                warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # the store is fast
+                warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen batch norm, on purpose
+                warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__`.*")  # the HDF5 stream runs in-process
+                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except BaseException as err:
+            failed = isinstance(err, Exception)  # an error, rather than Ctrl+C, a signal or an exit
+            if trainer.is_global_zero:
+                try:
+                    run.set_status(runs.FAILED, error=f"{type(err).__name__}: {err}") if failed else run.set_status(runs.INTERRUPTED)
+                except (TrillaError, OSError) as status_err:  # the disk that failed the run may refuse run.json too
+                    log.warning("could not record the run's status (%s); trilla runs shows it as interrupted", status_err)
+            log.error("training %s (%s); continue it with: trilla train --resume %s", "failed" if failed else "stopped", type(err).__name__, run.path)
+            raise
     if not trainer.is_global_zero:
         return run
     _finish(run, datamodule, history)
