@@ -124,3 +124,38 @@ def test_onnx_export_with_metadata_matches_pytorch(tmp_path):
     assert again.stdout.strip().splitlines()[-1].endswith("model-2.onnx"), "an earlier export is kept"
     wrong = subprocess.run([sys.executable, "-m", "trilla", "export", str(run.path), "--format", "tflite"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "not supported" in wrong.stderr
+
+
+def test_the_onnx_sidecar_alone_reproduces_trilla_s_probabilities(quadrant_run, tmp_path):
+    from PIL import Image, ImageOps
+
+    done = subprocess.run([sys.executable, "-m", "trilla", "export", str(quadrant_run.path), "--out", str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "training mode" not in done.stderr, done.stderr
+    sidecar = json.loads((tmp_path / "m.json").read_text())
+    steps = sidecar["preprocessing"]
+    size = sidecar["image_size"]
+    rng = np.random.default_rng(5)
+    files = []
+    for i, (width, height) in enumerate([(40, 25), (17, 33), (64, 64)]):
+        picture = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        files.append(tmp_path / f"p{i}.png")
+        picture.save(files[-1])
+    files.append(tmp_path / "photo.jpg")
+    Image.fromarray(rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)).save(files[-1], quality=90)
+
+    def by_the_sidecar(path):  # what a program without trilla does, reading only the sidecar
+        img = Image.open(path)
+        if img.format == "JPEG":
+            img.draft(None, (size, size))
+        img = ImageOps.exif_transpose(img).convert(steps["channel_order"])
+        img = ImageOps.pad(img, tuple(steps["resize"]["pad_to"]), method=getattr(Image.Resampling, steps["resize"]["method"].upper()),
+                           color=steps["resize"]["pad_value"], centering=tuple(steps["resize"]["centering"]))
+        array = np.asarray(img, dtype=np.float32)
+        return (array[None] if array.ndim == 2 else array.transpose(2, 0, 1))[None]
+
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    theirs = np.concatenate([session.run(None, {"image": by_the_sidecar(f)})[0] for f in files])
+    ours = [{p["label"]: p["probability"] for p in r["predictions"]} for r in quadrant_run.predict(files, top_k=10)]
+    ours = np.asarray([[record[c] for c in sidecar["classes"]] for record in ours])
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)

@@ -163,4 +163,24 @@ class ImageKind(InputKind):
         return torch.full((batch, spec["channels"], spec["size"], spec["size"]), 128.0)
 
     def export_sidecar(self, spec: dict) -> dict:
-        return {"image_size": spec["size"], "channels": "grey" if spec["channels"] == 1 else "rgb", "pixel_range": [0, 255]}
+        """Every step between a picture file and the exported model's input, so that a program with
+        Pillow and onnxruntime alone reproduces trilla's probabilities (tested)."""
+        size, grey = spec["size"], spec["channels"] == 1
+        return {
+            "image_size": size, "channels": "grey" if grey else "rgb", "pixel_range": [0, 255],
+            "preprocessing": {
+                "steps": [
+                    "open the file with Pillow; a JPEG is decoded in draft mode first: img.draft(None, (size, size))",
+                    "turn it upright by its EXIF orientation: ImageOps.exif_transpose(img)",
+                    "16-bit or 32-bit integer grey: scale 0-65535 (or 0 to the maximum, when larger) to 0-255, rounded; "
+                    "float grey: 0-1 (or 0-255 when larger) to 0-255",
+                    f"convert to {'L (grey)' if grey else 'RGB'}",
+                    f"resize the long side to {size} px keeping the aspect ratio and pad to {size}x{size} with black, centred: "
+                    f"ImageOps.pad(img, ({size}, {size}), method=Image.Resampling.BILINEAR, color=0, centering=(0.5, 0.5))",
+                    f"as float32 in 0-255, channels first: shape (batch, {spec['channels']}, {size}, {size})",
+                ],
+                "resize": {"method": "bilinear", "long_side": size, "pad_to": [size, size], "pad_value": 0, "centering": [0.5, 0.5]},
+                "layout": "NCHW", "dtype": "float32", "channel_order": "L" if grey else "RGB",
+                "normalization": "inside the model: it subtracts the training set's mean and divides by its std itself",
+            },
+        }
