@@ -170,7 +170,7 @@ class ImageKind(InputKind):
             "image_size": size, "channels": "grey" if grey else "rgb", "pixel_range": [0, 255],
             "preprocessing": {
                 "steps": [
-                    "open the file with Pillow; a JPEG is decoded in draft mode first: img.draft(None, (size, size))",
+                    f"open the file with Pillow; a JPEG is decoded in draft mode first: img.draft(None, ({size}, {size}))",
                     "turn it upright by its EXIF orientation: ImageOps.exif_transpose(img)",
                     "16-bit or 32-bit integer grey: scale 0-65535 (or 0 to the maximum, when larger) to 0-255, rounded; "
                     "float grey: 0-1 (or 0-255 when larger) to 0-255",
