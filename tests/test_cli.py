@@ -267,3 +267,20 @@ def test_every_broken_run_directory_is_a_clear_error(trained, tmp_path, how, say
         stderr = capsys.readouterr().err
         assert exit.value.code == 2, (command, stderr[-1500:])
         assert "Traceback" not in stderr and says in stderr, (command, stderr[-1500:])
+
+
+def test_tensorboard_ranks_runs_by_their_real_metric_and_shows_their_pictures(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    root, data, run, _ = trained
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 10, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"lr", "train/accuracy", "train/epoch_loss", "val/loss", "hp/test_accuracy", "hp/val_loss_best"} <= set(tags["scalars"])
+    assert "hp_metric" not in tags["scalars"]  # Lightning's -1 placeholder
+    assert {"confusion_matrix", "worst", "examples"} <= set(tags["images"])
+    assert events.Scalars("hp/test_accuracy")[-1].value == pytest.approx(json.loads((run / "metrics.json").read_text())["test/accuracy"])
+    session = plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    assert session.session_start_info.hparams["train.lr"].number_value == pytest.approx(0.002)
+    assert (run / "examples.png").is_file()

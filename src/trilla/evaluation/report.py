@@ -292,6 +292,8 @@ def render_report(run) -> Path:
     lines += [f"- {input_kind(run.config.input.type).describe(run.config, data)}" + (f", {len(run.classes)} labels" if run.config.task == "multilabel" else "")]
     stored = f", store `{data['store']}` ({'reused' if data['store_reused'] else 'packed now'})" if data.get("store") else ""
     lines += [f"- fingerprint `{data['fingerprint'][:16]}`{stored}", ""]
+    if run.has("examples.png"):
+        lines += ["Training examples as the model saw them (augmented):", "", "![training examples](examples.png)", ""]
     lines += ["Counts per split:", ""]
     if run.has("class_counts.png"):
         lines += ["![class counts](class_counts.png)", ""]

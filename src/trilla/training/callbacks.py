@@ -72,6 +72,10 @@ class History(L.Callback):
         self.rows.append(row)
         if trainer.is_global_zero:
             write_csv(self.path, pd.DataFrame(self.rows))
+            if trainer.logger is not None:  # TensorBoard: the epoch's exact training loss and accuracy, and the rate
+                trainer.logger.log_metrics(
+                    {"train/epoch_loss": row["train/loss"], "train/accuracy": row["train/accuracy"], "lr": row["lr"]}, step=trainer.global_step
+                )
 
     @property
     def samples_per_s(self) -> float:

@@ -58,6 +58,12 @@ def show_batch(config: Config, out: Path, count: int = 16, seed: int = 0) -> Pat
     from trilla.training.train import prepare_training
 
     config, datamodule, _, _ = prepare_training(config, progress=False)
+    out.mkdir(parents=True, exist_ok=True)
+    return example_grid(config, datamodule, free_path(out / "show_batch.png"), count, seed)
+
+
+def example_grid(config: Config, datamodule, path: Path, count: int = 16, seed: int = 0) -> Path:
+    """`count` training examples of a prepared datamodule, augmented as in training, drawn to `path`."""
     data, positions = datamodule.split_data("train")
     chosen = np.sort(np.random.default_rng(seed).choice(positions, size=min(count, len(positions)), replace=False))
     kind = input_kind(data.kind)
@@ -72,8 +78,6 @@ def show_batch(config: Config, out: Path, count: int = 16, seed: int = 0) -> Pat
             raise TrillaError(f"show-batch shows pictures or spectrograms; input type {kind.name} has nothing to look at")
         pictures.append(picture)
         titles.append(data.groups[data.strata[position]])
-    out.mkdir(parents=True, exist_ok=True)
-    path = free_path(out / "show_batch.png")
     augment = "augmented as in training" if config.augment is not None else "augment: null"
     plot_grid(pictures, titles, path, title=f"{len(pictures)} training examples, {augment}")
     return path

@@ -39,6 +39,7 @@ from trilla.tasks import ClassificationTask, load_task
 from trilla.training import distributed
 from trilla.training.callbacks import History, RngState, WarmupEMA
 from trilla.training.checkpoint_io import AtomicCheckpointIO
+from trilla.training.inspect import example_grid
 from trilla.version import __version__
 
 log = logging.getLogger("trilla")
@@ -200,7 +201,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             precision=cfg.precision,
             callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],
-            logger=TensorBoardLogger(run.path, name="tensorboard", version=""),
+            logger=TensorBoardLogger(run.path, name="tensorboard", version="", default_hp_metric=False),  # real metrics at the end
             default_root_dir=run.path,
             num_sanity_val_steps=0,
             enable_model_summary=False,
@@ -228,11 +229,11 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             raise
     if not trainer.is_global_zero:
         return run
-    _finish(run, datamodule, history)
+    _finish(run, datamodule, history, trainer.logger)
     return run
 
 
-def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
+def _finish(run: Run, datamodule: StoreDataModule, history: History, logger=None) -> None:
     cfg = run.config.train
     frame = pd.DataFrame(history.rows)
     best = frame[cfg.monitor].idxmin() if cfg.monitor.endswith("loss") else frame[cfg.monitor].idxmax()
@@ -262,8 +263,37 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History) -> None:
             ))
     run.write_json(runs.METRICS, metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
+    try:
+        example_grid(run.config, datamodule, run.path / "examples.png")
+    except TrillaError:  # an input kind with nothing to look at (embeddings)
+        pass
+    if logger is not None:
+        _log_tensorboard(run, logger, metrics)
     run.set_status(runs.FINISHED)
     render_report(run)
+
+
+def _log_tensorboard(run: Run, logger: TensorBoardLogger, metrics: dict) -> None:
+    """What the TensorBoard of a run shows beyond the curves: the HParams tab with the run's settings
+    and its real results (the best monitored value and every test metric, where Lightning would write a
+    -1 placeholder), the test metrics as scalars, and the run's pictures (confusion matrix, worst
+    predicted, training examples, class counts)."""
+    from PIL import Image
+
+    from trilla.evaluation.results import flatten
+
+    monitor = run.config.train.monitor
+    best = {f"hp/{monitor.replace('/', '_')}_best": metrics.get("min_val_loss") if monitor == "val/loss" else metrics.get(monitor)}
+    results = {**best, **{f"hp/{key.replace('/', '_')}": value for key, value in metrics.items()
+                          if key.startswith("test/") and isinstance(value, (int, float))}}
+    settings = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+                for key, value in flatten(run.config.model_dump(mode="json")).items() if value is not None}
+    logger.log_hyperparams(settings, {key: float(value) for key, value in results.items() if value is not None})
+    for name in ("confusion_matrix", "worst", "examples", "class_counts", "average_precision"):
+        if run.has(f"{name}.png"):
+            with Image.open(run.path / f"{name}.png") as picture:
+                logger.experiment.add_image(name, np.asarray(picture.convert("RGB")), dataformats="HWC")
+    logger.experiment.flush()
 
 
 def _tune_thresholds(run: Run, predictor, data, positions: np.ndarray) -> np.ndarray:
