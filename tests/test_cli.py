@@ -139,8 +139,15 @@ def test_runs_table_and_runs_never_overwritten(trained, tmp_path):
                                        "test/accuracy", "test/balanced_accuracy"]
     assert frame.loc[frame["id"] == second_run.name, "train.epochs"].item() == 1
     assert "at_majority" in frame and frame["test/accuracy"].is_monotonic_decreasing
-    markdown = trilla("runs", root / "runs").stdout
-    assert markdown.startswith("| id | batch_size") and "4 conv" in markdown
+    markdown = trilla("runs", root / "runs").stdout  # for people: what differs, the main metrics, one naming style
+    header = markdown.splitlines()[0]
+    assert header.startswith("| id | train.batch_size | train.epochs | min_val_loss | test/accuracy |"), header
+    assert "train.lr" not in header and "architecture" not in header and "e+0" not in markdown
+    everything = trilla("runs", root / "runs", "--columns", "all").stdout
+    assert "4 conv" in everything and "| train.lr |" in everything.splitlines()[0]
+    assert "| train_time_s |" in trilla("runs", root / "runs", "--columns", "train_time_s").stdout.splitlines()[0]
+    wrong = trilla("runs", root / "runs", "--columns", "train_tme_s", check=False)
+    assert wrong.returncode == 2 and "no column 'train_tme_s'" in wrong.stderr
     html = trilla("runs", root / "runs", "--format", "html").stdout
     assert html.startswith("<!doctype html>") and second_run.name in html
 
@@ -284,3 +291,17 @@ def test_tensorboard_ranks_runs_by_their_real_metric_and_shows_their_pictures(tr
     session = plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
     assert session.session_start_info.hparams["train.lr"].number_value == pytest.approx(0.002)
     assert (run / "examples.png").is_file()
+
+
+def test_report_html_stands_alone_and_the_html_leaderboard_links_to_it(trained):
+    root, data, run, _ = trained
+    text = (run / "report.md").read_text()
+    assert "None" not in text and "momentum" not in text  # nothing unset spelled out, nothing AdamW does not use
+    assert "no early stopping (best epoch by val/loss)" in text and "120 usable images" in text
+    page = (run / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and "<h1>Run " in page
+    assert page.count('src="data:image/png;base64,') >= 3 and 'src="' not in page.replace('src="data:', "")  # every picture inline
+    assert "http" not in page.split("<body>")[0]  # no script or style sheet fetched from anywhere
+    board = trilla("runs", root / "runs", "--format", "html").stdout
+    assert f'<a href="{run / "report.html"}">{run.name}</a>' in board
+    assert "path" not in trilla("runs", root / "runs").stdout.splitlines()[0]

@@ -126,3 +126,14 @@ def test_ema_weights_are_what_checkpoints_hold(folder, tmp_path, ema):
     predictor_weights = run.predictor().task.state_dict()
     best = torch.load(run.checkpoint("best"), map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(predictor_weights[k], best[k]) for k in best)
+
+
+def test_the_progress_bar_counts_epochs_as_the_report_does():
+    from types import SimpleNamespace
+
+    from trilla.training.callbacks import EpochBar
+
+    bar = EpochBar()
+    bar._trainer = SimpleNamespace(max_epochs=60)
+    assert bar._get_train_description(0).strip() == "Epoch 1/60"
+    assert bar._get_train_description(59).strip() == "Epoch 60/60"

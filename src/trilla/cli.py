@@ -173,12 +173,13 @@ def export(
 def runs(
     root: Path = typer.Argument(Path("runs"), help="a folder of runs (searched recursively)"),
     sort: Optional[str] = typer.Option(None, "--sort", help="column to sort by, e.g. test/balanced_accuracy"),
-    format: str = typer.Option("md", "--format", help="md, csv or html"),
+    format: str = typer.Option("md", "--format", help="md, csv (every column, for programs) or html"),
+    columns: Optional[str] = typer.Option(None, "--columns", help="more columns, comma-separated (train_time_s,best_epoch), or all"),
 ) -> None:
-    """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, metrics, times, and a flag
-    on runs at the majority baseline."""
+    """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, the main metrics, and a
+    flag on runs at the majority baseline."""
     from trilla.evaluation.report import markdown_table
-    from trilla.evaluation.results import runs_table, to_html
+    from trilla.evaluation.results import for_people, runs_table, to_html
 
     if format not in ("md", "csv", "html"):
         raise TrillaError(f"--format must be md, csv or html, not {format!r}")
@@ -186,10 +187,11 @@ def runs(
     if format == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
     elif format == "html":
-        typer.echo(to_html(table, f"Runs in {root}"), nl=False)
+        typer.echo(to_html(for_people(table, columns).assign(path=table["path"]), f"Runs in {root}"), nl=False)
     else:
-        shown = table.assign(at_majority=table["at_majority"].map({True: "⚠ majority", False: ""}))
-        typer.echo(markdown_table(shown, floatfmt=".4g"))
+        shown = for_people(table, columns)
+        shown = shown.assign(at_majority=shown["at_majority"].map({True: "⚠ majority", False: ""}))
+        typer.echo(markdown_table(shown, floatfmt="human"))
 
 
 @app.command()

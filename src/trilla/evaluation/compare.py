@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -17,6 +18,9 @@ from trilla.evaluation.results import STUDY, leaderboard  # noqa: E402
 from trilla.runs import Run, find_runs, free_path  # noqa: E402
 
 DEFAULT_METRICS = ("test/balanced_accuracy", "test/mAP", "val/mAP", "min_val_loss")
+
+
+RATES = ("lr", "learning_rate", "weight_decay")  # keys shown on a log axis when they span a factor of 10
 
 
 def compare(paths: list[Path], out: Path, sort: str | None = None) -> list[Path]:
@@ -63,6 +67,7 @@ def _plot_curves(runs: list[Run], labels: list[str], path: Path) -> Path:
         axes[0, 1].set_ylabel(score)
     for ax in axes[0]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(f"Learning curves of {len(runs)} runs")
@@ -83,8 +88,10 @@ def _plot_by_key(table: pd.DataFrame, keys: list[str], metric: str, path: Path) 
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.notna().all():
             x = numeric.to_numpy(dtype=float)
-            if key.endswith("lr") and (x > 0).all() and x.max() / x.min() >= 10:
+            if key.endswith(RATES) and (x > 0).all() and x.max() / x.min() >= 10:
                 ax.set_xscale("log")
+            elif np.all(x == np.round(x)):  # epochs, layers, units: whole-number ticks
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         else:
             categories = list(dict.fromkeys(values.astype(str)))
             x = np.asarray([categories.index(v) for v in values.astype(str)], dtype=float)
@@ -93,7 +100,7 @@ def _plot_by_key(table: pd.DataFrame, keys: list[str], metric: str, path: Path) 
         ax.scatter(x[~flagged], table[metric][~flagged], color="tab:blue", label="runs")
         if flagged.any():
             ax.scatter(x[flagged], table[metric][flagged], color="tab:red", marker="x", label="at the majority baseline")
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

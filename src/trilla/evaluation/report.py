@@ -165,17 +165,29 @@ def plot_average_precision(table: pd.DataFrame, path: Path, title: str, show: in
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    """A GitHub table without the `tabulate` dependency that pandas.to_markdown needs."""
+    """A GitHub table without the `tabulate` dependency that pandas.to_markdown needs. `floatfmt`
+    "human" writes numbers as a person would: 16000, 0.9875, 0.0003, never 1.6e+04."""
     def cell(value) -> str:
         if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
             return ""
         if isinstance(value, (float, np.floating)):
-            return format(value, floatfmt)
+            return human(value) if floatfmt == "human" else format(value, floatfmt)
         return str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def human(value: float) -> str:
+    """A number for people: whole numbers as such, others to 4 decimals (trailing zeros dropped), and
+    only numbers too small for that in scientific notation."""
+    value = float(value)
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 1e-4:
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    return f"{value:.2g}"
 
 
 def _topk_table(metrics: dict) -> pd.DataFrame | None:
@@ -321,11 +333,41 @@ def render_report(run) -> Path:
         lines += [f"**{len(noted)} files used with a warning** (see notes.csv):", "", markdown_table(noted.head(50)), ""]
     lines += ["## Model and training", "",
               f"- model `{config['model']['name']}`: {info['model_summary']}, {info['parameters']:,} parameters",
-              f"- {train['optimizer']} lr {train['lr']} (momentum {train['momentum']}, weight decay {train['weight_decay']}), "
-              f"schedule {train['schedule']}, batch {train['batch_size']}, up to {train['epochs']} epochs, "
-              f"early stopping {train['early_stopping']} on {train['monitor']}, imbalance: {train['imbalance']}, seed {train['seed']}",
+              f"- {train['optimizer']} lr {train['lr']:g} ("
+              + (f"momentum {train['momentum']:g}, " if train["optimizer"] in ("sgd", "rmsprop") else "")
+              + f"weight decay {train['weight_decay']:g}), schedule {train['schedule']}, batch {train['batch_size']}, up to {train['epochs']} epoch{'s' if train['epochs'] != 1 else ''}, "
+              + (f"early stopping after {train['early_stopping']} epochs without progress on {train['monitor']}" if train["early_stopping"]
+                 else f"no early stopping (best epoch by {train['monitor']})")
+              + (f", imbalance: {train['imbalance']}" if train["imbalance"] != "none" else "") + f", seed {train['seed']}",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if k != "platform"),
               f"- command: `{info['command']}`", "",
               "Files: `config.yaml` (resolved), `classes.json`, `history.csv`, `metrics.json`, `splits.csv`, "
               "`checkpoints/best.ckpt`, `checkpoints/last.ckpt`, `tensorboard/`.", ""]
-    return run.write_text("report.md", "\n".join(lines))
+    text = "\n".join(lines)
+    run.write_text("report.html", report_html(text, run.path, f"Run {info['id']}"))
+    return run.write_text("report.md", text)
+
+
+def report_html(text: str, folder: Path, title: str) -> str:
+    """The Markdown report as one standalone page (Python-Markdown, with tables): its pictures inlined
+    as data URIs, so the file opens anywhere, offline, and can be mailed alone."""
+    import base64
+    import html
+    import re
+
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables"])
+
+    def inline(match: re.Match) -> str:
+        path = folder / html.unescape(match.group(1))
+        if not path.is_file() or path.suffix.lower() != ".png":
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"]+)"', inline, body)
+    style = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{padding:3px 9px;border-bottom:1px solid #ddd;text-align:left}"
+             "img{max-width:100%}code{background:#f4f4f4;padding:0 3px}blockquote{border-left:4px solid #e55;margin:0;padding:0 1em}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head>"
+            f"<body>{body}</body></html>\n")

@@ -58,7 +58,7 @@ def leaderboard(runs: list[Run], sort: str | None = None) -> pd.DataFrame:
     metrics = [key for key in METRICS if key in table and table[key].notna().any()]
     extra = [sort] if sort and sort in table and sort not in [*metrics, *varied, *STUDY] else []
     errors = ["error"] if "error" in table and table["error"].notna().any() else []
-    columns = ["id", *STUDY, *varied, *metrics, *extra, "architecture", "status", "at_majority", *errors]
+    columns = ["id", *STUDY, *varied, *metrics, *extra, "architecture", "status", "at_majority", *errors, "path"]
     table = table.reindex(columns=columns)
     if sort:
         if sort not in table.columns:
@@ -73,6 +73,7 @@ def _row(run: Run, config: dict[str, object], varied: list[str]) -> dict[str, ob
     accuracy, baseline = metrics.get("test/accuracy"), metrics.get("test/majority_baseline")
     return {
         "id": run.id,
+        "path": str(run.path),
         "batch_size": train.batch_size,
         "lr": train.lr,
         "momentum": train.momentum if train.optimizer in ("sgd", "rmsprop") else None,
@@ -85,8 +86,36 @@ def _row(run: Run, config: dict[str, object], varied: list[str]) -> dict[str, ob
     }
 
 
+MAIN = ["min_val_loss", "val/mAP", "test/accuracy", "test/balanced_accuracy", "test/mAP"]  # what a person compares runs by
+
+
+def for_people(table: pd.DataFrame, columns: str | None = None) -> pd.DataFrame:
+    """The leaderboard as a person reads it: the id, the keys the runs differ in (all named as dotted
+    config keys), the main metrics, the status and the majority flag. `columns` adds more, comma-separated
+    (`train_time_s,best_epoch`), or is `all` for the whole table."""
+    table = table.rename(columns={short: dotted for short, dotted in STUDY.items()})
+    if columns == "all":
+        return table.drop(columns="path", errors="ignore")
+    extra = [c.strip() for c in (columns or "").split(",") if c.strip()]
+    unknown = [c for c in extra if c not in table.columns]
+    if unknown:
+        raise TrillaError(f"--columns: no column {', '.join(map(repr, unknown))}; the columns are {', '.join(c for c in table.columns if c != 'path')}")
+    varied = [c for c in table.columns if "." in c and c not in MAIN and table[c].astype(str).nunique() > 1]
+    shown = ["id", *varied, *[c for c in MAIN if c in table and table[c].notna().any()], *extra, "status", "at_majority",
+             *(["error"] if "error" in table else [])]
+    return table[list(dict.fromkeys(shown))]
+
+
 def to_html(table: pd.DataFrame, title: str) -> str:
-    """A standalone page; runs at the majority baseline are shaded."""
+    """A standalone page; runs at the majority baseline are shaded, and each id links to its run's
+    report.html (relative to where the leaderboard was asked for)."""
+    import html
+
+    table = table.copy()
+    if "path" in table:
+        table["id"] = [f'<a href="{html.escape(str(Path(path) / "report.html"))}">{html.escape(str(run_id))}</a>'
+                       if (Path(path) / "report.html").is_file() else html.escape(str(run_id)) for run_id, path in zip(table["id"], table["path"])]
+        table = table.drop(columns="path")
     shade = ["background-color: #fde2e1" if flagged is True else "" for flagged in table.get("at_majority", [])]
     styled = table.style.apply(lambda row: [shade[row.name]] * len(row), axis=1).format(precision=4, na_rep="").hide(axis="index")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
-from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.callbacks import RichProgressBar, WeightAveraging
 
 from trilla.atomic import write_csv
 
@@ -119,3 +119,13 @@ class WarmupEMA(WeightAveraging):
 
     def __init__(self, decay: float):
         super().__init__(use_buffers=True, multi_avg_fn=warmup_ema(decay))
+
+
+class EpochBar(RichProgressBar):
+    """Lightning's progress bar, counting epochs from 1 to `max_epochs` as history.csv and the report do
+    (Lightning's own shows 0 to max_epochs - 1). Overrides the bar's description method, which is
+    private in Lightning: its name is checked by a test."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs is not None else "")
+        return f"{description:{len(self.validation_description)}}" if len(self.validation_description) > len(description) else description

@@ -37,7 +37,7 @@ from trilla.predict import default_device
 from trilla.runs import Run
 from trilla.tasks import ClassificationTask, load_task
 from trilla.training import distributed
-from trilla.training.callbacks import History, RngState, WarmupEMA
+from trilla.training.callbacks import EpochBar, History, RngState, WarmupEMA
 from trilla.training.checkpoint_io import AtomicCheckpointIO
 from trilla.training.inspect import example_grid
 from trilla.version import __version__
@@ -185,7 +185,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         dirpath=run.path / runs.CHECKPOINTS, filename="best", monitor=cfg.monitor, mode=mode, save_last=True,
         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
     )
-    callbacks = [history, RngState(), checkpoint, *callbacks]
+    callbacks = [history, RngState(), checkpoint, *([EpochBar()] if progress else []), *callbacks]
     if cfg.ema:
         callbacks.append(WarmupEMA(decay=cfg.ema))
     if cfg.early_stopping:

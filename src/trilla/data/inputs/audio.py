@@ -260,7 +260,7 @@ class AudioKind(InputKind):
     def describe(self, config, info: dict) -> str:
         cfg, spec = config.input, info["input"]
         length = f"{cfg.seconds} s clips" if cfg.seconds else "clips of their own length (masked)"
-        return (f"{info['samples']} usable sound files at {cfg.sample_rate} Hz, {length}; {cfg.features} "
+        return (f"{info['samples']} usable sound file{'s' if info['samples'] != 1 else ''} at {cfg.sample_rate} Hz, {length}; {cfg.features} "
                 f"(n_fft {cfg.n_fft}, hop {cfg.hop}, every {cfg.every}): {spec['bins']} bins x {spec['frames'] or 'variable'} frames")
 
     def record(self, data) -> dict:

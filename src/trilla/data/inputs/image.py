@@ -150,7 +150,7 @@ class ImageKind(InputKind):
         return inputs["image"][0]
 
     def describe(self, config, info: dict) -> str:
-        return (f"{info['samples']} usable images, {info['channels']}, {info['image_size']} px "
+        return (f"{info['samples']} usable image{'s' if info['samples'] != 1 else ''}, {info['channels']}, {info['image_size']} px "
                 f"(long side, padded square; config: {config.data.image_size})")
 
     def record(self, data) -> dict:

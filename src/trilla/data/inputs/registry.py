@@ -165,7 +165,7 @@ class InputKind:
 
     def describe(self, config, info: dict) -> str:
         """One line of the report on the run's data."""
-        return f"{info['samples']} usable {self.noun}s"
+        return f"{info['samples']} usable {self.noun}{'s' if info['samples'] != 1 else ''}"
 
     def record(self, data) -> dict:
         """Extra entries of run.json's `data` section."""
