@@ -73,3 +73,22 @@ def test_the_first_block_runs_as_written(tmp_path):
         ran += 1
         assert Path(tmp_path, result.stdout.strip().splitlines()[-1], "report.md").is_file()
     assert ran == 1
+
+
+def test_every_command_has_quiet_and_every_option_a_help_text():
+    root = get_command(app)
+    found = []
+
+    def visit(group, context, prefix):
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            if hasattr(command, "list_commands"):
+                visit(command, command.context_class(command, info_name=name, parent=context), f"{prefix}{name} ")
+                continue
+            options = [p for p in command.params if p.name != "help"]
+            found.append(prefix + name)
+            assert any("--quiet" in getattr(p, "opts", ()) and "-q" in getattr(p, "opts", ()) for p in options), f"{prefix}{name} has no -q"
+            assert all(getattr(p, "help", None) for p in options), f"{prefix}{name}: {[p.name for p in options if not getattr(p, 'help', None)]}"
+
+    visit(root, root.context_class(root, info_name="trilla"), "")
+    assert {"train", "predict", "interpret", "lr-find", "show-batch", "manifest", "cache prune"} <= set(found)

@@ -17,6 +17,9 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Turn homegrown datasets of images and audio into good classifiers.")
 
 
+QUIET = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the result")
+
+
 def _setup_logging(quiet: bool = False) -> None:
     """Log to the current stderr; a second command in one process replaces the first one's handler."""
     logger = logging.getLogger("trilla")
@@ -36,7 +39,7 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest"),
     set_: list[str] = typer.Option([], "--set", help="override a key: --set train.lr=0.01 (repeatable)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """Train a classifier; the last line printed is the run directory."""
     _setup_logging(quiet)
@@ -68,7 +71,7 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="labelled folder or CSV; default: the run's test split"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """Metrics and plots of a run's best model (or several runs' ensemble) on labelled data, preprocessed
     as in training."""
@@ -85,17 +88,18 @@ def evaluate(
 def predict(
     run: Path = typer.Argument(..., help="run directory"),
     files: list[Path] = typer.Argument(..., help="image files or folders"),
-    top_k: int = typer.Option(5, "--top-k", min=1),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="labels per answer, most probable first"),
     format: str = typer.Option("json", "--format", help="json (one object per line) or csv"),
     meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific (repeatable)"),
     meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
     hop: Optional[float] = typer.Option(None, "--hop", min=0.001, help="sounds longer than the run's clips: seconds between windows (default: half a clip)"),
     windows: bool = typer.Option(False, "--windows", help="also give each window's answer (JSON only)"),
+    quiet: bool = QUIET,
 ) -> None:
     """Top-k labels with probabilities; a file that cannot be read gets an error line, the rest are predicted.
     A sound longer than the run's clips is read in sliding windows and answered as a whole."""
-    _setup_logging(quiet=True)
+    _setup_logging(quiet=True)  # its stdout is the answers; -q is the default here
     from trilla.runs import Run
 
     if format not in ("json", "csv"):
@@ -136,9 +140,10 @@ def explain(
     out: Path = typer.Option(..., "--out", help="folder for the heat maps (existing files are kept)"),
     meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific"),
     meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
+    quiet: bool = QUIET,
 ) -> None:
     """Grad-CAM heat maps over each image for its predicted class; prints one JSON line per file."""
-    _setup_logging(quiet=True)
+    _setup_logging(quiet=True)  # its stdout is one JSON line per file
     from trilla.evaluation.explain import explain_files
     from trilla.predict import expand, metadata_per_file
     from trilla.runs import Run
@@ -158,6 +163,7 @@ def export(
     run: Path = typer.Argument(..., help="run directory"),
     format: str = typer.Option("onnx", "--format", help="onnx"),
     out: Optional[Path] = typer.Option(None, "--out", help="file to write; default <run>/export/model.onnx"),
+    quiet: bool = QUIET,
 ) -> None:
     """Export the best model (with its metadata inputs) for serving without trilla; prints the file."""
     _setup_logging(quiet=True)
@@ -175,9 +181,11 @@ def runs(
     sort: Optional[str] = typer.Option(None, "--sort", help="column to sort by, e.g. test/balanced_accuracy"),
     format: str = typer.Option("md", "--format", help="md, csv (every column, for programs) or html"),
     columns: Optional[str] = typer.Option(None, "--columns", help="more columns, comma-separated (train_time_s,best_epoch), or all"),
+    quiet: bool = QUIET,
 ) -> None:
     """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, the main metrics, and a
     flag on runs at the majority baseline."""
+    _setup_logging(quiet)
     from trilla.evaluation.report import markdown_table
     from trilla.evaluation.results import for_people, runs_table, to_html
 
@@ -200,7 +208,7 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="override a key of the base config (repeatable)"),
     workers: int = typer.Option(1, "--workers", min=1, help="trials trained at once, each in its own process"),
     folder: Optional[Path] = typer.Option(None, "--dir", help="sweep folder; default <run.dir>/<run.name or config name>"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """Run a grid, random or Optuna sweep; run it again (or on more machines) to resume or join it."""
     _setup_logging(quiet)
@@ -220,8 +228,10 @@ def compare(
     runs: list[Path] = typer.Argument(..., help="run directories, or folders of runs such as a sweep"),
     sort: Optional[str] = typer.Option(None, "--sort", help="metric to plot against each varied key; default test/balanced_accuracy (test/mAP for multi-label)"),
     out: Path = typer.Option(Path("compare"), "--out", help="folder for the plots (existing files are kept)"),
+    quiet: bool = QUIET,
 ) -> None:
     """Overlay the runs' learning curves and plot a metric against every key they differ in."""
+    _setup_logging(quiet)
     from trilla.evaluation.compare import compare as run_compare
 
     for path in run_compare(runs, out, sort):
@@ -236,15 +246,16 @@ app.add_typer(harvest_app, name="harvest")
 def harvest_clips(
     songs: Path = typer.Argument(..., help="folder of songs (wav, flac, ogg, mp3, and what FFmpeg decodes)"),
     out: Path = typer.Argument(..., help="folder for the clips, clips.csv and manifest.csv"),
-    seconds: float = typer.Option(10.0, "--seconds", min=0.1),
+    seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="length of every clip"),
     skip_start: float = typer.Option(0.0, "--skip-start", min=0.0, help="seconds skipped at the start of every song"),
     sample: Optional[int] = typer.Option(None, "--sample", min=1, help="cut only this many clips, drawn at random"),
-    seed: int = typer.Option(0, "--seed"),
-    sample_rate: int = typer.Option(44100, "--sample-rate", min=1000),
+    seed: int = typer.Option(0, "--seed", help="seed of the random sample (the same seed draws the same clips)"),
+    sample_rate: int = typer.Option(44100, "--sample-rate", min=1000, help="the clips' sample rate in Hz"),
     format: str = typer.Option("wav", "--format", help="wav or flac"),
+    quiet: bool = QUIET,
 ) -> None:
     """List every clip of every song, draw a sample and cut it (mono, resampled); cut clips are kept."""
-    _setup_logging()
+    _setup_logging(quiet)
     from trilla.harvest import harvest_clips as run_harvest
 
     result = run_harvest(songs, out, seconds, skip_start, sample, seed, sample_rate, format)
@@ -259,9 +270,10 @@ def review(
     data: Optional[Path] = typer.Option(None, "--data", help="labelled data to review; default: the first run's"),
     min_votes: int = typer.Option(3, "--min-votes", min=1, help="queue examples at least this many runs got wrong"),
     out: Path = typer.Option(Path("review.csv"), "--out", help="the queue (an existing file is never overwritten)"),
+    quiet: bool = QUIET,
 ) -> None:
     """Queue likely label errors: examples most runs got wrong, ranked by confident learning (cleanlab)."""
-    _setup_logging()
+    _setup_logging(quiet)
     from trilla.atomic import write_csv
     from trilla.evaluation.review import review as run_review
     from trilla.runs import free_path
@@ -279,9 +291,10 @@ def relabel(
     queue: Path = typer.Argument(..., help="a queue from trilla review, with new_* cells filled in"),
     apply: bool = typer.Option(False, "--apply", help="write the changes (default: only show them)"),
     new_class: bool = typer.Option(False, "--new-class", help="accept labels that are not yet a class of the manifest"),
+    quiet: bool = QUIET,
 ) -> None:
     """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
-    _setup_logging()
+    _setup_logging(quiet)
     from trilla.evaluation.report import markdown_table
     from trilla.evaluation.review import relabel as run_relabel
 
@@ -296,7 +309,7 @@ def interpret(
     split: str = typer.Option("test", "--split", help="train, val or test"),
     top: int = typer.Option(16, "--top", min=1, help="how many top losses to show"),
     min_count: int = typer.Option(1, "--min-count", min=1, help="most confused: pairs confused at least this often"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """fastai's interpretation: the top losses as a grid (prediction / actual / loss / probability of the
     actual class) and the most confused pairs; prints the pairs and the folder."""
@@ -319,7 +332,7 @@ def lr_find_command(
     set_: list[str] = typer.Option([], "--set", help="override a key: --set model.name=timm (repeatable)"),
     out: Path = typer.Option(Path("lr_find"), "--out", help="folder for lr_find.png (existing files are kept)"),
     steps: int = typer.Option(100, "--steps", min=5, help="training batches the rate grows over"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """Lightning's learning-rate range test on a config: the loss against the rate, and a suggested rate."""
     _setup_logging(quiet)
@@ -342,7 +355,7 @@ def show_batch_command(
     set_: list[str] = typer.Option([], "--set", help="override a key: --set augment.rotate=30 (repeatable)"),
     out: Path = typer.Option(Path("show_batch"), "--out", help="folder for show_batch.png (existing files are kept)"),
     count: int = typer.Option(16, "--count", min=1, help="examples to show"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """A grid of training examples as the augmentation leaves them (pictures, or spectrograms for sound)."""
     _setup_logging(quiet)
@@ -361,7 +374,7 @@ def manifest(
     folder: Path = typer.Argument(..., help="a folder tree: <class>/<file>, or deeper with --label-level"),
     out: Optional[Path] = typer.Option(None, "--out", help="the CSV to write (never overwritten); default: FOLDER.csv beside the folder"),
     label_level: Optional[int] = typer.Option(None, "--label-level", help="the path part that is the label (-2: the file's folder)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """Write a CSV manifest (path, label, level_1, level_2...) of a folder tree, to train on, review and relabel."""
     _setup_logging(quiet)
@@ -388,8 +401,9 @@ app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("list")
-def cache_list(folder: Optional[Path] = typer.Option(None, "--dir", help="the store folder; default $TRILLA_CACHE/stores")) -> None:
+def cache_list(folder: Optional[Path] = typer.Option(None, "--dir", help="the store folder; default $TRILLA_CACHE/stores"), quiet: bool = QUIET) -> None:
     """Every packed store with its size, age, idle time, whether a process uses it, and its data."""
+    _setup_logging(quiet)
     from trilla.data.cache import stores_table
     from trilla.evaluation.report import markdown_table
 
@@ -404,8 +418,10 @@ def cache_prune(
     max_size: Optional[float] = typer.Option(None, "--max-size", min=0, help="then remove the least recently used until the cache fits in GB"),
     folder: Optional[Path] = typer.Option(None, "--dir", help="the store folder; default $TRILLA_CACHE/stores"),
     dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
+    quiet: bool = QUIET,
 ) -> None:
     """Remove stores no process uses: a store in use by a training or being packed is never touched."""
+    _setup_logging(quiet)
     from trilla.data.cache import prune
 
     removed, busy = prune(folder, older_than, max_size, dry_run)
@@ -417,8 +433,9 @@ def cache_prune(
 
 
 @app.command()
-def models() -> None:
+def models(quiet: bool = QUIET) -> None:
     """List the registered models."""
+    _setup_logging(quiet)
     from trilla.models import list_models
 
     for name in list_models():
@@ -426,9 +443,9 @@ def models() -> None:
 
 
 @app.command()
-def demo(root: Path = typer.Option(Path("demo"), "--dir", help="where the data and runs go")) -> None:
+def demo(root: Path = typer.Option(Path("demo"), "--dir", help="where the data and runs go"), quiet: bool = QUIET) -> None:
     """Digits from scikit-learn as PNG files, trained with defaults, evaluated, two images predicted."""
-    _setup_logging()
+    _setup_logging(quiet)
     from trilla.demo import run_demo
 
     report = run_demo(root, echo=typer.echo)
