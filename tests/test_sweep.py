@@ -258,3 +258,14 @@ def test_epoch_sampler_shards_interleave_the_one_order():
     shards = [list(EpochSampler(11, seed=3, rank=r, replicas=3)) for r in range(3)]
     assert [len(s) for s in shards] == [4, 4, 4]
     assert [x for step in zip(*shards) for x in step] == whole + whole[:1]  # padded from the start to 12
+
+
+def test_a_sweep_tells_its_data_warnings_once_and_one_line_per_finished_trial(tmp_path, caplog):
+    config = _write(tmp_path, {"method": "grid", "parameters": {"train.lr": [0.01, 0.003]}}, train={**BASE["train"], "epochs": 1})
+    (tmp_path / "images" / "a" / "broken.png").write_bytes(b"not a picture")
+    with caplog.at_level("INFO", logger="trilla"):
+        run_sweep(load_raw(config), config)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("broken.png" in w for w in warnings) == 1, warnings
+    finished = [w for w in warnings if w.startswith("trial ") and " finished: val/loss " in w]
+    assert len(finished) == 2 and all("test/accuracy" in w for w in finished)

@@ -227,8 +227,35 @@ def _worker_process(name: str, url: str, folder: Path, workers: int, level: int)
     work(name, url, folder, workers)
 
 
+class _Once(logging.Filter):
+    """Lets each warning's text through once per worker: every trial loads the same data, and its
+    skipped files and conflicts would otherwise be listed again for every trial."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or record.getMessage().startswith("trial "):
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
 def work(name: str, url: str, folder: Path, workers: int) -> None:
     """One worker: claim trials and train them until the queue or a budget runs out."""
+    once = _Once()
+    logging.getLogger("trilla").addFilter(once)
+    try:
+        _work(name, url, folder, workers)
+    finally:
+        logging.getLogger("trilla").removeFilter(once)
+
+
+def _work(name: str, url: str, folder: Path, workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=_storage(url))
@@ -360,7 +387,10 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], co
         return
     metrics = run.metrics
     monitor = config.train.monitor
-    study.tell(trial, metrics["min_val_loss"] if monitor == "val/loss" else metrics[monitor])
+    value = metrics["min_val_loss"] if monitor == "val/loss" else metrics[monitor]
+    study.tell(trial, value)
+    tested = next((f", {key} {metrics[key]:.4f}" for key in ("test/accuracy", "test/mAP") if key in metrics), "")
+    log.warning("trial %s finished: %s %.4f%s (%s)", label, monitor, value, tested, run.path)  # one line per trial, even with -q
 
 
 class TrialReporter(L.Callback):
