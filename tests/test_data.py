@@ -144,6 +144,9 @@ def test_classes_too_small_for_every_split_train_only_and_are_named(caplog):
     assert set(labels[parts["train"]].tolist()) == {0, 1, 2, 3}
     assert not {2, 3} & (set(labels[parts["val"]].tolist()) | set(labels[parts["test"]].tolist()))
     assert sorted(np.concatenate(list(parts.values()))) == list(range(len(labels)))
+    tiny = np.repeat(np.arange(10), 3)  # every class tiny: split at random, but every class still trains
+    parts = split_indices(tiny, val=0.15, test=0.15, seed=0, stratify=True)
+    assert set(tiny[parts["train"]].tolist()) == set(range(10)) and len(parts["val"]) and len(parts["test"])
 
 
 def test_many_classes_get_a_readable_confusion_matrix_and_the_report_names_the_missing_ones(tmp_path, capfd, caplog):

@@ -34,6 +34,8 @@ def split_indices(
     if stratify and len(labels):
         counts = np.bincount(labels)
         few = np.flatnonzero((counts > 0) & (counts < len(held) + 2))  # a train, a val and a test sample, and one more to draw
+        if len(few) and np.isin(labels, few).mean() > 0.5:  # mostly tiny classes: split them all at random instead
+            few = few[:0]
         if len(few):
             rare = np.isin(labels, few)
             shown = ", ".join(f"{names[c] if names else c} ({counts[c]})" for c in few[:20]) + (" ..." if len(few) > 20 else "")
