@@ -325,10 +325,23 @@ def interpret(
     typer.echo(str(out_dir))
 
 
+CONFIG = typer.Argument(None, help="YAML config; optional when --data is given")
+DATA = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest")
+
+
+def _given_config(config: Optional[Path], data: Optional[Path], overrides: list[str]):
+    """The config a command on a config file and/or --data reads, validated before torch loads."""
+    from trilla.config import load_config
+
+    if config is None and data is None:
+        raise TrillaError("give a config file or --data FOLDER_OR_CSV")
+    return load_config(config, overrides, data)
+
+
 @app.command("lr-find")
 def lr_find_command(
-    config: Optional[Path] = typer.Argument(None, help="YAML config; optional when --data is given"),
-    data: Optional[Path] = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest"),
+    config: Optional[Path] = CONFIG,
+    data: Optional[Path] = DATA,
     set_: list[str] = typer.Option([], "--set", help="override a key: --set model.name=timm (repeatable)"),
     out: Path = typer.Option(Path("lr_find"), "--out", help="folder for lr_find.png (existing files are kept)"),
     steps: int = typer.Option(100, "--steps", min=5, help="training batches the rate grows over"),
@@ -336,11 +349,7 @@ def lr_find_command(
 ) -> None:
     """Lightning's learning-rate range test on a config: the loss against the rate, and a suggested rate."""
     _setup_logging(quiet)
-    from trilla.config import load_config
-
-    if config is None and data is None:
-        raise TrillaError("give a config file or --data FOLDER_OR_CSV")
-    resolved = load_config(config, set_, data)
+    resolved = _given_config(config, data, set_)
     from trilla.training.inspect import lr_find
 
     suggestion, plot = lr_find(resolved, out, steps=steps)
@@ -350,8 +359,8 @@ def lr_find_command(
 
 @app.command("show-batch")
 def show_batch_command(
-    config: Optional[Path] = typer.Argument(None, help="YAML config; optional when --data is given"),
-    data: Optional[Path] = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest"),
+    config: Optional[Path] = CONFIG,
+    data: Optional[Path] = DATA,
     set_: list[str] = typer.Option([], "--set", help="override a key: --set augment.rotate=30 (repeatable)"),
     out: Path = typer.Option(Path("show_batch"), "--out", help="folder for show_batch.png (existing files are kept)"),
     count: int = typer.Option(16, "--count", min=1, help="examples to show"),
@@ -359,11 +368,7 @@ def show_batch_command(
 ) -> None:
     """A grid of training examples as the augmentation leaves them (pictures, or spectrograms for sound)."""
     _setup_logging(quiet)
-    from trilla.config import load_config
-
-    if config is None and data is None:
-        raise TrillaError("give a config file or --data FOLDER_OR_CSV")
-    resolved = load_config(config, set_, data)
+    resolved = _given_config(config, data, set_)
     from trilla.training.inspect import show_batch
 
     typer.echo(str(show_batch(resolved, out, count)))

@@ -32,6 +32,7 @@ from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
 from trilla.evaluation.evaluate import evaluate_split, predict_positions
 from trilla.evaluation.report import plot_class_counts, plot_curves, render_report
+from trilla.evaluation.show import example_grid
 from trilla.metrics import tune_thresholds
 from trilla.predict import default_device
 from trilla.runs import Run
@@ -39,7 +40,6 @@ from trilla.tasks import ClassificationTask, load_task
 from trilla.training import distributed
 from trilla.training.callbacks import EpochBar, History, RngState, WarmupEMA
 from trilla.training.checkpoint_io import AtomicCheckpointIO
-from trilla.training.inspect import example_grid
 from trilla.version import __version__
 
 log = logging.getLogger("trilla")
