@@ -363,5 +363,10 @@ def test_a_sound_longer_than_the_model_s_clips_is_read_in_windows_not_cut(tmp_pa
     assert first == pytest.approx({p["label"]: p["probability"] for p in start["predictions"]}, abs=1e-5)
     mean = {c: np.mean([{p["label"]: p["probability"] for p in w["predictions"]}[c] for w in long["windows"]]) for c in ("low", "high")}
     assert {p["label"]: p["probability"] for p in long["predictions"]} == pytest.approx(mean, abs=1e-5)
+    from trilla.predict import Ensemble
+
+    predictor = run.predictor()
+    alone, pair = predictor.window_outputs([tmp_path / "long.wav"])[0][0], Ensemble([predictor, predictor]).window_outputs([tmp_path / "long.wav"])[0][0]
+    np.testing.assert_allclose(pair, alone, atol=1e-6)  # an ensemble reads the same windows and averages them
     [coarse] = run.predict([tmp_path / "long.wav"], hop=1.0)
     assert coarse["windows_read"] == 5 and "windows" not in coarse  # at 0, 1, 2 and 3 s, and one ending with the sound (3.5 s)

@@ -196,6 +196,16 @@ class Ensemble:
     def predict_inputs(self, inputs: dict[str, np.ndarray], metadata: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
         return np.mean([m.predict_inputs(inputs, metadata, batch_size) for m in self.members], axis=0)
 
+    def window_outputs(self, items: list[Any], codes: np.ndarray | None = None, hop: float | None = None, batch_size: int = 64):
+        """As `Predictor.window_outputs`, each window's outputs averaged over the members (which read
+        their inputs the same way, so they cut the same windows)."""
+        answers = [m.window_outputs(items, codes, hop, batch_size) for m in self.members]
+        outputs = [None if found is None else np.mean([a[0][i] for a in answers], axis=0) for i, found in enumerate(answers[0][0])]
+        return outputs, answers[0][1], answers[0][2]
+
+    def combine(self, windows: np.ndarray) -> np.ndarray:
+        return Predictor.combine(self, windows)
+
 
 def metadata_per_file(paths: list[Any], fixed: Mapping[str, str], table: Path | None, fields: list[str]) -> list[dict[str, str]]:
     """Values for each item: a CSV (`file` column plus one column per field, for path items) overridden
