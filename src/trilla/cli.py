@@ -401,6 +401,27 @@ def manifest(
     typer.echo(str(target))
 
 
+@app.command()
+def serve(
+    runs: list[Path] = typer.Argument(..., help="run directories; each becomes one model"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
+    port: int = typer.Option(5000, "--port", min=0, max=65535, help="port to listen on (DEEPaaS's default)"),
+    name: list[str] = typer.Option([], "--name", help="the models' names, one per run (default: the runs' names)"),
+    quiet: bool = QUIET,
+) -> None:
+    """Serve runs over a DEEPaaS-compatible REST API (Swagger UI at /docs, schema at /swagger.json)."""
+    _setup_logging(quiet)
+    import uvicorn
+
+    from trilla.runs import Run
+    from trilla.serve import create_app
+
+    api = create_app([Run(path) for path in runs], name or None)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("trilla").warning("listening on %s: anyone who reaches this address can use the models", host)
+    uvicorn.run(api, host=host, port=port, log_level="warning" if quiet else "info")
+
+
 cache_app = typer.Typer(no_args_is_help=True, help="The packed stores: list them, prune what no run uses.")
 app.add_typer(cache_app, name="cache")
 

@@ -1,0 +1,110 @@
+"""The REST API, end to end: `trilla serve` started as a real process on a free loopback port, asked
+over HTTP as a DEEPaaS client would."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from conftest import make_image_folder
+from trilla import load_config, train
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    data = make_image_folder(root / "shapes", {"alpha": 20, "beta": 20, "gamma": 20})
+    run = train(load_config(data=data, overrides=["data.image_size=16", "train.epochs=3", "train.progress=false", f"run.dir={root / 'runs'}"]))
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "trilla", "serve", str(run.path), "--port", str(port), "-q"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/v2/", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise AssertionError(f"trilla serve ended: {process.stderr.read()[-2000:]}")
+            time.sleep(0.3)
+    else:
+        process.kill()
+        raise AssertionError("trilla serve did not answer within 120 s")
+    yield base, run, data
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_versions_models_and_metadata_answer_as_deepaas(server):
+    base, run, _ = server
+    assert httpx.get(f"{base}/").json()["versions"][0]["id"] == "v2"
+    version = httpx.get(f"{base}/v2/").json()
+    assert version["version"] == "stable" and version["links"][0]["rel"] == "self"
+    [model] = httpx.get(f"{base}/v2/models/").json()["models"]
+    assert model["id"] == model["name"] == "shapes"
+    assert {"id", "name", "description", "author", "version", "url", "license", "links"} <= set(model)
+    assert model["classes"] == ["alpha", "beta", "gamma"] and model["input"] == "image"
+    assert model["metrics"]["test/accuracy"] == pytest.approx(run.metrics["test/accuracy"])
+    assert httpx.get(f"{base}/v2/models/shapes/").json() == model
+    missing = httpx.get(f"{base}/v2/models/nothing/")
+    assert missing.status_code == 404 and "no model 'nothing'" in missing.json()["message"]
+
+
+def test_a_missing_trailing_slash_is_a_308_and_missing_arguments_a_422(server):
+    base, _, _ = server
+    moved = httpx.get(f"{base}/v2/models", follow_redirects=False)
+    assert moved.status_code == 308 and moved.headers["location"].endswith("/v2/models/")
+    missing = httpx.post(f"{base}/v2/models/shapes/predict/")
+    assert missing.status_code == 422 and "data" in missing.json()["message"]
+
+
+def test_predict_answers_as_the_run_predicts_the_same_bytes(server):
+    base, run, data = server
+    picture = data / "beta" / "beta_003.png"
+    answer = httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("x.png", picture.read_bytes(), "image/png")},
+                        params={"top_k": 3})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    [expected] = run.predict([picture], top_k=3)
+    assert body["status"] == "OK" and body["predictions"]["labels"] == [p["label"] for p in expected["predictions"]]
+    assert body["predictions"]["probabilities"] == pytest.approx([p["probability"] for p in expected["predictions"]], abs=1e-6)
+    assert body["predictions"]["links"]["Wikipedia"][0].startswith("https://en.wikipedia.org/wiki/")
+    bad = httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("notes.txt", b"not a picture", "text/plain")})
+    assert bad.status_code == 400 and "not an image" in bad.json()["message"]
+
+
+def test_several_files_at_once_each_get_their_own_answer(server):
+    base, _, data = server
+    buffer = io.BytesIO()
+    Image.new("RGB", (30, 20), (200, 0, 0)).save(buffer, "JPEG")
+    files = [("files", ("a.png", (data / "alpha" / "alpha_001.png").read_bytes(), "image/png")),
+             ("files", ("../../etc/passwd", b"nope", "text/plain")), ("files", ("red.jpg", buffer.getvalue(), "image/jpeg"))]
+    body = httpx.post(f"{base}/predict", files=files).json()
+    assert body["model"] == "shapes" and [r["file"] for r in body["results"]] == ["a.png", "../../etc/passwd", "red.jpg"]
+    assert body["results"][0]["predictions"] and "error" in body["results"][1] and body["results"][2]["predictions"]
+
+
+def test_the_schema_documents_every_answer_and_the_swagger_ui_loads_nothing_from_elsewhere(server):
+    base, _, _ = server
+    schema = httpx.get(f"{base}/swagger.json").json()
+    assert {"/", "/v2/", "/v2/models/", "/v2/models/{name}/", "/v2/models/{name}/predict/", "/predict"} <= set(schema["paths"])
+    assert {"ModelMeta", "Prediction", "ManyAnswers", "Failure"} <= set(schema["components"]["schemas"])
+    page = httpx.get(f"{base}/docs").text
+    assert "/swagger-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower() and "https://" not in page
+    assert httpx.get(f"{base}/swagger-assets/swagger-ui-bundle.js").status_code == 200
+    assert json.loads(httpx.get(f"{base}/v2/").text)["id"] == "v2"
