@@ -30,7 +30,7 @@ def server(tmp_path_factory):
     data = make_image_folder(root / "shapes", {"alpha": 20, "beta": 20, "gamma": 20})
     run = train(load_config(data=data, overrides=["data.image_size=16", "train.epochs=3", "train.progress=false", f"run.dir={root / 'runs'}"]))
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "trilla", "serve", str(run.path), "--port", str(port), "-q"],
+    process = subprocess.Popen([sys.executable, "-m", "trilla", "serve", str(run.path), "--port", str(port), "-q", "--max-upload-mb", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -108,3 +108,29 @@ def test_the_schema_documents_every_answer_and_the_swagger_ui_loads_nothing_from
     assert "/swagger-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower() and "https://" not in page
     assert httpx.get(f"{base}/swagger-assets/swagger-ui-bundle.js").status_code == 200
     assert json.loads(httpx.get(f"{base}/v2/").text)["id"] == "v2"
+
+
+def test_uploads_over_the_limit_are_a_413_declared_or_streamed(server):
+    base, _, _ = server
+    big = b"\0" * (2 * 2**20)
+    declared = httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("big.png", big, "image/png")})
+    assert declared.status_code == 413 and "exceeds 1 MB" in declared.json()["message"]
+
+    def chunks():  # a well-formed multipart body with no Content-Length: the limit is enforced as it streams in
+        yield b'--x\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+        for _ in range(32):
+            yield b"\0" * 65536
+        yield b"\r\n--x--\r\n"
+
+    streamed = httpx.post(f"{base}/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert streamed.status_code == 413 and "exceeds 1 MB" in streamed.json()["message"], streamed.text
+
+
+def test_health_readiness_and_prometheus_metrics(server):
+    base, _, data = server
+    assert httpx.get(f"{base}/healthz").json() == {"status": "alive"}
+    assert httpx.get(f"{base}/readyz").json() == {"status": "ready", "models": ["shapes"]}
+    httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("a.png", (data / "alpha" / "alpha_002.png").read_bytes(), "image/png")})
+    metrics = httpx.get(f"{base}/metrics").text
+    assert 'trilla_requests_total{route="/v2/models/{name}/predict/",status="200"}' in metrics
+    assert "trilla_request_seconds_bucket" in metrics

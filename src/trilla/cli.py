@@ -407,6 +407,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
     port: int = typer.Option(5000, "--port", min=0, max=65535, help="port to listen on (DEEPaaS's default)"),
     name: list[str] = typer.Option([], "--name", help="the models' names, one per run (default: the runs' names)"),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies are refused with 413"),
     quiet: bool = QUIET,
 ) -> None:
     """Serve runs over a DEEPaaS-compatible REST API (Swagger UI at /docs, schema at /swagger.json)."""
@@ -416,7 +417,7 @@ def serve(
     from trilla.runs import Run
     from trilla.serve import create_app
 
-    api = create_app([Run(path) for path in runs], name or None)
+    api = create_app([Run(path) for path in runs], name or None, max_upload_mb)
     if host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("trilla").warning("listening on %s: anyone who reaches this address can use the models", host)
     uvicorn.run(api, host=host, port=port, log_level="warning" if quiet else "info")

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -100,8 +100,9 @@ def model_name(run: Run) -> str:
     return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else run.id
 
 
-def create_app(runs: list[Run], names: list[str] | None = None) -> FastAPI:
-    """The API over these runs (their predictors load once, here), each served under its name."""
+def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: float = 20.0) -> FastAPI:
+    """The API over these runs (their predictors load once, here), each served under its name; a
+    request body over `max_upload_mb` is refused with 413 while it streams in."""
     if not runs:
         raise TrillaError("serve needs at least one run")
     names = list(names) if names else [model_name(run) for run in runs]
@@ -116,6 +117,8 @@ def create_app(runs: list[Run], names: list[str] | None = None) -> FastAPI:
                   description="DEEPaaS-compatible API over trained trilla runs")
     app.router.redirect_slashes = False  # DEEPaaS answers a missing trailing slash with 308, done below
     _swagger(app)
+    observe = instrument(app)
+    app.add_middleware(UploadLimit, limit=int(max_upload_mb * 2**20))
 
     def meta(name: str, request: Request) -> ModelMeta:
         run = served[name]
@@ -176,6 +179,16 @@ def create_app(runs: list[Run], names: list[str] | None = None) -> FastAPI:
         records = run.predictor().predict([upload.file.read() for upload in files], top_k=top_k)
         return ManyAnswers(model=name, results=[FileAnswer(file=upload.filename or "", **record) for upload, record in zip(files, records)])
 
+    @app.get("/healthz", tags=["operations"], summary="The process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["operations"], summary="Every model is loaded")
+    def readyz() -> dict[str, Any]:
+        return {"status": "ready", "models": list(served)}
+
+    app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text exposition format)", response_class=Response)(observe)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
         if error.status_code == 404 and not request.url.path.endswith("/") and _routes_with_slash(app, request):
@@ -193,6 +206,77 @@ def create_app(runs: list[Run], names: list[str] | None = None) -> FastAPI:
         return JSONResponse({"message": str(error)}, status_code=400)
 
     return app
+
+
+class UploadLimit:
+    """ASGI middleware: a body larger than `limit` bytes is answered with 413. A declared Content-Length
+    is checked before anything is read; a streamed body is cut off where it passes the limit (the app
+    then sees a truncated body, and its answer is replaced by the 413), so an oversized upload never
+    sits in memory."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        seen, over, answered = 0, False, False
+
+        async def counted():
+            nonlocal seen, over
+            if over:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                over = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def guarded(message):
+            nonlocal answered
+            if not over:
+                return await send(message)
+            if not answered:
+                answered = True
+                await self._refuse(send)
+
+        await self.app(scope, counted, guarded)
+
+    async def _refuse(self, send) -> None:
+        await JSONResponse({"message": f"the upload exceeds {self.limit / 2**20:g} MB (trilla serve --max-upload-mb)"}, status_code=413)(
+            {"type": "http"}, None, send)
+
+
+def instrument(app: FastAPI):
+    """Prometheus counters and a latency histogram per route and status (prometheus-client, a
+    registry of this app's own); returns the /metrics handler."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    requests = Counter("trilla_requests", "HTTP requests answered", ["route", "status"], registry=registry)
+    latency = Histogram("trilla_request_seconds", "time to answer a request", ["route"], registry=registry,
+                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        import time
+
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        requests.labels(path, str(response.status_code)).inc()
+        latency.labels(path).observe(time.perf_counter() - start)
+        return response
+
+    def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
 
 
 def label_links(labels: list[str]) -> dict[str, list[str]]:
