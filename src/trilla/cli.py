@@ -33,18 +33,29 @@ def _setup_logging(quiet: bool = False) -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
+CONFIG = typer.Argument(None, help="YAML config; optional when --data is given")
+DATA = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest")
+
+
+def _given_config(config: Optional[Path], data: Optional[Path], overrides: list[str]):
+    """The config a command on a config file and/or --data reads, validated before torch loads."""
+    from trilla.config import load_config
+
+    if config is None and data is None:
+        raise TrillaError("give a config file or --data FOLDER_OR_CSV")
+    return load_config(config, overrides, data)
+
+
 @app.command()
 def train(
-    config: Optional[Path] = typer.Argument(None, help="YAML config; optional when --data is given"),
-    data: Optional[Path] = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest"),
+    config: Optional[Path] = CONFIG,
+    data: Optional[Path] = DATA,
     set_: list[str] = typer.Option([], "--set", help="override a key: --set train.lr=0.01 (repeatable)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
     quiet: bool = QUIET,
 ) -> None:
     """Train a classifier; the last line printed is the run directory."""
     _setup_logging(quiet)
-    from trilla.config import load_config
-
     if resume is not None:
         if config or data or set_:
             raise TrillaError("--resume takes only the run directory: the run's own config.yaml is used")
@@ -52,9 +63,7 @@ def train(
 
         run = training.resume(resume)
     else:
-        if config is None and data is None:
-            raise TrillaError("give a config file or --data FOLDER_OR_CSV")
-        resolved = load_config(config, set_, data)  # a config mistake is told before torch loads
+        resolved = _given_config(config, data, set_)
         from trilla.training import train as training
 
         run = training.train(resolved)
@@ -323,19 +332,6 @@ def interpret(
     typer.echo("most confused (actual -> predicted):")
     typer.echo(markdown_table(confused.head(20)) if len(confused) else f"no pair confused {min_count} time(s) or more")
     typer.echo(str(out_dir))
-
-
-CONFIG = typer.Argument(None, help="YAML config; optional when --data is given")
-DATA = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest")
-
-
-def _given_config(config: Optional[Path], data: Optional[Path], overrides: list[str]):
-    """The config a command on a config file and/or --data reads, validated before torch loads."""
-    from trilla.config import load_config
-
-    if config is None and data is None:
-        raise TrillaError("give a config file or --data FOLDER_OR_CSV")
-    return load_config(config, overrides, data)
 
 
 @app.command("lr-find")

@@ -134,9 +134,7 @@ class Predictor:
         return records
 
     def combine(self, windows: np.ndarray) -> np.ndarray:
-        """One answer from an item's windows (W, classes): the mean of their probabilities (or values),
-        the maximum for multi-label, where a label heard in one window is present in the whole."""
-        return windows.max(0) if self.multilabel else windows.mean(0)
+        return combine_windows(windows, self.multilabel)
 
     def window_outputs(
         self, items: list[Any], codes: np.ndarray | None = None, hop: float | None = None, batch_size: int = 64,
@@ -204,7 +202,13 @@ class Ensemble:
         return outputs, answers[0][1], answers[0][2]
 
     def combine(self, windows: np.ndarray) -> np.ndarray:
-        return Predictor.combine(self, windows)
+        return combine_windows(windows, self.multilabel)
+
+
+def combine_windows(windows: np.ndarray, multilabel: bool) -> np.ndarray:
+    """One answer from an item's windows (W, classes): the mean of their probabilities (or values),
+    the maximum for multi-label, where a label heard in one window is present in the whole."""
+    return windows.max(0) if multilabel else windows.mean(0)
 
 
 def metadata_per_file(paths: list[Any], fixed: Mapping[str, str], table: Path | None, fields: list[str]) -> list[dict[str, str]]:

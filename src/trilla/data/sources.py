@@ -123,7 +123,7 @@ def walk(folder: Path) -> tuple[list[Path], list[Problem]]:
                 problems.append(Problem(str(path), f"cannot follow: {err.strerror}"))
 
     real = Path(os.path.realpath(folder))
-    visit(Path(folder), frozenset((d.stat().st_dev, d.stat().st_ino) for d in (real, *real.parents)))  # a link upwards loops too
+    visit(Path(folder), frozenset((s.st_dev, s.st_ino) for s in map(os.stat, (real, *real.parents))))  # a link upwards loops too
     return sorted(files), problems
 
 

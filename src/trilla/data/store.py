@@ -228,7 +228,7 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
     workers = min(int(os.environ.get("TRILLA_PACK_WORKERS", 0)) or os.cpu_count() or 1, len(chunks))
     if workers > 1:
         try:
-            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 for done in pool.map(_pack_chunk, jobs):
                     _collect(done, sha1, lengths, notes, reasons, bar)
         except BrokenProcessPool as err:
@@ -257,21 +257,16 @@ def _pack(tmp: Path, paths: list[Path], codec: Codec, progress: bool, source: st
     write_json(tmp / "meta.json", meta)
 
 
-def die_with_parent() -> None:
-    """Worker initializer: end this process when its parent ends, even by `kill -9`. Otherwise a worker
-    of a killed packer waits on its pipe for ever, holding its memory. Linux delivers a signal on the
-    parent's death (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent id."""
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
-            if os.getppid() != parent:  # the parent died before the signal was asked for
-                os._exit(1)
-            return
-    except (OSError, AttributeError):
-        pass
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when its parent (`parent`, the packer's pid, passed in: a
+    parent killed between the fork and this call must not be mistaken for init) ends, even by `kill -9`.
+    Otherwise a worker of a killed packer waits on its pipe for ever, holding its memory and the store's
+    lock. Linux delivers a signal on the parent's death (prctl PR_SET_PDEATHSIG); elsewhere a thread
+    watches the parent id."""
+    if _death_signal():
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            os._exit(1)
+        return
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -279,6 +274,17 @@ def die_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _death_signal() -> bool:
+    """Ask Linux for SIGKILL when the parent dies; False where there is no prctl (macOS, Windows)."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(1, signal.SIGKILL, 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
 
 
 def _collect(

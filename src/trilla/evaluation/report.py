@@ -181,9 +181,11 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 def human(value: float) -> str:
     """A number for people: whole numbers as such, others to 4 decimals (trailing zeros dropped), and
-    only numbers too small for that in scientific notation."""
+    only numbers too small or too large for that (below 1e-4, from 1e9) in scientific notation."""
     value = float(value)
-    if value.is_integer() and abs(value) < 1e15:
+    if abs(value) >= 1e9 or not np.isfinite(value):  # a diverged loss: its digits say nothing
+        return f"{value:.3g}"
+    if value.is_integer():
         return str(int(value))
     if abs(value) >= 1e-4:
         return f"{value:.4f}".rstrip("0").rstrip(".")

@@ -11,12 +11,12 @@ import numpy as np
 from trilla.config import Config
 from trilla.data.datamodule import build_transform, to_batch
 from trilla.data.inputs import input_kind
-from trilla.errors import TrillaError
 from trilla.evaluation.report import plot_grid
 
 
-def example_grid(config: Config, datamodule, path: Path, count: int = 16, seed: int = 0) -> Path:
-    """`count` training examples of a prepared datamodule, augmented as in training, drawn to `path`."""
+def example_grid(config: Config, datamodule, path: Path, count: int = 16, seed: int = 0) -> Path | None:
+    """`count` training examples of a prepared datamodule, augmented as in training, drawn to `path`;
+    None (nothing drawn) for an input kind with nothing a person can look at (embeddings)."""
     data, positions = datamodule.split_data("train")
     chosen = np.sort(np.random.default_rng(seed).choice(positions, size=min(count, len(positions)), replace=False))
     kind = input_kind(data.kind)
@@ -28,7 +28,7 @@ def example_grid(config: Config, datamodule, path: Path, count: int = 16, seed: 
             one["image"] = np.clip(np.round(one["image"].astype(np.float32)), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
         picture = kind.view(one)
         if picture is None:
-            raise TrillaError(f"show-batch shows pictures or spectrograms; input type {kind.name} has nothing to look at")
+            return None
         pictures.append(picture)
         titles.append(data.groups[data.strata[position]])
     augment = "augmented as in training" if config.augment is not None else "augment: null"

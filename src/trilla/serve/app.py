@@ -100,6 +100,16 @@ def model_name(run: Run) -> str:
     return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else run.id
 
 
+def describe(run: Run) -> dict[str, Any]:
+    """What the metadata routes say of a run, besides its name and links."""
+    config = run.config
+    return {
+        "description": f"{run.record.get('model_summary', config.model.name)} trained on {config.data.path}",
+        "classes": run.classes, "input": config.input.type,
+        "metrics": {k: float(v) for k, v in run.metrics.items() if k.startswith("test/") and isinstance(v, (int, float))},
+    }
+
+
 def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: float = 20.0) -> FastAPI:
     """The API over these runs (their predictors load once, here), each served under its name; a
     request body over `max_upload_mb` is refused with 413 while it streams in."""
@@ -120,15 +130,11 @@ def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: f
     observe = instrument(app)
     app.add_middleware(UploadLimit, limit=int(max_upload_mb * 2**20))
 
+    described = {name: describe(run) for name, run in served.items()}  # read from the run folders once, not per request
+
     def meta(name: str, request: Request) -> ModelMeta:
-        run = served[name]
-        config = run.config
-        return ModelMeta(
-            id=name, name=name, description=f"{run.record.get('model_summary', config.model.name)} trained on {config.data.path}",
-            links=[Link(rel="self", href=str(request.url_for("model_meta", name=name)).rstrip("/"))],
-            classes=run.classes, input=config.input.type,
-            metrics={k: float(v) for k, v in run.metrics.items() if k.startswith("test/") and isinstance(v, (int, float))},
-        )
+        return ModelMeta(id=name, name=name, links=[Link(rel="self", href=str(request.url_for("model_meta", name=name)).rstrip("/"))],
+                         **described[name])
 
     def known(name: str) -> Run:
         if name not in served:

@@ -57,4 +57,7 @@ def show_batch(config: Config, out: Path, count: int = 16, seed: int = 0) -> Pat
 
     config, datamodule, _, _ = prepare_training(config, progress=False)
     out.mkdir(parents=True, exist_ok=True)
-    return example_grid(config, datamodule, free_path(out / "show_batch.png"), count, seed)
+    drawn = example_grid(config, datamodule, free_path(out / "show_batch.png"), count, seed)
+    if drawn is None:
+        raise TrillaError(f"show-batch shows pictures or spectrograms; input type {config.input.type} has nothing to look at")
+    return drawn

@@ -263,10 +263,7 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History, logger=None
             ))
     run.write_json(runs.METRICS, metrics)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
-    try:
-        example_grid(run.config, datamodule, run.path / "examples.png")
-    except TrillaError:  # an input kind with nothing to look at (embeddings)
-        pass
+    example_grid(run.config, datamodule, run.path / "examples.png")
     if logger is not None:
         _log_tensorboard(run, logger, metrics)
     run.set_status(runs.FINISHED)
