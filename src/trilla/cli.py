@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -403,20 +404,38 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
     port: int = typer.Option(5000, "--port", min=0, max=65535, help="port to listen on (DEEPaaS's default)"),
     name: list[str] = typer.Option([], "--name", help="the models' names, one per run (default: the runs' names)"),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies are refused with 413"),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help="server processes, each loading the models (trainings need 1)"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token the training routes require"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="trainings over HTTP may read data inside this folder only"),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies (and fetched URLs) are refused with 413"),
+    urls: bool = typer.Option(True, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),
+    url_allow: list[str] = typer.Option([], "--url-allow", help="also fetch from this network or address:port (10.0.0.0/8, 127.0.0.1:8080)"),
     quiet: bool = QUIET,
 ) -> None:
     """Serve runs over a DEEPaaS-compatible REST API (Swagger UI at /docs, schema at /swagger.json)."""
     _setup_logging(quiet)
     import uvicorn
 
-    from trilla.runs import Run
-    from trilla.serve import create_app
+    from trilla.serve.app import ENVIRONMENT, create_app, log_access
 
-    api = create_app([Run(path) for path in runs], name or None, max_upload_mb)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("trilla").warning("listening on %s: anyone who reaches this address can use the models", host)
-    uvicorn.run(api, host=host, port=port, log_level="warning" if quiet else "info")
+    say = logging.getLogger("trilla")
+    if host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        say.warning("listening on %s without --token: anyone who reaches this address can use the models and start trainings", host)
+    if data_root is not None and not data_root.is_dir():
+        raise TrillaError(f"--data-root {data_root} is not a folder")
+    options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
+                   data_root=None if data_root is None else str(data_root), trainings=workers == 1, urls=urls, url_allow=list(url_allow))
+    level = "warning" if quiet else "info"
+    log_access(quiet)
+    if workers == 1:
+        from trilla.runs import Run
+
+        uvicorn.run(create_app([Run(path) for path in runs], name or None, **options), host=host, port=port, log_level=level, access_log=False)
+        return
+    os.environ[ENVIRONMENT] = json.dumps({"runs": [str(path) for path in runs], "names": name, "options": options, "quiet": quiet})
+    uvicorn.run("trilla.serve.app:app_from_environment", factory=True, workers=workers, host=host, port=port, log_level=level, access_log=False)
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="The packed stores: list them, prune what no run uses.")

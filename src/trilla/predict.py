@@ -150,18 +150,23 @@ class Predictor:
             except ItemError as err:
                 errors[i] = str(err)
                 continue
-            if WINDOWS in prepared:
-                spans[i] = prepared.pop(WINDOWS)
-            count = len(next(iter(prepared.values())))
-            rows += [(i, {key: value[w : w + 1] for key, value in prepared.items()}) for w in range(count)]
-        flat = np.zeros((len(rows), len(self.classes)), np.float32)
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            where = np.asarray([i for i, _ in chunk])
-            batch = self.preprocessor.collate([inputs for _, inputs in chunk])
-            flat[start : start + len(chunk)] = self.predict_inputs(batch, None if codes is None else codes[where])
+            windows, cut = single_windows(prepared)
+            if cut is not None:
+                spans[i] = cut
+            rows += [(i, window) for window in windows]
+        flat = self.forward([inputs for _, inputs in rows], None if codes is None else codes[[i for i, _ in rows]], batch_size)
         owner = np.asarray([i for i, _ in rows], dtype=np.int64)
         return [None if i in errors else flat[owner == i] for i in range(len(items))], spans, errors
+
+    def forward(self, windows: list[dict[str, np.ndarray]], codes: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
+        """Outputs (W, classes) of single prepared windows (batches of one, as `prepare` cuts them) with
+        their (W, fields) metadata codes, `batch_size` at a time: what a server's batcher calls on the
+        windows of several requests at once."""
+        flat = np.zeros((len(windows), len(self.classes)), np.float32)
+        for start in range(0, len(windows), batch_size):
+            batch = self.preprocessor.collate(windows[start : start + batch_size])
+            flat[start : start + batch_size] = self.predict_inputs(batch, None if codes is None else codes[start : start + batch_size])
+        return flat
 
     def answer(self, p: np.ndarray, top_k: int = 5) -> dict:
         """What one prediction says: regressed `values`, or `predictions` (label, probability)."""
@@ -203,6 +208,14 @@ class Ensemble:
 
     def combine(self, windows: np.ndarray) -> np.ndarray:
         return combine_windows(windows, self.multilabel)
+
+
+def single_windows(prepared: dict[str, np.ndarray]) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+    """A prepared item as its windows, each a batch of one, and their (start, end) seconds when the
+    item was cut in several."""
+    inputs = {key: value for key, value in prepared.items() if key != WINDOWS}
+    count = len(next(iter(inputs.values())))
+    return [{key: value[w : w + 1] for key, value in inputs.items()} for w in range(count)], prepared.get(WINDOWS)
 
 
 def combine_windows(windows: np.ndarray, multilabel: bool) -> np.ndarray:

@@ -38,7 +38,8 @@ DUPLICATES, NOTES = "duplicates.csv", "notes.csv"  # copies merged into one samp
 
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
 ABANDONED, PRUNED = "abandoned", "pruned"  # a sweep's: a trial rerun from scratch, a trial stopped by its pruner
-STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED, ABANDONED, PRUNED)
+CANCELLED = "cancelled"  # a training over HTTP that its client cancelled
+STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED, ABANDONED, PRUNED, CANCELLED)
 
 
 def new_run_dir(root: Path, name: str) -> Path:
@@ -194,8 +195,8 @@ class Run:
 
     def set_status(self, status: str, **extra) -> None:
         """running (with this process, so a reader can tell a live run from one that died), finished,
-        failed (an error; `error` says which), interrupted (stopped; it can be resumed), or a sweep's
-        abandoned or pruned."""
+        failed (an error; `error` says which), interrupted (stopped; it can be resumed), a sweep's
+        abandoned or pruned, or cancelled (over HTTP)."""
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         owner = {"pid": os.getpid(), "host": socket.gethostname()} if status == RUNNING else {}

@@ -72,7 +72,7 @@ def read_class_labels(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def _fit(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def fit_clips(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-clip (T, DIMS) arrays -> (N, SECONDS, DIMS) padded, and the seconds kept."""
     out = np.full((len(rows), SECONDS, DIMS), PAD, dtype=np.uint8)
     frames = np.zeros(len(rows), dtype=np.int64)
@@ -119,7 +119,7 @@ def read_tfrecords(paths: list[str | Path], classes: int) -> EmbeddingClips:
             ids.append(clip["video_id"])
             rows.append(clip["embedding"])
             labels.append(hot)
-    embeddings, frames = _fit(rows)
+    embeddings, frames = fit_clips(rows)
     return EmbeddingClips(np.asarray(ids, dtype=str), embeddings, frames, np.asarray(labels, dtype=bool).reshape(-1, classes))
 
 

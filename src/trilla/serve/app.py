@@ -5,16 +5,27 @@ cone-snail study served its model through) so that a DEEPaaS client or dashboard
 on it. Every answer is a pydantic model, so the OpenAPI schema (`/swagger.json`) documents its shape.
 The Swagger UI's scripts and styles ship in the `swagger-ui-bundle` package: the page loads nothing
 from elsewhere. Preprocessing is the run's own (`Run.predictor`, bytes in), so an upload is read
-exactly as training read its files.
+exactly as training read its files; decoding runs on a thread pool and inference on each model's
+batcher (serve/batching.py), so the event loop only moves bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import sys
+import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,7 +36,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from trilla.data.inputs import ItemError
 from trilla.errors import TrillaError
 from trilla.runs import Run
+from trilla.serve.remote import Allowed, Fetcher
+from trilla.serve.served import ServedModel
+from trilla.serve.trainings import Refused, Trainings
 from trilla.version import __version__
+
+access_log = logging.getLogger("trilla.access")
+ENVIRONMENT = "TRILLA_SERVE"  # what `trilla serve --workers N` hands each worker process: runs, names, options
 
 
 class Link(BaseModel):
@@ -74,7 +91,8 @@ class LabelledPrediction(BaseModel):
 
 class Prediction(BaseModel):
     status: str = "OK"
-    predictions: LabelledPrediction
+    predictions: LabelledPrediction | list[LabelledPrediction] = Field(
+        description="one answer for one input; a list, in order, for several (a file and URLs, or several URLs)")
 
 
 class FileAnswer(BaseModel):
@@ -94,25 +112,51 @@ class Failure(BaseModel):
     message: str
 
 
+class Progress(BaseModel):
+    epoch: int = Field(description="epochs done")
+    epochs: int | None = Field(None, description="epochs the training runs")
+    metrics: dict[str, float] = Field(description="the latest epoch's losses and metrics (history.csv)")
+
+
+class TrainingState(BaseModel):
+    """DEEPaaS's training answer (uuid, date, status, args, message), with trilla's progress."""
+
+    uuid: str
+    date: str
+    status: str = Field(description="running, done, error or cancelled")
+    args: dict[str, Any]
+    message: str | None = Field(None, description="why it failed")
+    progress: Progress
+    run: str | None = Field(None, description="the new run's folder name, once it exists")
+    model: str | None = Field(None, description="the name it is served under, once it is done")
+
+
+@dataclass
+class Settings:
+    """How `create_app` serves: batching, limits, URL predict and trainings over HTTP."""
+
+    max_upload_mb: float = 20.0
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    decode_threads: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    token: str | None = None
+    data_root: Path | None = None
+    trainings: bool = True
+    urls: bool = True
+    url_allow: tuple[str, ...] = ()
+    url_timeout: float = 10.0
+
+
 def model_name(run: Run) -> str:
     """The run's name without its timestamp prefix (YYYYMMDD-HHMMSS-)."""
     parts = run.id.split("-", 2)
     return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else run.id
 
 
-def describe(run: Run) -> dict[str, Any]:
-    """What the metadata routes say of a run, besides its name and links."""
-    config = run.config
-    return {
-        "description": f"{run.record.get('model_summary', config.model.name)} trained on {config.data.path}",
-        "classes": run.classes, "input": config.input.type,
-        "metrics": {k: float(v) for k, v in run.metrics.items() if k.startswith("test/") and isinstance(v, (int, float))},
-    }
-
-
-def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: float = 20.0) -> FastAPI:
-    """The API over these runs (their predictors load once, here), each served under its name; a
-    request body over `max_upload_mb` is refused with 413 while it streams in."""
+def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) -> FastAPI:
+    """The API over these runs (their predictors load once, here), each served under its name;
+    `options` are `Settings` fields (max_upload_mb, max_batch, max_wait_ms, token, data_root...)."""
+    settings = Settings(**options)
     if not runs:
         raise TrillaError("serve needs at least one run")
     names = list(names) if names else [model_name(run) for run in runs]
@@ -120,26 +164,60 @@ def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: f
         raise TrillaError(f"{len(names)} names for {len(runs)} runs")
     if len(set(names)) != len(names):
         names = [run.id for run in runs]  # two runs of one data folder: their full ids tell them apart
-    served = dict(zip(names, runs))
-    for run in runs:
-        run.predictor()  # load now: the first request should not wait for a checkpoint
+    try:
+        allowed = tuple(Allowed.parse(text) for text in settings.url_allow)
+    except ValueError as err:
+        raise TrillaError(str(err)) from None
+    fetcher = Fetcher(max_bytes=int(settings.max_upload_mb * 2**20), read_timeout=settings.url_timeout, allowed=allowed)
+    pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="trilla-decode")
+    observe = Metrics()
+    served: dict[str, ServedModel] = {}
+
+    def add(name: str, run: Run) -> None:
+        served[name] = ServedModel(name, run, pool, settings.max_batch, settings.max_wait_ms, observe.batch_observer(name))
+
+    for name, run in zip(names, runs):
+        add(name, run)
+    trainings = Trainings(settings.data_root)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        watcher = asyncio.create_task(_serve_finished(trainings, served, add))
+        yield
+        watcher.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, trainings.close)
+        for model in served.values():
+            model.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+
     app = FastAPI(title="trilla", version=__version__, openapi_url="/swagger.json", docs_url=None, redoc_url=None,
-                  description="DEEPaaS-compatible API over trained trilla runs")
+                  description="DEEPaaS-compatible API over trained trilla runs", lifespan=lifespan)
     app.router.redirect_slashes = False  # DEEPaaS answers a missing trailing slash with 308, done below
     _swagger(app)
-    observe = instrument(app)
-    app.add_middleware(UploadLimit, limit=int(max_upload_mb * 2**20))
-
-    described = {name: describe(run) for name, run in served.items()}  # read from the run folders once, not per request
+    observe.install(app)
+    app.add_middleware(UploadLimit, limit=int(settings.max_upload_mb * 2**20))
 
     def meta(name: str, request: Request) -> ModelMeta:
         return ModelMeta(id=name, name=name, links=[Link(rel="self", href=str(request.url_for("model_meta", name=name)).rstrip("/"))],
-                         **described[name])
+                         **served[name].meta)
 
-    def known(name: str) -> Run:
+    def known(name: str) -> ServedModel:
         if name not in served:
             raise HTTPException(404, f"no model {name!r}; the models are {', '.join(served)}")
         return served[name]
+
+    def authorized(request: Request) -> None:
+        if settings.token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), settings.token.encode()):
+            raise HTTPException(401, "trainings need the server's token: Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
+
+    async def fetched(url: str) -> bytes | ItemError:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fetcher.fetch, url)
+        except ItemError as err:
+            return err
 
     @app.get("/", response_model=Versions, tags=["versions"], summary="API versions")
     def versions(request: Request) -> Versions:
@@ -151,7 +229,7 @@ def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: f
 
     @app.get("/v2/models/", response_model=Models, tags=["models"], summary="The loaded models and their metadata")
     def models(request: Request) -> Models:
-        return Models(models=[meta(name, request) for name in served])
+        return Models(models=[meta(name, request) for name in list(served)])
 
     @app.get("/v2/models/{name}/", response_model=ModelMeta, tags=["models"], summary="A model's metadata",
              responses={404: {"model": Failure}})
@@ -159,31 +237,92 @@ def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: f
         known(name)
         return meta(name, request)
 
-    @app.post("/v2/models/{name}/predict/", response_model=Prediction, tags=["predict"], summary="Predict one uploaded file",
-              responses={400: {"model": Failure}, 404: {"model": Failure}})
-    def predict(name: str, data: UploadFile = File(..., description="a picture or a sound file"),
-                top_k: int = Query(5, ge=1, le=1000, description="labels in the answer")) -> Prediction:
-        run = known(name)
-        [record] = run.predictor().predict([data.file.read()], top_k=top_k)
-        if "error" in record:
-            raise HTTPException(400, record["error"])
-        if "values" in record:
-            raise HTTPException(400, "this model regresses values; use POST /predict, which answers them")
-        labels = [p["label"] for p in record["predictions"]]
-        return Prediction(predictions=LabelledPrediction(
-            labels=labels, probabilities=[p["probability"] for p in record["predictions"]], links=label_links(labels)))
+    @app.post("/v2/models/{name}/predict/", response_model=Prediction, tags=["predict"],
+              summary="Predict an uploaded file and/or pictures or sounds at URLs",
+              responses={400: {"model": Failure}, 404: {"model": Failure}, 413: {"model": Failure}, 422: {"model": Failure}})
+    async def predict(name: str, data: UploadFile | None = File(None, description="a picture, a sound file, or an embedding clip (.npy or JSON)"),
+                      urls: list[str] = Query([], description="URLs of pictures or sounds to fetch (http or https, public addresses only)"),
+                      top_k: int = Query(5, ge=1, le=1000, description="labels in the answer")) -> Prediction:
+        model = known(name)
+        if data is None and not urls:
+            raise HTTPException(422, "give a file in the multipart field data, or one or more urls")
+        if urls and not settings.urls:
+            raise HTTPException(422, "this server does not fetch URLs (trilla serve --no-urls)")
+        items: list[Any] = [] if data is None else [await data.read()]
+        items += await asyncio.gather(*(fetched(url) for url in urls))
+        records = await asyncio.gather(*(_predicted(model, item, top_k) for item in items))
+        answers = []
+        for where, record in zip(([data.filename or "data"] if data is not None else []) + list(urls), records):
+            if "error" in record:
+                observe.error(name, "unreadable")
+                raise HTTPException(400, f"{where}: {record['error']}")
+            if "values" in record:
+                raise HTTPException(400, "this model regresses values; use POST /predict, which answers them")
+            labels = [p["label"] for p in record["predictions"]]
+            answers.append(LabelledPrediction(labels=labels, probabilities=[p["probability"] for p in record["predictions"]],
+                                              links=label_links(labels)))
+        return Prediction(predictions=answers[0] if len(answers) == 1 else answers)
 
     @app.post("/predict", response_model=ManyAnswers, tags=["predict"], summary="Predict several uploaded files at once",
-              responses={404: {"model": Failure}})
-    def predict_many(files: list[UploadFile] = File(..., description="pictures or sound files"),
-                     model: str | None = Query(None, description="the model's name; needed when several are served"),
-                     top_k: int = Query(5, ge=1, le=1000, description="labels per answer")) -> ManyAnswers:
+              responses={404: {"model": Failure}, 413: {"model": Failure}, 422: {"model": Failure}})
+    async def predict_many(files: list[UploadFile] = File(..., description="pictures, sound files or embedding clips"),
+                           model: str | None = Query(None, description="the model's name; needed when several are served"),
+                           top_k: int = Query(5, ge=1, le=1000, description="labels per answer")) -> ManyAnswers:
         if model is None and len(served) > 1:
             raise HTTPException(422, f"several models are served: say which with ?model= ({', '.join(served)})")
         name = model or next(iter(served))
-        run = known(name)
-        records = run.predictor().predict([upload.file.read() for upload in files], top_k=top_k)
+        chosen = known(name)
+        bodies = [await upload.read() for upload in files]
+        records = await asyncio.gather(*(_predicted(chosen, body, top_k) for body in bodies))
+        for record in records:
+            if "error" in record:
+                observe.error(name, "unreadable")
         return ManyAnswers(model=name, results=[FileAnswer(file=upload.filename or "", **record) for upload, record in zip(files, records)])
+
+    def training_of(name: str, key: str):
+        known(name)
+        found = trainings.items.get(key)
+        if found is None or found.model != name:
+            raise HTTPException(404, f"no training {key!r} of model {name!r}")
+        return found
+
+    def trainings_on() -> None:
+        if not settings.trainings:
+            raise HTTPException(501, "trainings over HTTP need a single server process (trilla serve --workers 1)")
+
+    train_guard = [Depends(authorized), Depends(trainings_on)]
+
+    @app.post("/v2/models/{name}/train/", response_model=TrainingState, tags=["train"], dependencies=train_guard,
+              summary="Start a training from this model's config (a new run beside it)",
+              responses={401: {"model": Failure}, 404: {"model": Failure}, 422: {"model": Failure}})
+    def train(name: str,
+              data: str | None = Query(None, description="data folder or CSV, relative to the server's --data-root; default: the run's own"),
+              epochs: int | None = Query(None, ge=1, le=100000, description="epochs to train"),
+              overrides: list[str] = Query([], description="config overrides, as trilla train --set: train.lr=0.01")) -> TrainingState:
+        base = known(name).run
+        try:
+            started = trainings.start(name, base, data, epochs, overrides)
+        except Refused as err:
+            raise HTTPException(422, str(err)) from None
+        return TrainingState(**started.describe())
+
+    @app.get("/v2/models/{name}/train/", response_model=list[TrainingState], tags=["train"], dependencies=train_guard,
+             summary="This model's trainings, running or ended", responses={401: {"model": Failure}, 404: {"model": Failure}})
+    def train_list(name: str) -> list[TrainingState]:
+        known(name)
+        return [TrainingState(**t.describe()) for t in list(trainings.items.values()) if t.model == name]
+
+    @app.get("/v2/models/{name}/train/{uuid}", response_model=TrainingState, tags=["train"], dependencies=train_guard,
+             summary="One training's status and progress", responses={401: {"model": Failure}, 404: {"model": Failure}})
+    def train_get(name: str, uuid: str) -> TrainingState:
+        return TrainingState(**training_of(name, uuid).describe())
+
+    @app.delete("/v2/models/{name}/train/{uuid}", response_model=TrainingState, tags=["train"], dependencies=train_guard,
+                summary="Cancel a training (its run is kept, marked cancelled)", responses={401: {"model": Failure}, 404: {"model": Failure}})
+    def train_cancel(name: str, uuid: str) -> TrainingState:
+        training = training_of(name, uuid)
+        trainings.cancel(training)
+        return TrainingState(**training.describe())
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     def healthz() -> dict[str, str]:
@@ -193,13 +332,13 @@ def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: f
     def readyz() -> dict[str, Any]:
         return {"status": "ready", "models": list(served)}
 
-    app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text exposition format)", response_class=Response)(observe)
+    app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text exposition format)", response_class=Response)(observe.exposition)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
         if error.status_code == 404 and not request.url.path.endswith("/") and _routes_with_slash(app, request):
             return RedirectResponse(request.url.replace(path=request.url.path + "/"), status_code=308)
-        return JSONResponse({"message": str(error.detail)}, status_code=error.status_code)
+        return JSONResponse({"message": str(error.detail)}, status_code=error.status_code, headers=getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def bad_arguments(request: Request, error: RequestValidationError):
@@ -212,6 +351,41 @@ def create_app(runs: list[Run], names: list[str] | None = None, max_upload_mb: f
         return JSONResponse({"message": str(error)}, status_code=400)
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of `trilla serve --workers N`'s processes (uvicorn's factory), from $TRILLA_SERVE."""
+    given = json.loads(os.environ[ENVIRONMENT])
+    log_access(given.get("quiet", False))
+    return create_app([Run(path) for path in given["runs"]], given["names"] or None, **given["options"])
+
+
+def log_access(quiet: bool = False) -> None:
+    """One JSON line per request on stdout (the `trilla.access` logger), unless quiet."""
+    if not any(getattr(h, "trilla_access", False) for h in access_log.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.trilla_access = True
+        access_log.addHandler(handler)
+    access_log.propagate = False
+    access_log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+async def _predicted(model: ServedModel, item: Any, top_k: int) -> dict:
+    """A record for an item, or for a URL that could not be fetched."""
+    return {"error": str(item)} if isinstance(item, ItemError) else await model.predict(item, top_k)
+
+
+async def _serve_finished(trainings: Trainings, served: dict[str, ServedModel], add) -> None:
+    """Serve each training that has finished as a model of its own, under its run's name."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(0.5)
+        for training in list(trainings.items.values()):
+            if training.served_as is None and training.status == "done" and (run := training.run()) is not None:
+                name = model_name(run)
+                await loop.run_in_executor(None, add, name, run)
+                training.served_as = name
 
 
 class UploadLimit:
@@ -257,32 +431,50 @@ class UploadLimit:
             {"type": "http"}, None, send)
 
 
-def instrument(app: FastAPI):
-    """Prometheus counters and a latency histogram per route and status (prometheus-client, a
-    registry of this app's own); returns the /metrics handler."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+class Metrics:
+    """Prometheus metrics (prometheus-client, a registry of this app's own): requests and latency per
+    route and status, batch sizes and errors per model; and one JSON access-log line per request on the
+    `trilla.access` logger."""
 
-    registry = CollectorRegistry()
-    requests = Counter("trilla_requests", "HTTP requests answered", ["route", "status"], registry=registry)
-    latency = Histogram("trilla_request_seconds", "time to answer a request", ["route"], registry=registry,
-                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        import time
+        self.registry = CollectorRegistry()
+        self.requests = Counter("trilla_requests", "HTTP requests answered", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("trilla_request_seconds", "time to answer a request", ["route"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.batches = Histogram("trilla_batch_size", "windows per forward pass", ["model"], registry=self.registry,
+                                 buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.errors = Counter("trilla_prediction_errors", "inputs that could not be predicted", ["model", "kind"], registry=self.registry)
 
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        requests.labels(path, str(response.status_code)).inc()
-        latency.labels(path).observe(time.perf_counter() - start)
-        return response
+    def batch_observer(self, model: str):
+        histogram = self.batches.labels(model)
+        return histogram.observe
 
-    def metrics():
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    def error(self, model: str, kind: str) -> None:
+        self.errors.labels(model, kind).inc()
 
-    return metrics
+    def install(self, app: FastAPI) -> None:
+        @app.middleware("http")
+        async def measure(request: Request, call_next):
+            start = time.perf_counter()
+            response = await call_next(request)
+            elapsed = time.perf_counter() - start
+            path = getattr(request.scope.get("route"), "path", "unmatched")
+            self.requests.labels(path, str(response.status_code)).inc()
+            self.latency.labels(path).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(json.dumps({
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": request.client.host if request.client else None,
+                    "method": request.method, "path": request.url.path, "route": path, "status": response.status_code,
+                    "ms": round(elapsed * 1000, 2), "model": request.path_params.get("name") or request.query_params.get("model"),
+                }))
+            return response
+
+    def exposition(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def label_links(labels: list[str]) -> dict[str, list[str]]:

@@ -4,13 +4,17 @@ were released, centred by (v - 128) / 128, as the study fed them."""
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
+from trilla.data.audioset import DIMS, EmbeddingClips, fit_clips
 from trilla.data.embedding_data import HDF5_SUFFIXES, load_embeddings
-from trilla.data.inputs.registry import InputKind, register_input
+from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
 from trilla.schema import Section
 
 
@@ -54,6 +58,36 @@ class EmbeddingsKind(InputKind):
     def load(self, path: Path, config, **kwargs):
         return load_embeddings(path, config.data, config.input, classes=kwargs.get("classes"), progress=kwargs.get("progress", True))
 
+    def preprocessor(self, config, spec: dict, record: dict) -> "EmbeddingsPreprocessor":
+        return EmbeddingsPreprocessor()
+
     def describe(self, config, info: dict) -> str:
         spec = info["input"]
         return f"{info['samples']} clips of {spec['frames']} x {spec['bins']} embeddings"
+
+
+class EmbeddingsPreprocessor(Preprocessor):
+    def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
+        """One clip of per-second embeddings (T, 128), as an array, the bytes of a `.npy` file, or a
+        JSON array of T rows (what a server receives); values as released (0-255), padded or cut to the
+        clip length as the training rows were."""
+        clip = item if isinstance(item, np.ndarray) else _parse(read_item(item))
+        if clip.ndim != 2 or clip.shape[1] != DIMS or not len(clip):
+            raise ItemError(f"an embedding clip is (seconds, {DIMS}) values, not an array of shape {clip.shape}")
+        if not np.isfinite(clip).all() or clip.min() < 0 or clip.max() > 255:
+            raise ItemError("embedding values must lie in 0-255 (AudioSet's quantised embeddings)")
+        padded, frames = fit_clips([clip.astype(np.uint8)])
+        clips = EmbeddingClips(np.asarray([""]), padded, frames, np.zeros((1, 0), bool))
+        return {"embeddings": clips.values(), "lengths": clips.frames}
+
+
+def _parse(data: bytes) -> np.ndarray:
+    if data.startswith(b"\x93NUMPY"):
+        try:
+            return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float64)
+        except (ValueError, OSError) as err:
+            raise ItemError(f"not a readable .npy array: {err}") from err
+    try:
+        return np.asarray(json.loads(data), dtype=np.float64)
+    except (ValueError, TypeError, RecursionError) as err:
+        raise ItemError("an embedding clip is a .npy file or a JSON array of rows of numbers") from err

@@ -1,0 +1,56 @@
+"""One run as the server holds it: its predictor loaded once, its metadata read once, its batcher.
+
+A request's bytes are decoded and preprocessed on the shared thread pool (off the event loop), its
+windows go through the model's batcher with other requests', and the answer is the run's own
+(`Predictor.answer`), so a served prediction equals `trilla predict` on the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from typing import Any, Callable
+
+from trilla.data.inputs import ItemError
+from trilla.predict import single_windows
+from trilla.runs import Run
+from trilla.serve.batching import Batcher
+
+
+def describe(run: Run) -> dict[str, Any]:
+    """What the metadata routes say of a run, besides its name and links."""
+    config = run.config
+    return {
+        "description": f"{run.record.get('model_summary', config.model.name)} trained on {config.data.path}",
+        "classes": run.classes, "input": config.input.type,
+        "metrics": {k: float(v) for k, v in run.metrics.items() if k.startswith("test/") and isinstance(v, (int, float))},
+    }
+
+
+class ServedModel:
+    def __init__(self, name: str, run: Run, decode_pool: Executor, max_batch: int = 32, max_wait_ms: float = 5.0,
+                 observe_batch: Callable[[int], None] | None = None):
+        self.name, self.run, self.decode_pool = name, run, decode_pool
+        self.predictor = run.predictor()
+        self.predictor.preprocessor  # built now, before threads share it
+        self.codes = self.predictor.encode_metadata([None], [{}])  # an upload has no path to read fields from
+        self.meta = describe(run)
+        self.batcher = Batcher(self.predictor, name, max_batch, max_wait_ms, observe_batch)
+
+    async def predict(self, item: Any, top_k: int = 5) -> dict:
+        """The record `Predictor.predict` gives for this item: its answer, or `error` with the reason."""
+        loop = asyncio.get_running_loop()
+        try:
+            prepared = await loop.run_in_executor(self.decode_pool, self.predictor.prepare, item)
+        except ItemError as err:
+            return {"error": str(err)}
+        windows, spans = single_windows(prepared)
+        codes = None if self.codes is None else self.codes.repeat(len(windows), axis=0)
+        outputs = await self.batcher.outputs(windows, codes)
+        record = self.predictor.answer(self.predictor.combine(outputs), top_k)
+        if spans is not None:
+            record["windows_read"] = len(outputs)
+        return record
+
+    def close(self) -> None:
+        self.batcher.close()

@@ -1,0 +1,177 @@
+"""Trainings started over HTTP: each one a `trilla train` subprocess, so the server keeps answering and
+a cancelled or crashed training takes nothing else down.
+
+A training starts from a served run's config with the client's overrides. The client never names a
+path on the server: data comes from a path relative to the operator's `--data-root` (refused when the
+server has none), checked to stay inside it, and an override that would change any other path of the
+config (run.dir, a weights file, a class list) is refused. The new run goes beside the served one,
+named `<model>-<uuid>`; once it has finished it is served as a model of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trilla import runs
+from trilla.config import Config, load_config
+from trilla.errors import TrillaError
+from trilla.runs import Run
+
+
+class Refused(TrillaError):
+    """A training request the server will not start (answered with 422)."""
+
+
+@dataclass
+class Training:
+    uuid: str
+    model: str
+    date: str
+    args: dict[str, Any]
+    run_name: str
+    runs_root: Path
+    process: subprocess.Popen
+    log: Path
+    cancelled: bool = False
+    served_as: str | None = None
+    run_path: Path | None = field(default=None)
+
+    def run(self) -> Run | None:
+        """The run folder the child created (it exists once the child has read its config)."""
+        if self.run_path is None:
+            found = sorted(self.runs_root.glob(f"*-{self.run_name}"))
+            self.run_path = found[-1] if found else None
+        return None if self.run_path is None else Run(self.run_path)
+
+    @property
+    def status(self) -> str:
+        code = self.process.poll()
+        if code is None:
+            return "running"
+        if self.cancelled:
+            return "cancelled"
+        return "done" if code == 0 else "error"
+
+    def describe(self) -> dict[str, Any]:
+        """The DEEPaaS training answer (uuid, date, status, args, message), with trilla's progress."""
+        answer: dict[str, Any] = {"uuid": self.uuid, "date": self.date, "status": self.status, "args": self.args}
+        run = self.run()
+        progress: dict[str, Any] = {"epoch": 0, "epochs": None, "metrics": {}}
+        if run is not None:
+            answer["run"] = run.id
+            history = run.history
+            progress["epochs"] = run.config.train.epochs
+            if len(history):
+                last = history.iloc[-1]
+                progress["epoch"] = int(last.get("epoch", len(history)))
+                progress["metrics"] = {k: float(v) for k, v in last.items() if k != "epoch" and isinstance(v, (int, float)) and v == v}
+        answer["progress"] = progress
+        if answer["status"] == "error":
+            answer["message"] = self.error()
+        if self.served_as:
+            answer["model"] = self.served_as
+        return answer
+
+    def error(self) -> str:
+        run = self.run()
+        recorded = run.info.get("error") if run is not None else None
+        if recorded:
+            return str(recorded)
+        lines = [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()] if self.log.exists() else []
+        return lines[-1] if lines else f"trilla train ended with code {self.process.returncode}"
+
+
+class Trainings:
+    def __init__(self, data_root: Path | None):
+        self.data_root = None if data_root is None else Path(data_root).resolve()
+        self.scratch = Path(tempfile.mkdtemp(prefix="trilla-trainings-"))  # the children's logs
+        self.items: dict[str, Training] = {}
+
+    def resolved(self, base: Run, data: str | None, epochs: int | None, overrides: list[str]) -> tuple[Config, list[str]]:
+        """The config the training will run, and the command-line overrides that give it; Refused for a
+        path outside the data root or an override that changes a path."""
+        given = list(overrides)
+        for item in given:
+            key = item.partition("=")[0].strip()
+            if key.split(".")[0] == "run":
+                raise Refused(f"{key}: where runs go is the server's choice")
+        if epochs is not None:
+            given.append(f"train.epochs={epochs}")
+        if data is not None:
+            given.append(f"data.path={self.data_path(data)}")
+        try:
+            config = load_config(base.path / runs.CONFIG, given)
+        except TrillaError as err:
+            raise Refused(str(err)) from None
+        before, after = _paths(base.config.model_dump()), _paths(config.model_dump())
+        changed = sorted(key for key in set(before) | set(after) if key != "data.path" and before.get(key) != after.get(key))
+        if changed:
+            raise Refused(f"{', '.join(changed)}: a training over HTTP cannot change a path on the server")
+        return config, given
+
+    def data_path(self, data: str) -> Path:
+        if self.data_root is None:
+            raise Refused("this server takes no data paths (start it with --data-root FOLDER to allow data inside FOLDER)")
+        if Path(data).is_absolute():
+            raise Refused(f"data {data!r}: give a path relative to the server's data root")
+        path = (self.data_root / data).resolve()
+        if path != self.data_root and self.data_root not in path.parents:
+            raise Refused(f"data {data!r} leads outside the server's data root")
+        if not path.exists():
+            raise Refused(f"data {data!r} does not exist in the server's data root")
+        return path
+
+    def start(self, model: str, base: Run, data: str | None, epochs: int | None, overrides: list[str]) -> Training:
+        _, given = self.resolved(base, data, epochs, overrides)
+        key = uuid.uuid4().hex
+        run_name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model).strip('-.')[:80] or 'model'}-{key[:8]}"  # glob-safe
+        runs_root = base.path.parent.resolve()
+        log = self.scratch / f"{key}.log"
+        command = [sys.executable, "-m", "trilla", "train", "--config", str(base.path / runs.CONFIG), "-q",
+                   *(f"--set={item}" for item in [*given, f"run.dir={runs_root}", f"run.name={run_name}", "train.progress=false"])]
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        args = {"data": data, "epochs": epochs, "overrides": list(overrides)}
+        training = Training(key, model, str(datetime.now()), args, run_name, runs_root, process, log)
+        self.items[key] = training
+        return training
+
+    def cancel(self, training: Training, grace: float = 10.0) -> None:
+        """End the subprocess (SIGTERM, then SIGKILL after `grace` seconds) and mark its run cancelled."""
+        if training.process.poll() is None:
+            training.cancelled = True
+            os.killpg(training.process.pid, signal.SIGTERM)
+            try:
+                training.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(training.process.pid, signal.SIGKILL)
+                training.process.wait()
+            run = training.run()
+            if run is not None:
+                run.set_status(runs.CANCELLED)
+
+    def close(self) -> None:
+        for training in self.items.values():
+            self.cancel(training, grace=5.0)
+
+
+def _paths(dumped: dict, prefix: str = "") -> dict[str, str]:
+    """Every path-valued key of a dumped config, dotted."""
+    found: dict[str, str] = {}
+    for key, value in dumped.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found.update(_paths(value, f"{name}."))
+        elif isinstance(value, Path):
+            found[name] = str(value)
+    return found
