@@ -1,9 +1,15 @@
-"""Shared fixtures: tiny generated image folders and an isolated store cache per test."""
+"""Shared fixtures: tiny generated image folders, an isolated store cache per test, and `trilla serve`
+started as a real process on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +48,44 @@ def trilla(*args, check=True, cwd=None, timeout=600):
     if check and result.returncode != 0:
         raise AssertionError(f"trilla {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(*args, ready: str = "/readyz", timeout: float = 120, env: dict | None = None):
+    """`trilla serve ARGS` on a free loopback port until the block ends; yields (base URL, process, log
+    file). The server's output goes to a file, so a chatty server never blocks on a full pipe."""
+    import httpx
+
+    port = free_port()
+    log = tempfile.NamedTemporaryFile("w+", prefix="trilla-serve-", suffix=".log", delete=False)
+    process = subprocess.Popen([*TRILLA, "serve", *map(str, args), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if httpx.get(base + ready, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"trilla serve did not start: {Path(log.name).read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield base, process, Path(log.name)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 @pytest.fixture(autouse=True)

@@ -4,24 +4,15 @@ over HTTP as a DEEPaaS client would."""
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 import json
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder
+from conftest import make_image_folder, serving
 from trilla import load_config, train
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +20,8 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     data = make_image_folder(root / "shapes", {"alpha": 20, "beta": 20, "gamma": 20})
     run = train(load_config(data=data, overrides=["data.image_size=16", "train.epochs=3", "train.progress=false", f"run.dir={root / 'runs'}"]))
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "trilla", "serve", str(run.path), "--port", str(port), "-q", "--max-upload-mb", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/v2/", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            if process.poll() is not None:
-                raise AssertionError(f"trilla serve ended: {process.stderr.read()[-2000:]}")
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise AssertionError("trilla serve did not answer within 120 s")
-    yield base, run, data
-    process.terminate()
-    process.wait(timeout=30)
+    with serving(run.path, "-q", "--max-upload-mb", "1", "--max-wait-ms", "50", "--max-batch", "8") as (base, _, _):
+        yield base, run, data
 
 
 def test_versions_models_and_metadata_answer_as_deepaas(server):
@@ -134,3 +108,47 @@ def test_health_readiness_and_prometheus_metrics(server):
     metrics = httpx.get(f"{base}/metrics").text
     assert 'trilla_requests_total{route="/v2/models/{name}/predict/",status="200"}' in metrics
     assert "trilla_request_seconds_bucket" in metrics
+
+
+def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(server):
+    base, run, data = server
+    pictures = sorted(data.glob("*/*.png"))[::3]
+    bodies = [p.read_bytes() for p in pictures] + [b"not a picture", b"\x89PNG\r\n\x1a\n broken"]
+    expected = run.predict(list(bodies), top_k=1)
+    before = _batches(httpx.get(f"{base}/metrics").text)
+
+    def ask(body: bytes):
+        return httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("x.png", body, "image/png")}, params={"top_k": 1}, timeout=60)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(ask, bodies))
+    for answer, want in zip(answers, expected):
+        if "error" in want:
+            assert answer.status_code == 400 and answer.json()["message"], answer.text
+        else:
+            assert answer.status_code == 200, answer.text
+            got = answer.json()["predictions"]
+            assert got["labels"] == [want["predictions"][0]["label"]]
+            assert got["probabilities"][0] == pytest.approx(want["predictions"][0]["probability"], abs=1e-5)
+    passes, windows = (after - was for after, was in zip(_batches(httpx.get(f"{base}/metrics").text), before))
+    good = sum("error" not in want for want in expected)
+    assert windows == good and passes < good, f"{good} pictures went through {passes} forward passes"
+    assert 'trilla_prediction_errors_total{kind="unreadable",model="shapes"}' in httpx.get(f"{base}/metrics").text
+
+
+def _batches(metrics: str) -> tuple[float, float]:
+    """(forward passes, windows) of the model so far, from the batch-size histogram."""
+    count = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith('trilla_batch_size_count{model="shapes"}'))
+    total = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith('trilla_batch_size_sum{model="shapes"}'))
+    return count, total
+
+
+def test_decompression_bombs_and_oversized_pictures_are_refused_before_they_are_decoded(server):
+    base, _, _ = server
+    for side in (9000, 30000):  # 81 Mpx: over input.max_pixels (64); 900 Mpx: PIL's own bomb limit too
+        buffer = io.BytesIO()
+        Image.new("1", (side, side)).save(buffer, "PNG")
+        assert len(buffer.getvalue()) < 2**20  # small on the wire: the upload limit does not catch it
+        answer = httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("bomb.png", buffer.getvalue(), "image/png")})
+        assert answer.status_code == 400 and "over the limit of 64 Mpx" in answer.json()["message"], answer.text
+    assert httpx.get(f"{base}/healthz").status_code == 200
