@@ -87,7 +87,8 @@ class Training:
         recorded = run.info.get("error") if run is not None else None
         if recorded:
             return str(recorded)
-        lines = [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()] if self.log.exists() else []
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        lines = [line.strip("│╭╮╰╯─ ") for line in text.splitlines() if any(c.isalpha() for c in line)]
         return lines[-1] if lines else f"trilla train ended with code {self.process.returncode}"
 
 
@@ -137,7 +138,7 @@ class Trainings:
         run_name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model).strip('-.')[:80] or 'model'}-{key[:8]}"  # glob-safe
         runs_root = base.path.parent.resolve()
         log = self.scratch / f"{key}.log"
-        command = [sys.executable, "-m", "trilla", "train", "--config", str(base.path / runs.CONFIG), "-q",
+        command = [sys.executable, "-m", "trilla", "train", str(base.path / runs.CONFIG), "-q",
                    *(f"--set={item}" for item in [*given, f"run.dir={runs_root}", f"run.name={run_name}", "train.progress=false"])]
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -1,0 +1,97 @@
+"""Trainings over HTTP against a real server: started as subprocesses from a served run's config, data
+only from inside --data-root, the bearer token on these routes only, cancel ends the child and marks its
+run, and a finished training is served as a new model."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from conftest import make_image_folder, serving
+from trilla import load_config, train
+from trilla.runs import Run
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_http")
+    data_root = root / "data"
+    data = make_image_folder(data_root / "shapes", {"alpha": 12, "beta": 12})
+    make_image_folder(root / "private" / "secret", {"x": 8, "y": 8})
+    run = train(load_config(data=data, overrides=["data.image_size=16", "train.epochs=1", "train.progress=false", f"run.dir={root / 'runs'}"]))
+    with serving(run.path, "-q", "--token", TOKEN, "--data-root", data_root) as (base, _, _):
+        yield base, run, root
+
+
+def until(check, timeout: float = 240, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_training_routes_need_the_token_and_refuse_paths_outside_the_data_root(api):
+    base, _, _ = api
+    url = f"{base}/v2/models/shapes/train/"
+    assert httpx.get(f"{base}/v2/models/").status_code == 200  # reading and predicting need no token
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        refused = httpx.post(url, headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", refused.text
+    assert httpx.get(url).status_code == 401
+    for params, reason in [
+        ({"data": "../private/secret"}, "outside the server's data root"),
+        ({"data": "/etc"}, "relative to the server's data root"),
+        ({"data": "nothing-here"}, "does not exist"),
+        ({"overrides": ["run.dir=/tmp/elsewhere"]}, "the server's choice"),
+        ({"overrides": ["data.class_list=/etc/passwd"]}, "cannot change a path"),
+        ({"overrides": ["train.epoch=3"]}, "epochs"),  # the config's own did-you-mean
+        ({"epochs": 0}, "greater than or equal to 1"),
+    ]:
+        answer = httpx.post(url, headers=AUTH, params=params)
+        assert answer.status_code == 422 and reason in answer.json()["message"], (params, answer.text)
+    assert httpx.get(url, headers=AUTH).json() == []
+
+
+def test_a_finished_training_is_listed_with_progress_and_served_as_a_new_model(api):
+    base, run, _ = api
+    started = httpx.post(f"{base}/v2/models/shapes/train/", headers=AUTH, params={"data": "shapes", "epochs": 2, "overrides": ["train.lr=0.002"]})
+    assert started.status_code == 200, started.text
+    body = started.json()
+    assert body["status"] == "running" and body["args"] == {"data": "shapes", "epochs": 2, "overrides": ["train.lr=0.002"]}
+    key = body["uuid"]
+    done = until(lambda: (t := httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json())["status"] != "running" and t)
+    assert done["status"] == "done", done
+    assert done["progress"]["epoch"] == 2 and done["progress"]["epochs"] == 2 and "val/loss" in done["progress"]["metrics"]
+    [listed] = httpx.get(f"{base}/v2/models/shapes/train/", headers=AUTH).json()
+    assert listed["uuid"] == key
+    new = until(lambda: httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json().get("model"))
+    assert new in [m["name"] for m in httpx.get(f"{base}/v2/models/").json()["models"]]
+    trained = Run(run.path.parent / done["run"])
+    assert trained.status == "finished" and trained.config.train.lr == 0.002 and trained.config.train.epochs == 2
+    picture = (run.path.parent.parent / "data" / "shapes" / "alpha" / "alpha_001.png").read_bytes()
+    answer = httpx.post(f"{base}/v2/models/{new}/predict/", files={"data": ("a.png", picture, "image/png")})
+    assert answer.status_code == 200 and answer.json()["predictions"]["labels"]
+    assert httpx.get(f"{base}/v2/models/{new}/train/nope", headers=AUTH).status_code == 404
+
+
+def test_cancelling_ends_the_subprocess_marks_its_run_and_loses_nothing_else(api):
+    base, run, _ = api
+    started = httpx.post(f"{base}/v2/models/shapes/train/", headers=AUTH, params={"epochs": 5000}).json()
+    key = started["uuid"]
+    until(lambda: httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json()["progress"]["epoch"] >= 1)
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # the server answers while it trains
+    cancelled = httpx.delete(f"{base}/v2/models/shapes/train/{key}", headers=AUTH, timeout=60).json()
+    assert cancelled["status"] == "cancelled"
+    child = Run(run.path.parent / cancelled["run"])
+    assert child.status == "cancelled" and len(child.history) >= 1  # what it had trained stays on disk
+    assert Run(run.path).status == "finished"
+    assert httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json()["status"] == "cancelled"
+    assert cancelled["run"] not in [m["name"] for m in httpx.get(f"{base}/v2/models/").json()["models"]]
