@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEEPAAS_VENV ?= .venv-deepaas
+DEEPAAS_STAMP := $(DEEPAAS_VENV)/.installed
+PURELIB := import sysconfig; print(sysconfig.get_path("purelib"))
 
-.PHONY: demo test install bench clean-venv
+.PHONY: demo test install deepaas bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,10 +17,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# DEEPaaS pins old aiohttp, marshmallow and webargs, so it gets a virtualenv of its own. That one reads
+# trilla and torch from $(VENV) (a .pth appends $(VENV)'s site-packages after its own, so its pins win)
+# instead of installing torch a second time.
+$(DEEPAAS_STAMP): $(STAMP) constraints.txt
+	test -x $(DEEPAAS_VENV)/bin/python || $(PYTHON) -m venv $(DEEPAAS_VENV)
+	$(DEEPAAS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEEPAAS_VENV)/bin/python -m pip install --quiet -c constraints.txt deepaas
+	echo "import site; site.addsitedir('$$($(BIN)/python -c '$(PURELIB)')')" > "$$($(DEEPAAS_VENV)/bin/python -c '$(PURELIB)')/trilla-main-venv.pth"
+	touch $(DEEPAAS_STAMP)
+
+deepaas: $(DEEPAAS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/trilla demo
 
-test: $(STAMP)
+test: $(STAMP) $(DEEPAAS_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -33,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/long_audio.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DEEPAAS_VENV)

@@ -59,6 +59,12 @@ class Version(BaseModel):
 
 class Versions(BaseModel):
     versions: list[Version]
+    links: list[Link] = Field(description="the API's documentation (help) and its OpenAPI schema (describedby)")
+
+
+class ModelLink(BaseModel):
+    rel: str
+    href: str
 
 
 class ModelMeta(BaseModel):
@@ -71,7 +77,7 @@ class ModelMeta(BaseModel):
     version: str = __version__
     url: str = ""
     license: str = ""
-    links: list[Link]
+    links: list[ModelLink]
     classes: list[str] = Field(description="trilla: the labels, in output order")
     input: str = Field(description="trilla: the input kind (image, audio, embeddings)")
     metrics: dict[str, float] = Field(description="trilla: the run's test metrics")
@@ -197,9 +203,8 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
     observe.install(app)
     app.add_middleware(UploadLimit, limit=int(settings.max_upload_mb * 2**20))
 
-    def meta(name: str, request: Request) -> ModelMeta:
-        return ModelMeta(id=name, name=name, links=[Link(rel="self", href=str(request.url_for("model_meta", name=name)).rstrip("/"))],
-                         **served[name].meta)
+    def meta(name: str) -> ModelMeta:
+        return ModelMeta(id=name, name=name, links=[ModelLink(rel="self", href=f"/v2/models/{name}")], **served[name].meta)
 
     def known(name: str) -> ServedModel:
         if name not in served:
@@ -220,22 +225,23 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
             return err
 
     @app.get("/", response_model=Versions, tags=["versions"], summary="API versions")
-    def versions(request: Request) -> Versions:
-        return Versions(versions=[Version(links=[Link(rel="self", href=str(request.url_for("version")))])])
+    def versions() -> Versions:
+        return Versions(versions=[version()], links=[Link(rel="help", type="text/html", href="/api"),
+                                                     Link(rel="describedby", href="/swagger.json")])
 
     @app.get("/v2/", response_model=Version, tags=["versions"], summary="V2 API version information")
-    def version(request: Request) -> Version:
-        return Version(links=[Link(rel="self", href=str(request.url_for("version")))])
+    def version() -> Version:
+        return Version(links=[Link(rel="self", href="/v2/")])
 
     @app.get("/v2/models/", response_model=Models, tags=["models"], summary="The loaded models and their metadata")
-    def models(request: Request) -> Models:
-        return Models(models=[meta(name, request) for name in list(served)])
+    def models() -> Models:
+        return Models(models=[meta(name) for name in list(served)])
 
     @app.get("/v2/models/{name}/", response_model=ModelMeta, tags=["models"], summary="A model's metadata",
              responses={404: {"model": Failure}})
-    def model_meta(name: str, request: Request) -> ModelMeta:
+    def model_meta(name: str) -> ModelMeta:
         known(name)
-        return meta(name, request)
+        return meta(name)
 
     @app.post("/v2/models/{name}/predict/", response_model=Prediction, tags=["predict"],
               summary="Predict an uploaded file and/or pictures or sounds at URLs",
@@ -494,7 +500,8 @@ def _routes_with_slash(app: FastAPI, request: Request) -> bool:
 
 
 def _swagger(app: FastAPI) -> None:
-    """The Swagger UI at /docs (and /ui, DEEPaaS's address), from the assets the package ships."""
+    """The Swagger UI at /api (DEEPaaS's address; /ui redirects there) and /docs (FastAPI's), from the
+    assets the package ships."""
     import swagger_ui_bundle
 
     app.mount("/swagger-assets", StaticFiles(directory=Path(swagger_ui_bundle.swagger_ui_path)), name="swagger-assets")
@@ -503,5 +510,6 @@ def _swagger(app: FastAPI) -> None:
         return get_swagger_ui_html(openapi_url="/swagger.json", title="trilla API", swagger_js_url="/swagger-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/swagger-assets/swagger-ui.css", swagger_favicon_url="/swagger-assets/favicon-32x32.png")
 
+    app.get("/api", include_in_schema=False)(page)
     app.get("/docs", include_in_schema=False)(page)
-    app.get("/ui", include_in_schema=False)(page)
+    app.get("/ui", include_in_schema=False)(lambda: RedirectResponse("/api", status_code=302))
