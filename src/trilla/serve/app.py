@@ -116,6 +116,7 @@ class ManyAnswers(BaseModel):
 
 class Failure(BaseModel):
     message: str
+    errors: list[dict[str, Any]] | None = Field(None, description="422: each argument's problem (loc, msg, type)")
 
 
 class Progress(BaseModel):
