@@ -42,4 +42,4 @@ def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(api_schema):
 
         check()
     print(sorted(answered.items()))
-    assert sum(answered.values()) >= 100 and {code for _, code in answered} >= {200, 400, 401, 422}
+    assert sum(answered.values()) >= 100 and {code for _, code in answered} >= {200, 401, 422}
