@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from concurrent.futures import ThreadPoolExecutor
 import json
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -152,3 +154,32 @@ def test_decompression_bombs_and_oversized_pictures_are_refused_before_they_are_
         answer = httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("bomb.png", buffer.getvalue(), "image/png")})
         assert answer.status_code == 400 and "over the limit of 64 Mpx" in answer.json()["message"], answer.text
     assert httpx.get(f"{base}/healthz").status_code == 200
+
+
+def test_only_loopback_or_a_token_goes_without_a_warning():
+    from trilla.serve.app import exposure
+
+    assert exposure("127.0.0.1", None) is None and exposure("::1", None) is None and exposure("localhost", None) is None
+    assert exposure("0.0.0.0", "t") is None
+    assert "without --token" in exposure("0.0.0.0", None) and "without --token" in exposure("myhost.example", None)
+
+
+def test_several_worker_processes_each_load_the_models_and_log_each_request(tmp_path):
+    data = make_image_folder(tmp_path / "shapes", {"alpha": 10, "beta": 10})
+    run = train(load_config(data=data, overrides=["data.image_size=16", "train.epochs=1", "train.progress=false", f"run.dir={tmp_path / 'runs'}"]))
+    picture = (data / "alpha" / "alpha_001.png").read_bytes()
+    [expected] = run.predict([picture], top_k=2)
+    with serving(run.path, "--workers", "2") as (base, process, log):
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        workers = [pid for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]  # not the resource tracker
+        assert len(workers) == 2, children
+        for _ in range(6):
+            answer = httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("a.png", picture, "image/png")}, params={"top_k": 2})
+            assert answer.json()["predictions"]["labels"] == [p["label"] for p in expected["predictions"]]
+        refused = httpx.post(f"{base}/v2/models/shapes/train/")
+        assert refused.status_code == 501 and "--workers 1" in refused.json()["message"]
+        time.sleep(0.5)
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    predicted = [line for line in lines if line["route"] == "/v2/models/{name}/predict/"]
+    assert len(predicted) == 6 and all(line["status"] == 200 and line["model"] == "shapes" and line["ms"] > 0 for line in predicted)
+    assert {line["pid"] for line in lines} <= {int(pid) for pid in workers}

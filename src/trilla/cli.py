@@ -418,11 +418,11 @@ def serve(
     _setup_logging(quiet)
     import uvicorn
 
-    from trilla.serve.app import ENVIRONMENT, create_app, log_access
+    from trilla.serve.app import ENVIRONMENT, create_app, exposure, log_access
 
-    say = logging.getLogger("trilla")
-    if host not in ("127.0.0.1", "localhost", "::1") and token is None:
-        say.warning("listening on %s without --token: anyone who reaches this address can use the models and start trainings", host)
+    exposed = exposure(host, token)
+    if exposed:
+        logging.getLogger("trilla").warning(exposed)
     if data_root is not None and not data_root.is_dir():
         raise TrillaError(f"--data-root {data_root} is not a folder")
     options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,

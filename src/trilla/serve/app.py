@@ -367,6 +367,19 @@ def app_from_environment() -> FastAPI:
     return create_app([Run(path) for path in given["runs"]], given["names"] or None, **given["options"])
 
 
+def exposure(host: str, token: str | None) -> str | None:
+    """The warning `trilla serve` prints when it listens beyond this machine with no token to guard trainings."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if loopback or token is not None:
+        return None
+    return f"listening on {host} without --token: anyone who reaches this address can use the models and start trainings"
+
+
 def log_access(quiet: bool = False) -> None:
     """One JSON line per request on stdout (the `trilla.access` logger), unless quiet."""
     if not any(getattr(h, "trilla_access", False) for h in access_log.handlers):
@@ -472,7 +485,7 @@ class Metrics:
             self.latency.labels(path).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(json.dumps({
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": request.client.host if request.client else None,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "client": request.client.host if request.client else None,
                     "method": request.method, "path": request.url.path, "route": path, "status": response.status_code,
                     "ms": round(elapsed * 1000, 2), "model": request.path_params.get("name") or request.query_params.get("model"),
                 }))

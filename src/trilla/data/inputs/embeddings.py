@@ -82,6 +82,8 @@ class EmbeddingsPreprocessor(Preprocessor):
 
 
 def _parse(data: bytes) -> np.ndarray:
+    if data.startswith(b"\x89HDF\r\n\x1a\n"):
+        raise ItemError("a packed HDF5 file holds many clips: use trilla evaluate RUN --data FILE (predictions.csv)")
     if data.startswith(b"\x93NUMPY"):
         try:
             return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float64)
