@@ -410,6 +410,7 @@ def serve(
     max_batch: int = typer.Option(32, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies (and fetched URLs) are refused with 413"),
+    threads: int = typer.Option(0, "--threads", min=0, max=1024, help="torch threads for inference per process; 0: the cores the decoding threads leave"),
     urls: bool = typer.Option(True, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),
     url_allow: list[str] = typer.Option([], "--url-allow", help="also fetch from this network or address:port (10.0.0.0/8, 127.0.0.1:8080)"),
     quiet: bool = QUIET,
@@ -425,7 +426,9 @@ def serve(
         logging.getLogger("trilla").warning(exposed)
     if data_root is not None and not data_root.is_dir():
         raise TrillaError(f"--data-root {data_root} is not a folder")
+    cores = max(1, (os.cpu_count() or 1) // workers)
     options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
+                   decode_threads=min(8, cores), torch_threads=threads or max(1, cores - min(8, cores)),
                    data_root=None if data_root is None else str(data_root), trainings=workers == 1, urls=urls, url_allow=list(url_allow))
     level = "warning" if quiet else "info"
     log_access(quiet)

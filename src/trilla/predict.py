@@ -75,8 +75,9 @@ class Predictor:
         probabilities (N, classes), or the regressed values (N, outputs)."""
         out = []
         count = len(next(iter(inputs.values())))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with torch.random.fork_rng(devices=[], enabled=bool(self.tta)):  # augmented views: the same draws every call
+            if self.tta:
+                torch.manual_seed(0)  # not without views: it costs a stack trace per call (torch's lazy device seeding)
             for start in range(0, count, batch_size):
                 part = {key: value[start : start + batch_size] for key, value in inputs.items()}
                 extra = {} if metadata is None else {"metadata": torch.from_numpy(metadata[start : start + batch_size])}

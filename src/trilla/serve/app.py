@@ -146,6 +146,7 @@ class Settings:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     decode_threads: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    torch_threads: int | None = None  # intra-op threads for inference; None: leave torch's own setting
     token: str | None = None
     data_root: Path | None = None
     trainings: bool = True
@@ -177,6 +178,10 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
         raise TrillaError(str(err)) from None
     fetcher = Fetcher(max_bytes=int(settings.max_upload_mb * 2**20), read_timeout=settings.url_timeout, allowed=allowed)
     pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="trilla-decode")
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     observe = Metrics()
     served: dict[str, ServedModel] = {}
 
@@ -201,8 +206,8 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
                   description="DEEPaaS-compatible API over trained trilla runs", lifespan=lifespan)
     app.router.redirect_slashes = False  # DEEPaaS answers a missing trailing slash with 308, done below
     _swagger(app)
-    observe.install(app)
     app.add_middleware(UploadLimit, limit=int(settings.max_upload_mb * 2**20))
+    observe.install(app)  # outermost: a 413 for an upload over the limit is counted too
 
     def meta(name: str) -> ModelMeta:
         return ModelMeta(id=name, name=name, links=[ModelLink(rel="self", href=f"/v2/models/{name}")], **served[name].meta)
@@ -408,6 +413,30 @@ async def _serve_finished(trainings: Trainings, served: dict[str, ServedModel], 
                 training.served_as = name
 
 
+class Measured:
+    """ASGI middleware feeding `Metrics`: the status each request was answered with and how long it took
+    (a plain ASGI wrapper, not Starlette's BaseHTTPMiddleware, whose streams cost more than the work)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def noted(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            self.metrics.answered(scope, status, time.perf_counter() - start)
+
+
 class UploadLimit:
     """ASGI middleware: a body larger than `limit` bytes is answered with 413. A declared Content-Length
     is checked before anything is read; a streamed body is cut off where it passes the limit (the app
@@ -475,21 +504,20 @@ class Metrics:
         self.errors.labels(model, kind).inc()
 
     def install(self, app: FastAPI) -> None:
-        @app.middleware("http")
-        async def measure(request: Request, call_next):
-            start = time.perf_counter()
-            response = await call_next(request)
-            elapsed = time.perf_counter() - start
-            path = getattr(request.scope.get("route"), "path", "unmatched")
-            self.requests.labels(path, str(response.status_code)).inc()
-            self.latency.labels(path).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(json.dumps({
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "client": request.client.host if request.client else None,
-                    "method": request.method, "path": request.url.path, "route": path, "status": response.status_code,
-                    "ms": round(elapsed * 1000, 2), "model": request.path_params.get("name") or request.query_params.get("model"),
-                }))
-            return response
+        app.add_middleware(Measured, metrics=self)
+
+    def answered(self, scope, status: int, elapsed: float) -> None:
+        path = getattr(scope.get("route"), "path", "unmatched")
+        self.requests.labels(path, str(status)).inc()
+        self.latency.labels(path).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            params = scope.get("path_params") or {}
+            query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            access_log.info(json.dumps({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "client": (scope.get("client") or [None])[0],
+                "method": scope.get("method"), "path": scope.get("path"), "route": path, "status": status,
+                "ms": round(elapsed * 1000, 2), "model": params.get("name") or (query.get("model") or [None])[0],
+            }))
 
     def exposition(self) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

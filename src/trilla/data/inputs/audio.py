@@ -148,6 +148,9 @@ class AudioPreprocessor(Preprocessor):
         self.transform = Spectrogram(cfg)
         self.silence = self._features(np.zeros(cfg.n_fft, dtype=np.float32))[0, 0]
 
+    def blank(self) -> tuple[np.ndarray, int]:
+        return np.zeros(int(self.cfg.sample_rate * (self.cfg.seconds or 1.0)), np.float32), self.cfg.sample_rate
+
     def _features(self, waves: np.ndarray) -> np.ndarray:
         """(samples,) or (windows, samples) float waves -> (1 or windows, frames, bins) features."""
         import torch

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from trilla.data.audioset import DIMS, EmbeddingClips, fit_clips
+from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
 from trilla.data.embedding_data import HDF5_SUFFIXES, load_embeddings
 from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
 from trilla.schema import Section
@@ -67,6 +67,9 @@ class EmbeddingsKind(InputKind):
 
 
 class EmbeddingsPreprocessor(Preprocessor):
+    def blank(self) -> np.ndarray:
+        return np.full((SECONDS, DIMS), 128, np.uint8)
+
     def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
         """One clip of per-second embeddings (T, 128), as an array, the bytes of a `.npy` file, or a
         JSON array of T rows (what a server receives); values as released (0-255), padded or cut to the

@@ -88,6 +88,9 @@ class ImagePreprocessor(Preprocessor):
     def __init__(self, codec: ImageCodec):
         self.codec = codec
 
+    def blank(self) -> np.ndarray:
+        return np.zeros((self.codec.size, self.codec.size, 3), np.uint8)
+
     def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
         """A path, bytes or binary file of a picture, a PIL image, or a uint8 array (H, W[, C]); a
         picture is one window whatever `hop` says."""

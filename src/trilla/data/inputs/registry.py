@@ -43,6 +43,10 @@ class Preprocessor(ABC):
     @abstractmethod
     def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]: ...
 
+    @abstractmethod
+    def blank(self) -> Any:
+        """An item `prepare` reads (a black picture, a silent clip): what a server warms its model with."""
+
     def collate(self, prepared: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {key: np.concatenate([p[key] for p in prepared]) for key in prepared[0]}
 

@@ -1,0 +1,205 @@
+"""Serving speed: `trilla serve` against DEEPaaS itself (`deepaas-run` with trilla's plugin) on the same
+runs, the same machine and the same 150 px JPEG uploads, plus the in-process ceiling.
+
+Two runs are served: the guitar/bass study's T6 (examples/guitar_bass.yaml, 150 px) and the default
+small CNN, each trained for one epoch on generated pictures (speed does not depend on what they show).
+For each, a loopback load generator (wrk: a fixed number of connections for a bounded time)
+posts to `POST /v2/models/<name>/predict/` of:
+- trilla serve with dynamic batching (--max-batch 32, --max-wait-ms 5),
+- trilla serve with --max-batch 1 (no batching),
+- deepaas-run (DEEPaaS 2.6 from `make deepaas`, one worker process, its default).
+The ceiling is the same work without HTTP: JPEG decode + the run's preprocessing + forward, in process,
+at the best of several batch sizes. The load generator (wrk, `apt-get install wrk`; a Lua script cycles the uploads)
+shares the machine's cores with the servers; it is the same for every server.
+
+    .venv/bin/python benchmarks/serve_speed.py [--seconds 8] [--pictures 64]
+
+Writes benchmarks/results/serve_speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+import trilla
+from trilla.predict import single_windows
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DEEPAAS = ROOT / ".venv-deepaas" / "bin" / "deepaas-run"
+
+
+def pictures(folder: Path, count: int) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        label = "guitar" if i % 2 else "bass"
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        smooth = rng.integers(0, 256, (15, 15, 3), dtype=np.uint8)
+        Image.fromarray(smooth).resize((150, 150), Image.BILINEAR).save(folder / label / f"{i:04d}.jpg", quality=90)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(command: list[str], ready: str, env: dict | None = None) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(ready, timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"{command[0]} did not start")
+
+
+WRK_SCRIPT = """
+local bodies, i = {}, 0
+local folder = os.getenv("BODIES")
+for n = 1, tonumber(os.getenv("COUNT")) do
+  local f = io.open(folder .. "/" .. n .. ".bin", "rb"); bodies[n] = f:read("*all"); f:close()
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=trillabench"
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %f %f\\n", summary.requests, summary.duration,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def multipart(body: bytes) -> bytes:
+    return (b'--trillabench\r\nContent-Disposition: form-data; name="data"; filename="x.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            + body + b"\r\n--trillabench--\r\n")
+
+
+def load(url: str, folder: Path, count: int, seconds: float, concurrency: int) -> dict:
+    """req/s, p50 and p99 latency (ms) from wrk: `concurrency` connections posting the uploads for `seconds`
+    (after a 2-second warm-up)."""
+    env = {**os.environ, "BODIES": str(folder), "COUNT": str(count)}
+    script = folder / "post.lua"
+    for duration in (2, seconds):
+        done = subprocess.run(["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{duration}s", "--timeout", "30s", "-s", str(script), url],
+                              capture_output=True, text=True, env=env, check=True)
+    requests, micros, errors, p50, p99 = done.stdout.split("RESULT ")[1].split()
+    return {"rps": int(requests) / (int(micros) / 1e6), "p50": float(p50), "p99": float(p99), "failures": int(errors), "requests": int(requests)}
+
+
+def ceiling(run, bodies: list[bytes], rounds: int = 3) -> tuple[float, int]:
+    """Pictures per second of decode + preprocessing + forward in process, at the best batch size."""
+    predictor = run.predictor()
+    best = (0.0, 1)
+    for batch in (1, 8, 32, 64):
+        rates = []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            for start in range(0, len(bodies), batch):
+                windows = [w for body in bodies[start : start + batch] for w in single_windows(predictor.prepare(body))[0]]
+                predictor.forward(windows, None, batch_size=batch)
+            rates.append(len(bodies) / (time.perf_counter() - began))
+        best = max(best, (float(np.median(rates)), batch))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8, help="length of each measurement")
+    parser.add_argument("--pictures", type=int, default=64, help="distinct JPEG uploads, cycled")
+    args = parser.parse_args()
+    if not DEEPAAS.exists():
+        sys.exit(f"{DEEPAAS} is missing: run make deepaas first")
+    if shutil.which("wrk") is None:
+        sys.exit("the load generator is wrk: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="trilla-serve-speed-"))
+    data = pictures(work / "guitar_bass", 120)
+    bodies = [p.read_bytes() for p in sorted(data.glob("*/*.jpg"))[: args.pictures]]
+    uploads = work / "uploads"
+    uploads.mkdir()
+    for n, body in enumerate(bodies, 1):
+        (uploads / f"{n}.bin").write_bytes(multipart(body))
+    (uploads / "post.lua").write_text(WRK_SCRIPT)
+    cases = {
+        "T6 (150 px)": trilla.load_config(ROOT / "examples" / "guitar_bass.yaml", ["train.epochs=1", "train.progress=false", f"run.dir={work / 'runs'}"], data),
+        "default small CNN": trilla.load_config(None, ["train.epochs=1", "train.progress=false", f"run.dir={work / 'runs'}"], data),
+    }
+    rows = []
+    for label, config in cases.items():
+        run = trilla.train(config)
+        rate, batch = ceiling(run, bodies)
+        measured = {}
+        servers = {
+            "trilla serve": [sys.executable, "-m", "trilla", "serve", str(run.path), "--name", "trilla", "-q"],
+            "trilla serve --max-batch 1": [sys.executable, "-m", "trilla", "serve", str(run.path), "--name", "trilla", "-q", "--max-batch", "1"],
+            "deepaas-run": [str(DEEPAAS), "--listen-ip", "127.0.0.1"],
+        }
+        for server, command in servers.items():
+            port = free_port()
+            command = [*command, "--listen-port" if server == "deepaas-run" else "--port", str(port)]
+            base = f"http://127.0.0.1:{port}"
+            process = start(command, f"{base}/v2/models/", {"TRILLA_RUN": str(run.path)})
+            try:
+                for concurrency in (8, 32):
+                    if server == "trilla serve --max-batch 1" and concurrency == 8:
+                        continue
+                    measured[server, concurrency] = result = load(f"{base}/v2/models/trilla/predict/", uploads, len(bodies), args.seconds, concurrency)
+                    print(label, server, concurrency, {k: round(v, 1) for k, v in result.items()}, flush=True)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+        rows.append((label, rate, batch, measured))
+    write(rows, args)
+
+
+def write(rows, args) -> None:
+    lines = [
+        "# Serving speed: trilla serve vs DEEPaaS (`benchmarks/serve_speed.py`)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Python {platform.python_version()}; load generator wrk (one thread, on the same cores), {args.seconds:g} s per "
+        f"measurement after a 2-s warm-up, {args.pictures} distinct 150 px JPEG uploads cycled. DEEPaaS 2.6.0 runs the plugin "
+        "(`trilla.serve.deepaas_plugin`) with its default single worker process.",
+        "",
+        "| model | server | concurrency | requests | req/s | p50 ms | p99 ms | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, _, _, measured in rows:
+        for (server, concurrency), r in measured.items():
+            lines.append(f"| {label} | {server} | {concurrency} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['failures']} |")
+    lines += ["", "| model | ceiling (pictures/s, in process) | at batch | best trilla req/s / ceiling | trilla / DEEPaaS at c=8 | "
+              "batching / --max-batch 1 at c=32 | trilla p99 at c=8 (goal < 60 ms) |", "|---|---|---|---|---|---|---|"]
+    for label, rate, batch, m in rows:
+        best = max(m["trilla serve", 8]["rps"], m["trilla serve", 32]["rps"])
+        lines.append(
+            f"| {label} | {rate:.0f} | {batch} | {best / rate:.2f} | {m['trilla serve', 8]['rps'] / m['deepaas-run', 8]['rps']:.1f}x | "
+            f"{m['trilla serve', 32]['rps'] / m['trilla serve --max-batch 1', 32]['rps']:.2f}x | {m['trilla serve', 8]['p99']:.1f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
