@@ -5,7 +5,7 @@ Two runs are served: the guitar/bass study's T6 (examples/guitar_bass.yaml, 150 
 small CNN, each trained for one epoch on generated pictures (speed does not depend on what they show).
 For each, a loopback load generator (wrk: a fixed number of connections for a bounded time)
 posts to `POST /v2/models/<name>/predict/` of:
-- trilla serve with dynamic batching (--max-batch 32, --max-wait-ms 5),
+- trilla serve with dynamic batching (its defaults: --max-batch 32, --max-wait-ms 1),
 - trilla serve with --max-batch 1 (no batching),
 - deepaas-run (DEEPaaS 2.6 from `make deepaas`, one worker process, its default).
 The ceiling is the same work without HTTP: JPEG decode + the run's preprocessing + forward, in process,
@@ -14,7 +14,7 @@ shares the machine's cores with the servers; it is the same for every server.
 
     .venv/bin/python benchmarks/serve_speed.py [--seconds 8] [--pictures 64]
 
-Writes benchmarks/results/serve_speed.md.
+Writes the tables of benchmarks/results/serve_speed.md; its "## Reading" section is written by hand and kept.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from trilla.predict import single_windows
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEEPAAS = ROOT / ".venv-deepaas" / "bin" / "deepaas-run"
+READING = "## Reading"  # the results file's hand-written part, kept when the tables are measured again
 
 
 def pictures(folder: Path, count: int) -> Path:
@@ -197,7 +198,9 @@ def write(rows, args) -> None:
             f"| {label} | {rate:.0f} | {batch} | {best / rate:.2f} | {m['trilla serve', 8]['rps'] / m['deepaas-run', 8]['rps']:.1f}x | "
             f"{m['trilla serve', 32]['rps'] / m['trilla serve --max-batch 1', 32]['rps']:.2f}x | {m['trilla serve', 8]['p99']:.1f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_speed.md").write_text("\n".join(lines) + "\n")
+    target = RESULTS / "serve_speed.md"
+    kept = target.read_text().partition(READING)[2] if target.exists() else ""  # the hand-written reading stays
+    target.write_text("\n".join(lines) + "\n" + (f"\n{READING}{kept}" if kept else ""))
     print("\n".join(lines))
 
 

@@ -57,15 +57,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(*args, ready: str = "/readyz", timeout: float = 120, env: dict | None = None):
-    """`trilla serve ARGS` on a free loopback port until the block ends; yields (base URL, process, log
-    file). The server's output goes to a file, so a chatty server never blocks on a full pipe."""
+def listening(command: list[str], ready: str, timeout: float = 120, env: dict | None = None, cwd=None):
+    """A server `command` (ending in its port option, given a free loopback port) until the block ends;
+    yields (base URL, process, log file) once `ready` answers 200. Its output goes to a file, so a chatty
+    server never blocks on a full pipe."""
     import httpx
 
     port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="trilla-serve-", suffix=".log", delete=False)
-    process = subprocess.Popen([*TRILLA, "serve", *map(str, args), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, **(env or {})})
+    log = tempfile.NamedTemporaryFile("w+", prefix="server-", suffix=".log", delete=False)
+    process = subprocess.Popen([*map(str, command), str(port)], stdout=log, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, **(env or {})}, cwd=cwd)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     try:
@@ -76,7 +77,7 @@ def serving(*args, ready: str = "/readyz", timeout: float = 120, env: dict | Non
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"trilla serve did not start: {Path(log.name).read_text()[-3000:]}")
+                raise AssertionError(f"{command[0]} did not start: {Path(log.name).read_text()[-3000:]}")
             time.sleep(0.3)
         yield base, process, Path(log.name)
     finally:
@@ -86,6 +87,11 @@ def serving(*args, ready: str = "/readyz", timeout: float = 120, env: dict | Non
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def serving(*args, env: dict | None = None):
+    """`trilla serve ARGS` on a free loopback port (see `listening`)."""
+    return listening([*TRILLA, "serve", *args, "--port"], "/readyz", env=env)
 
 
 @pytest.fixture(autouse=True)

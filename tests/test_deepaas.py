@@ -5,15 +5,12 @@ purpose (error bodies, trilla's extra fields) the README says so, and this test 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import free_port, make_image_folder, serving
+from conftest import listening, make_image_folder, serving
 from trilla import load_config, train
 
 DEEPAAS = Path(__file__).resolve().parents[1] / ".venv-deepaas" / "bin" / "deepaas-run"
@@ -25,28 +22,10 @@ def both(tmp_path_factory):
     root = tmp_path_factory.mktemp("deepaas")
     data = make_image_folder(root / "shapes", {"alpha": 14, "beta": 14, "gamma": 14})
     run = train(load_config(data=data, overrides=["data.image_size=16", "train.epochs=2", "train.progress=false", f"run.dir={root / 'runs'}"]))
-    port = free_port()
-    log = (root / "deepaas.log").open("w")
-    deepaas = subprocess.Popen([str(DEEPAAS), "--listen-ip", "127.0.0.1", "--listen-port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "TRILLA_RUN": str(run.path)}, cwd=root)
-    theirs = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{theirs}/v2/models/", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if deepaas.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"deepaas-run did not start: {(root / 'deepaas.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    deepaas = [DEEPAAS, "--listen-ip", "127.0.0.1", "--listen-port"]
+    with listening(deepaas, "/v2/models/", timeout=180, env={"TRILLA_RUN": str(run.path)}, cwd=root) as (theirs, _, _):
         with serving(run.path, "-q", "--name", "trilla") as (ours, _, _):
             yield ours, theirs, data
-    finally:
-        deepaas.terminate()
-        deepaas.wait(timeout=30)
-        log.close()
 
 
 def both_get(both, path: str, **kwargs):

@@ -408,7 +408,7 @@ def serve(
     token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token the training routes require"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="trainings over HTTP may read data inside this folder only"),
     max_batch: int = typer.Option(32, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
+    max_wait_ms: float = typer.Option(1.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies (and fetched URLs) are refused with 413"),
     threads: int = typer.Option(0, "--threads", min=0, max=1024, help="torch threads for inference per process; 0: the cores the decoding threads leave"),
     urls: bool = typer.Option(True, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),

@@ -1,7 +1,8 @@
 """Dynamic batching: the windows of concurrent requests for one model go through one forward pass.
 
 One inference thread per model takes what is queued, waits up to `max_wait_ms` for more while the batch
-holds fewer than `max_batch` windows, and runs them together; while it runs, the next requests queue up,
+holds fewer than `max_batch` windows (1 ms by default: at 8 concurrent requests, 5 ms cost a quarter of
+the requests per second, benchmarks/serve_speed.py), and runs them together; while it runs, the next requests queue up,
 so under load batches fill without waiting and a lone request waits at most `max_wait_ms`. Each request
 gets its own rows back. If a batch fails as a whole, each request in it is run alone, so one bad input
 cannot spoil the answers of the others.
@@ -36,7 +37,7 @@ class Pending:
 
 
 class Batcher:
-    def __init__(self, predictor: Predictor, name: str, max_batch: int = 32, max_wait_ms: float = 5.0,
+    def __init__(self, predictor: Predictor, name: str, max_batch: int, max_wait_ms: float,
                  observe: Callable[[int], None] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
@@ -61,8 +62,9 @@ class Batcher:
         batch, size = [first], len(first.windows)
         deadline = time.monotonic() + self.max_wait
         while size < self.max_batch:
+            left = deadline - time.monotonic()
             try:
-                nxt = self.queue.get_nowait() if time.monotonic() >= deadline else self.queue.get(timeout=deadline - time.monotonic())
+                nxt = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
             except queue.Empty:
                 break
             if nxt is None:

@@ -28,7 +28,7 @@ def describe(run: Run) -> dict[str, Any]:
 
 
 class ServedModel:
-    def __init__(self, name: str, run: Run, decode_pool: Executor, max_batch: int = 32, max_wait_ms: float = 5.0,
+    def __init__(self, name: str, run: Run, decode_pool: Executor, max_batch: int, max_wait_ms: float,
                  observe_batch: Callable[[int], None] | None = None):
         self.name, self.run, self.decode_pool = name, run, decode_pool
         self.predictor = run.predictor()
