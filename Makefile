@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEEPAAS_VENV ?= .venv-deepaas
 DEEPAAS_STAMP := $(DEEPAAS_VENV)/.installed
+LABELSTUDIO_VENV ?= .venv-labelstudio
+LABELSTUDIO_STAMP := $(LABELSTUDIO_VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PURELIB := import sysconfig; print(sysconfig.get_path("purelib"))
 
-.PHONY: demo test install deepaas bench clean-venv
+.PHONY: demo test install deepaas labelstudio system bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +34,25 @@ $(DEEPAAS_STAMP): $(STAMP) constraints.txt
 
 deepaas: $(DEEPAAS_STAMP)
 
+# Label Studio's SDK pins much of what trilla uses (numpy among them): it validates the tasks trilla
+# writes from a virtualenv of its own, reading nothing of $(VENV).
+$(LABELSTUDIO_STAMP):
+	test -x $(LABELSTUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABELSTUDIO_VENV)
+	$(LABELSTUDIO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LABELSTUDIO_VENV)/bin/python -m pip install --quiet -c constraints.txt label-studio-sdk
+	touch $(LABELSTUDIO_STAMP)
+
+labelstudio: $(LABELSTUDIO_STAMP)
+
+# What the browser and database tests need from Debian: Chromium (driven by Playwright) and PostgreSQL
+# (the tests start their own server in a temporary folder).
+system:
+	test -x $(CHROMIUM) && test -n "$(PG_CTL)" || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium postgresql)
+
 demo: $(STAMP)
 	$(BIN)/trilla demo
 
-test: $(STAMP) $(DEEPAAS_STAMP)
+test: system $(STAMP) $(DEEPAAS_STAMP) $(LABELSTUDIO_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -48,4 +68,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/long_audio.py
 
 clean-venv:
-	rm -rf $(VENV) $(DEEPAAS_VENV)
+	rm -rf $(VENV) $(DEEPAAS_VENV) $(LABELSTUDIO_VENV)

@@ -94,6 +94,47 @@ def serving(*args, env: dict | None = None):
     return listening([*TRILLA, "serve", *args, "--port"], "/readyz", env=env)
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's, which make test installs) in a temporary folder on a free
+    loopback port, for this test session; yields a function giving a fresh empty database's URL. As
+    root, the server runs as the postgres user (PostgreSQL refuses root)."""
+    import glob
+    import pwd
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    assert found, "PostgreSQL is missing: make test installs Debian's postgresql (apt-get install postgresql)"
+    bin_dir = Path(found[-1]).parent
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="trilla-pg-", dir="/tmp"))
+    if as_user:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+    root.chmod(0o755)
+    port = free_port()
+    subprocess.run([*as_user, bin_dir / "initdb", "-D", root / "data", "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", root / "data", "-o", options, "-l", root / "log", "-w", "start"], check=True, capture_output=True)
+    made = iter(range(10**6))
+
+    def database() -> str:
+        import sqlalchemy
+
+        name = f"db{next(made)}"
+        admin = sqlalchemy.create_engine(f"postgresql://postgres@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+
+    try:
+        yield database
+    finally:
+        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", root / "data", "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TRILLA_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -105,7 +105,7 @@ def test_uploads_over_the_limit_are_a_413_declared_or_streamed(server):
 def test_health_readiness_and_prometheus_metrics(server):
     base, _, data = server
     assert httpx.get(f"{base}/healthz").json() == {"status": "alive"}
-    assert httpx.get(f"{base}/readyz").json() == {"status": "ready", "models": ["shapes"]}
+    assert httpx.get(f"{base}/readyz").json() == {"status": "ready", "models": ["shapes"], "projects": []}
     httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("a.png", (data / "alpha" / "alpha_002.png").read_bytes(), "image/png")})
     metrics = httpx.get(f"{base}/metrics").text
     assert 'trilla_requests_total{route="/v2/models/{name}/predict/",status="200"}' in metrics

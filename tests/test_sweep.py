@@ -70,6 +70,16 @@ def test_two_workers_on_one_sqlite_study_run_each_grid_point_once(tmp_path):
     assert table["test/balanced_accuracy"].is_monotonic_decreasing
 
 
+def test_two_workers_share_one_study_on_a_real_postgresql_server(tmp_path, postgres):
+    url = postgres()
+    config = _write(tmp_path, {**SIX, "parameters": {"train.lr": [0.01, 0.003], "model.conv.0.maps": [2, 4]}, "storage": url})
+    result = subprocess.run([*TRILLA, "sweep", config, "--workers", "2"], capture_output=True, text=True, check=True)
+    assert "trials: 4 complete" in result.stdout
+    trials = optuna.load_study(study_name="grid", storage=url).get_trials()
+    assert sorted(t.user_attrs["point"] for t in trials) == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials)
+    assert not (Path(result.stdout.strip().splitlines()[-1]) / "sweep.db").exists()  # the study lives on the server
+
+
 def test_a_killed_sweep_resumes_with_the_remaining_trials_only(tmp_path):
     config = _write(tmp_path, SIX, train={**BASE["train"], "epochs": 20})
     folder = tmp_path / "runs" / "grid"

@@ -400,12 +400,15 @@ def manifest(
 
 @app.command()
 def serve(
-    runs: list[Path] = typer.Argument(..., help="run directories; each becomes one model"),
+    runs: list[Path] = typer.Argument(None, help="run directories; each becomes one model"),
+    label: list[Path] = typer.Option([], "--label", help="also serve this labelling project's page at /label/NAME"),
+    db: Optional[str] = typer.Option(None, "--db", help="the labelling projects' database URL (postgresql://...); default: the project's own"),
+    quiz_data: Optional[Path] = typer.Option(None, "--quiz-data", help="the quiz's labelled folder or CSV; default: each run's test split"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
     port: int = typer.Option(5000, "--port", min=0, max=65535, help="port to listen on (DEEPaaS's default)"),
     name: list[str] = typer.Option([], "--name", help="the models' names, one per run (default: the runs' names)"),
     workers: int = typer.Option(1, "--workers", min=1, max=256, help="server processes, each loading the models (trainings need 1)"),
-    token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token the training routes require"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that trainings and labelling answers require"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="trainings over HTTP may read data inside this folder only"),
     max_batch: int = typer.Option(32, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
     max_wait_ms: float = typer.Option(1.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
@@ -415,12 +418,16 @@ def serve(
     url_allow: list[str] = typer.Option([], "--url-allow", help="also fetch from this network or address:port (10.0.0.0/8, 127.0.0.1:8080)"),
     quiet: bool = QUIET,
 ) -> None:
-    """Serve runs over a DEEPaaS-compatible REST API (Swagger UI at /docs, schema at /swagger.json)."""
+    """Serve runs over a DEEPaaS-compatible REST API (Swagger UI at /api, schema at /swagger.json), with the
+    predict page at / and the quiz at /quiz, and labelling projects at /label/NAME."""
     _setup_logging(quiet)
     import uvicorn
 
     from trilla.serve.app import ENVIRONMENT, create_app, exposure, log_access
 
+    runs = list(runs or [])
+    if not runs and not label:
+        raise TrillaError("give run directories to serve, or --label PROJECT")
     exposed = exposure(host, token)
     if exposed:
         logging.getLogger("trilla").warning(exposed)
@@ -429,16 +436,138 @@ def serve(
     cores = max(1, (os.cpu_count() or 1) // workers)
     options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
                    decode_threads=min(8, cores), torch_threads=threads or max(1, cores - min(8, cores)),
-                   data_root=None if data_root is None else str(data_root), trainings=workers == 1, urls=urls, url_allow=list(url_allow))
+                   data_root=None if data_root is None else str(data_root), trainings=workers == 1, urls=urls, url_allow=list(url_allow),
+                   quiz_data=None if quiz_data is None else str(quiz_data))
+    projects = [str(path) for path in label]
     level = "warning" if quiet else "info"
     log_access(quiet)
     if workers == 1:
+        from trilla.label import Project
         from trilla.runs import Run
 
-        uvicorn.run(create_app([Run(path) for path in runs], name or None, **options), host=host, port=port, log_level=level, access_log=False)
+        api = create_app([Run(path) for path in runs], name or None, [Project(path, db) for path in projects], **options)
+        uvicorn.run(api, host=host, port=port, log_level=level, access_log=False)
         return
-    os.environ[ENVIRONMENT] = json.dumps({"runs": [str(path) for path in runs], "names": name, "options": options, "quiet": quiet})
+    os.environ[ENVIRONMENT] = json.dumps({"runs": [str(path) for path in runs], "names": name, "projects": projects, "db": db,
+                                          "options": options, "quiet": quiet})
     uvicorn.run("trilla.serve.app:app_from_environment", factory=True, workers=workers, host=host, port=port, log_level=level, access_log=False)
+
+
+label_app = typer.Typer(no_args_is_help=True, help="Labelling projects: make one, serve its page, export what the annotators said.")
+app.add_typer(label_app, name="label")
+
+
+def _names(text: str | None) -> list[str]:
+    return [] if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+@label_app.command("new")
+def label_new(
+    project: Path = typer.Argument(..., help="the project folder to create"),
+    data: Path = typer.Option(..., "--data", help="folder of pictures or sounds (class folders allowed), or a CSV with a path column"),
+    classes: Optional[str] = typer.Option(None, "--classes", help="one class per item: a,b,c"),
+    multilabel: Optional[str] = typer.Option(None, "--multilabel", help="any set of these labels per item: a,b,c"),
+    plane: Optional[str] = typer.Option(None, "--plane", help="a point on the plane of these two axes: valence,arousal"),
+    db: Optional[str] = typer.Option(None, "--db", help="keep the answers in this database (postgresql://...) instead of the project folder"),
+    run: Optional[Path] = typer.Option(None, "--run", help="a run whose guesses order the items (least sure first) and can be shown"),
+    quiet: bool = QUIET,
+) -> None:
+    """Make a labelling project over a folder or CSV of pictures or sounds."""
+    _setup_logging(quiet)
+    from trilla.label import Project
+    from trilla.runs import Run
+
+    given = [(kind, value) for kind, value in (("classes", classes), ("multilabel", multilabel), ("plane", plane)) if value is not None]
+    if len(given) != 1:
+        raise TrillaError("say what is labelled with exactly one of --classes, --multilabel or --plane")
+    kind, names = given[0]
+    made = Project.create(project, data, kind, _names(names), db, None if run is None else Run(run))
+    typer.echo(f"{len(made.items())} items to label ({kind}: {', '.join(made.classes or made.axes)}); serve it with: trilla label serve {project}")
+
+
+@label_app.command("serve")
+def label_serve(
+    project: Path = typer.Argument(..., help="the project folder"),
+    run: list[Path] = typer.Option([], "--run", help="also serve these runs (predict page, quiz, API)"),
+    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
+    port: int = typer.Option(5000, "--port", min=0, max=65535, help="port to listen on"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that answers require"),
+    quiet: bool = QUIET,
+) -> None:
+    """Serve a labelling project's page at /label/NAME (the same server as trilla serve --label)."""
+    serve(runs=run, label=[project], db=db, quiz_data=None, host=host, port=port, name=[], workers=1, token=token, data_root=None, max_batch=32,
+          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, urls=True, url_allow=[], quiet=quiet)
+
+
+@label_app.command("export")
+def label_export(
+    project: Path = typer.Argument(..., help="the project folder"),
+    format_: str = typer.Option("csv", "--format", help="csv (a manifest trilla train reads) or labelstudio (tasks with annotations)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write it; default: PROJECT/labels.csv or PROJECT/labelstudio.json"),
+    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    quiet: bool = QUIET,
+) -> None:
+    """Write what the annotators said: the majority label (or mean point), agreement and history per item."""
+    _setup_logging(quiet)
+    from trilla.atomic import write_csv, write_text
+    from trilla.label import Project
+    from trilla.label.export import manifest
+    from trilla.label.labelstudio import to_labelstudio
+    from trilla.runs import free_path
+
+    opened = Project(project, db)
+    if format_ not in ("csv", "labelstudio"):
+        raise TrillaError(f"--format is csv or labelstudio, not {format_!r}")
+    target = free_path(out or project / ("labels.csv" if format_ == "csv" else "labelstudio.json"))
+    if format_ == "csv":
+        table = manifest(opened)
+        if not len(table):
+            raise TrillaError(f"no item of {project} has an answer yet")
+        write_csv(target, table)
+        typer.echo(f"{len(table)} items; train on them with: trilla train --data {target}")
+    else:
+        tasks = to_labelstudio(opened)
+        write_text(target, json.dumps(tasks, indent=1) + "\n")
+        typer.echo(f"{len(tasks)} Label Studio tasks")
+    typer.echo(str(target))
+
+
+@label_app.command("stats")
+def label_stats(
+    project: Path = typer.Argument(..., help="the project folder"),
+    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    quiet: bool = QUIET,
+) -> None:
+    """Items answered, annotators, and Krippendorff's alpha for the whole project."""
+    _setup_logging(quiet)
+    from trilla.label import Project
+    from trilla.label.export import agreement
+
+    opened = Project(project, db)
+    standing = opened.standing()
+    typer.echo(f"{standing['item'].nunique() if len(standing) else 0} of {len(opened.items())} items answered, "
+               f"{len(standing)} answers by {standing['annotator'].nunique() if len(standing) else 0} annotators")
+    for key, value in agreement(opened).items():
+        typer.echo(f"{key}: {'undefined (needs two annotators on one item)' if value is None else f'{value:.3f}'}")
+
+
+@label_app.command("import")
+def label_import(
+    project: Path = typer.Argument(..., help="the project folder"),
+    export: Path = typer.Argument(..., help="a Label Studio JSON export (tasks with annotations)"),
+    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    quiet: bool = QUIET,
+) -> None:
+    """Read a Label Studio export's annotations into the project as answers (by annotator)."""
+    _setup_logging(quiet)
+    from trilla.label import Project
+    from trilla.label.labelstudio import from_labelstudio
+
+    added, skipped = from_labelstudio(Project(project, db), export)
+    for reason in skipped:
+        logging.getLogger("trilla").warning("left out: %s", reason)
+    typer.echo(f"{added} answers imported, {len(skipped)} left out")
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="The packed stores: list them, prune what no run uses.")

@@ -73,6 +73,26 @@ def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path, 
     plt.close(fig)
 
 
+def explain_item(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | None = None) -> dict:
+    """Grad-CAM of one prepared item (`Predictor.prepare`; a long sound: the window that speaks most for
+    the answer of the whole): the picture a person sees, the heat in its coordinates, the axis labels,
+    the predicted label and probability, and that window's (start, end) seconds or None."""
+    inputs = dict(inputs)
+    spans = inputs.pop(WINDOWS, None)
+    best = None
+    if spans is not None:
+        probabilities = predictor.predict_inputs(inputs, None if codes is None else np.repeat(codes, len(spans), axis=0))
+        best = int(probabilities[:, probabilities.mean(0).argmax()].argmax())
+        inputs = {key: value[best : best + 1] for key, value in inputs.items()}
+    heat, predicted, probability = gradcam(predictor, inputs, None if codes is None else codes[0])
+    view = predictor.input.explain_view(inputs, heat)
+    if view is None:
+        raise TrillaError(f"Grad-CAM lays heat over what a person can look at; this run reads {predictor.input.name} input")
+    picture, shown_heat, axes = view
+    return {"picture": picture, "heat": shown_heat, "axes": axes, "label": predictor.classes[predicted], "probability": probability,
+            "window": None if best is None else [float(v) for v in spans[best]]}
+
+
 def explain_files(
     run, files: list[Path], out_dir: Path, metadata: list[Mapping[str, str]] | None = None
 ) -> list[dict]:
@@ -88,20 +108,9 @@ def explain_files(
         except ItemError as err:
             records.append({"file": str(path), "error": str(err)})
             continue
-        codes = predictor.encode_metadata([path], [given])
-        spans = inputs.pop(WINDOWS, None)
-        if spans is not None:  # a long sound: the window that speaks most for the answer of the whole
-            probabilities = predictor.predict_inputs(inputs, None if codes is None else np.repeat(codes, len(spans), axis=0))
-            best = int(probabilities[:, probabilities.mean(0).argmax()].argmax())
-            inputs = {key: value[best : best + 1] for key, value in inputs.items()}
-        heat, predicted, probability = gradcam(predictor, inputs, None if codes is None else codes[0])
-        view = predictor.input.explain_view(inputs, heat)
-        if view is None:
-            raise TrillaError(f"Grad-CAM lays heat over what a person can look at; run {run.id} reads {predictor.input.name} input")
-        picture, shown_heat, axes = view
-        label = predictor.classes[predicted]
+        found = explain_item(predictor, inputs, predictor.encode_metadata([path], [given]))
         target = free_path(out_dir / f"{Path(path).stem}_gradcam.png")
-        plot_gradcam(picture, shown_heat, f"Grad-CAM: {label} ({probability:.2f})", target, axes)
-        records.append({"file": str(path), "label": label, "probability": probability, "heatmap": str(target),
-                        **({"window": [float(v) for v in spans[best]]} if spans is not None else {})})
+        plot_gradcam(found["picture"], found["heat"], f"Grad-CAM: {found['label']} ({found['probability']:.2f})", target, found["axes"])
+        records.append({"file": str(path), "label": found["label"], "probability": found["probability"], "heatmap": str(target),
+                        **({"window": found["window"]} if found["window"] is not None else {})})
     return records

@@ -37,8 +37,14 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trilla.data.inputs import ItemError
+from trilla.data.store import default_cache_dir
 from trilla.errors import TrillaError
 from trilla.runs import Run
+from trilla.label.project import Project
+from trilla.serve.failure import Failure
+from trilla.serve.labelling import label_router
+from trilla.serve.pages import Pages, wants_html
+from trilla.serve.quiz import quiz_router
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.served import ServedModel
 from trilla.serve.trainings import Refused, Trainings
@@ -117,11 +123,6 @@ class ManyAnswers(BaseModel):
     results: list[FileAnswer]
 
 
-class Failure(BaseModel):
-    message: str
-    errors: list[dict[str, Any]] | None = Field(None, description="422: each argument's problem (loc, msg, type)")
-
-
 class Progress(BaseModel):
     epoch: int = Field(description="epochs done")
     epochs: int | None = Field(None, description="epochs the training runs")
@@ -156,6 +157,8 @@ class Settings:
     urls: bool = True
     url_allow: tuple[str, ...] = ()
     url_timeout: float = 10.0
+    quiz_data: Path | None = None  # the quiz's labelled items; default: each run's test split
+    quiz_scores: Path | None = None  # the high-score table; default: $TRILLA_CACHE/quiz_scores.db
 
 
 def model_name(run: Run) -> str:
@@ -164,12 +167,16 @@ def model_name(run: Run) -> str:
     return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else run.id
 
 
-def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) -> FastAPI:
-    """The API over these runs (their predictors load once, here), each served under its name;
-    `options` are `Settings` fields (max_upload_mb, max_batch, max_wait_ms, token, data_root...)."""
+def create_app(runs: list[Run], names: list[str] | None = None, projects: list[Project] | None = None, **options: Any) -> FastAPI:
+    """The API and pages over these runs (their predictors load once, here), each served under its name,
+    and the labelling pages of these projects; `options` are `Settings` fields (max_upload_mb,
+    max_batch, max_wait_ms, token, data_root...)."""
     settings = Settings(**options)
-    if not runs:
-        raise TrillaError("serve needs at least one run")
+    projects = list(projects or [])
+    if not runs and not projects:
+        raise TrillaError("serve needs at least one run or labelling project")
+    if len({p.name for p in projects}) != len(projects):
+        raise TrillaError(f"two labelling projects share a name: {[p.name for p in projects]}")
     names = list(names) if names else [model_name(run) for run in runs]
     if len(names) != len(runs):
         raise TrillaError(f"{len(names)} names for {len(runs)} runs")
@@ -210,6 +217,7 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
                   description="DEEPaaS-compatible API over trained trilla runs", lifespan=lifespan)
     app.router.redirect_slashes = False  # DEEPaaS answers a missing trailing slash with 308, done below
     _swagger(app)
+    pages = Pages(app, settings.token)
     app.add_middleware(UploadLimit, limit=int(settings.max_upload_mb * 2**20))
     observe.install(app)  # outermost: a 413 for an upload over the limit is counted too
 
@@ -234,8 +242,20 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
         except ItemError as err:
             return err
 
-    @app.get("/", response_model=Versions, tags=["versions"], summary="API versions")
-    def versions() -> Versions:
+    def page_guard(request: Request) -> None:
+        authorized(request)
+        pages.check(request)
+
+    app.include_router(label_router({p.name: p for p in projects}, page_guard, pages.render))
+    scores = Path(settings.quiz_scores) if settings.quiz_scores else default_cache_dir().parent / "quiz_scores.db"
+    app.include_router(quiz_router(served, None if settings.quiz_data is None else Path(settings.quiz_data), scores, page_guard, pages.render))
+
+    @app.get("/", response_model=Versions, tags=["versions"], summary="API versions (a browser gets the predict page)",
+             responses={200: {"content": {"text/html": {}}}})
+    def versions(request: Request):
+        if wants_html(request):
+            return pages.render("predict.html", request, models=[(name, served[name].meta) for name in served],
+                                urls=settings.urls, projects=[p.name for p in projects])
         return Versions(versions=[version()], links=[Link(rel="help", type="text/html", href="/api"),
                                                      Link(rel="describedby", href="/swagger.json")])
 
@@ -278,6 +298,16 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
             answers.append(LabelledPrediction(labels=labels, probabilities=[p["probability"] for p in record["predictions"]],
                                               links=label_links(labels)))
         return Prediction(predictions=answers[0] if len(answers) == 1 else answers)
+
+    @app.post("/v2/models/{name}/explain/", tags=["predict"], summary="Grad-CAM: the picture with the evidence for the answer laid over it",
+              response_class=Response, responses={200: {"content": {"image/png": {}}}, 400: {"model": Failure}, 404: {"model": Failure}})
+    async def explain(name: str, data: UploadFile = File(..., description="a picture or a sound file")) -> Response:
+        model = known(name)
+        try:
+            png = await model.explain(await data.read())
+        except (ItemError, TrillaError) as err:
+            raise HTTPException(400, str(err)) from None
+        return Response(png, media_type="image/png")
 
     @app.post("/predict", response_model=ManyAnswers, tags=["predict"], summary="Predict several uploaded files at once",
               responses={404: {"model": Failure}, 413: {"model": Failure}, 422: {"model": Failure}})
@@ -346,7 +376,7 @@ def create_app(runs: list[Run], names: list[str] | None = None, **options: Any) 
 
     @app.get("/readyz", tags=["operations"], summary="Every model is loaded")
     def readyz() -> dict[str, Any]:
-        return {"status": "ready", "models": list(served)}
+        return {"status": "ready", "models": list(served), "projects": [p.name for p in projects]}
 
     app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text exposition format)", response_class=Response)(observe.exposition)
 
@@ -373,7 +403,8 @@ def app_from_environment() -> FastAPI:
     """The app of one of `trilla serve --workers N`'s processes (uvicorn's factory), from $TRILLA_SERVE."""
     given = json.loads(os.environ[ENVIRONMENT])
     log_access(given.get("quiet", False))
-    return create_app([Run(path) for path in given["runs"]], given["names"] or None, **given["options"])
+    projects = [Project(path, given["db"]) for path in given["projects"]]
+    return create_app([Run(path) for path in given["runs"]], given["names"] or None, projects, **given["options"])
 
 
 def exposure(host: str, token: str | None) -> str | None:

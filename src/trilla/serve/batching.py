@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,6 +34,7 @@ class Pending:
     codes: np.ndarray | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
+    call: Callable[[], Any] | None = None  # work run alone on the inference thread (Grad-CAM hooks the model)
 
 
 class Batcher:
@@ -54,6 +55,13 @@ class Batcher:
         self.queue.put(Pending(windows, codes, loop, future))
         return await future
 
+    async def alone(self, call: Callable[[], Any]) -> Any:
+        """`call()` on the inference thread between batches: nothing else uses the model meanwhile."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.put(Pending([], None, loop, future, call))
+        return await future
+
     def close(self) -> None:
         self.queue.put(None)
         self.thread.join(timeout=10)
@@ -69,6 +77,10 @@ class Batcher:
                 break
             if nxt is None:
                 return batch, True
+            if nxt.call is not None:  # not part of a batch: after it
+                self._run(batch)
+                self._call(nxt)
+                return [], False
             batch.append(nxt)
             size += len(nxt.windows)
         return batch, False
@@ -79,10 +91,23 @@ class Batcher:
             first = self.queue.get()
             if first is None:
                 return
+            if first.call is not None:
+                self._call(first)
+                continue
             batch, closing = self._gather(first)
             self._run(batch)
 
+    def _call(self, pending: Pending) -> None:
+        try:
+            result = pending.call()
+        except Exception as err:  # noqa: BLE001 - handed to the request that asked
+            _settle(pending, error=err)
+        else:
+            _settle(pending, result=result)
+
     def _run(self, batch: list[Pending]) -> None:
+        if not batch:
+            return
         try:
             flat = self._forward(batch)
         except Exception:  # noqa: BLE001 - one request's input may break the batch: answer each alone

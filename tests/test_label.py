@@ -1,0 +1,138 @@
+"""Labelling projects as a library and a command: items from folders and CSVs, one annotator's view,
+answers that are only appended (undo, back, supersede), the exported manifest, Krippendorff's alpha,
+the Label Studio round trip, and nothing a user made ever overwritten."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_image_folder, make_tone_folder, trilla
+from trilla.errors import TrillaError
+from trilla.label import Project
+from trilla.label.export import agreement, manifest
+from trilla.label.labelstudio import from_labelstudio, labeling_config, to_labelstudio
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    return make_image_folder(tmp_path / "pics", {"alpha": 3, "beta": 3})
+
+
+def test_the_next_item_is_the_one_with_fewest_answers_and_each_annotator_sees_only_their_own(tmp_path, pictures):
+    project = Project.create(tmp_path / "p", pictures, "classes", ["alpha", "beta"])
+    items = project.items()
+    assert len(items) == 6 and set(items["media"]) == {"image"} and set(items["given"]) == {"alpha", "beta"}
+    first = project.next_item("ann")
+    project.answer(first.id, "ann", "alpha", seconds=1.5)
+    assert project.next_item("bob").id != first.id  # bob gets an item nobody answered yet
+    assert project.show(first.id, "bob").answer is None and project.show(first.id, "ann").answer == "alpha"
+    for _ in range(5):
+        shown = project.next_item("bob")
+        project.answer(shown.id, "bob", "beta")
+    assert project.next_item("bob").id == first.id  # the last one bob has not seen
+    with pytest.raises(ValueError, match="one of alpha, beta"):
+        project.answer(first.id, "ann", "gamma")
+
+
+def test_undo_restores_the_previous_answer_and_back_goes_to_the_one_before(tmp_path, pictures):
+    project = Project.create(tmp_path / "p", pictures, "classes", ["alpha", "beta"])
+    a, b = project.next_item("ann").id, None
+    project.answer(a, "ann", "alpha")
+    b = project.next_item("ann").id
+    project.answer(b, "ann", "beta")
+    assert project.previous("ann") == b and project.previous("ann", before=b) == a
+    project.answer(a, "ann", "beta")  # a second thought supersedes the first answer
+    assert project.show(a, "ann").answer == "beta"
+    assert project.undo("ann") == a and project.show(a, "ann").answer == "alpha"
+    assert project.undo("ann") == b and project.show(b, "ann").answer is None
+    history = project.answers()
+    assert len(history) == 3 and history["undone"].sum() == 2  # nothing is deleted
+
+
+def test_the_manifest_has_the_majority_agreement_and_history_and_trains(tmp_path, pictures):
+    project = Project.create(tmp_path / "p", pictures, "classes", ["alpha", "beta"])
+    items = project.items()
+    for row in items.itertuples():
+        for annotator in ("ann", "bob", "cid"):
+            value = row.given if annotator != "cid" or row.item % 2 else ("beta" if row.given == "alpha" else "alpha")
+            project.answer(row.item, annotator, value)
+    table = manifest(project)
+    assert len(table) == 6 and (table["label"] == items.set_index("path").loc[table["path"], "given"].to_numpy()).all()
+    assert sorted(set(table["agreement"].round(3))) == [0.667, 1.0] and (table["annotators"] == 3).all()
+    assert table["label_history"].str.count("ann: ").eq(1).all()
+    alpha = agreement(project)["alpha"]
+    import krippendorff
+
+    matrix = [[project.classes.index(v) for v in project.standing().query("annotator == @a").sort_values("item")["value"]] for a in ("ann", "bob", "cid")]
+    assert alpha == pytest.approx(krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"))
+    result = trilla("label", "export", tmp_path / "p")
+    written = tmp_path / "p" / "labels.csv"
+    assert str(written) in result.stdout and len(pd.read_csv(written)) == 6
+    again = trilla("label", "export", tmp_path / "p")
+    assert "labels-2.csv" in again.stdout  # the first export is kept
+    stats = trilla("label", "stats", tmp_path / "p").stdout
+    assert "6 of 6 items answered, 18 answers by 3 annotators" in stats and f"alpha: {alpha:.3f}" in stats
+
+
+def test_the_plane_stores_points_and_exports_their_mean_and_interval_alpha(tmp_path):
+    tones = make_tone_folder(tmp_path / "tones", {"low": 2, "high": 2})
+    project = Project.create(tmp_path / "p", tones, "plane", ["valence", "arousal"])
+    ids = list(project.items()["item"])
+    for k, item in enumerate(ids):
+        project.answer(item, "ann", [0.1 * k, -0.5])
+        project.answer(item, "bob", [0.1 * k + 0.2, -0.3])
+    table = manifest(project)
+    assert list(table["valence"]) == pytest.approx([0.1 * k + 0.1 for k in range(4)])
+    assert list(table["arousal"]) == pytest.approx([-0.4] * 4)
+    assert table["agreement"].iloc[0] == pytest.approx(1 - np.hypot(0.1, 0.1) / (2 * np.sqrt(2)), abs=1e-4)
+    scores = agreement(project)
+    assert set(scores) == {"alpha", "alpha/valence", "alpha/arousal"}
+    with pytest.raises(ValueError, match=r"\[valence, arousal\], each in \[-1, 1\]"):
+        project.answer(ids[0], "ann", [2, 0])
+
+
+def test_label_studio_tasks_round_trip_into_a_new_project(tmp_path, pictures):
+    project = Project.create(tmp_path / "p", pictures, "multilabel", ["alpha", "beta"])
+    for k, item in enumerate(project.items()["item"]):
+        project.answer(item, "ann", ["alpha", "beta"][: k % 3])
+    tasks = to_labelstudio(project)
+    assert len(tasks) == 6 and tasks[1]["annotations"][0]["result"][0]["value"]["choices"] == ["alpha"]
+    assert labeling_config(project, "image").startswith('<View><Image name="item" value="$image"/><Choices')
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks + [{"id": 99, "data": {"image": "/nowhere.png"}, "annotations": []}]))
+    other = Project.create(tmp_path / "q", pictures, "multilabel", ["alpha", "beta"])
+    added, skipped = from_labelstudio(other, export)
+    assert added == 6 and len(skipped) == 1 and "no such item" in skipped[0]
+    assert other.standing().sort_values("item")["value"].tolist() == project.standing().sort_values("item")["value"].tolist()
+
+
+def test_projects_are_never_overwritten_and_bad_requests_say_why(tmp_path, pictures):
+    Project.create(tmp_path / "p", pictures, "classes", ["alpha", "beta"])
+    with pytest.raises(TrillaError, match="already a labelling project"):
+        Project.create(tmp_path / "p", pictures, "classes", ["alpha", "beta"])
+    with pytest.raises(TrillaError, match="two axes"):
+        Project.create(tmp_path / "q", pictures, "plane", ["valence"])
+    with pytest.raises(TrillaError, match="no pictures or sounds"):
+        Project.create(tmp_path / "r", tmp_path / "p", "classes", ["a", "b"])
+    bad = trilla("label", "new", tmp_path / "s", "--data", pictures, "--classes", "a,b", "--plane", "x,y", check=False)
+    assert bad.returncode == 2 and "exactly one of --classes, --multilabel or --plane" in bad.stderr
+    made = trilla("label", "new", tmp_path / "t", "--data", pictures, "--classes", "alpha,beta")
+    assert "6 items to label" in made.stdout
+
+
+def test_the_same_project_on_a_real_postgresql_server(tmp_path, pictures, postgres):
+    url = postgres()
+    project = Project.create(tmp_path / "team", pictures, "classes", ["alpha", "beta"], db=url)
+    assert not (tmp_path / "team" / "labels.db").exists()
+    first = int(project.items()["item"].min())
+    for annotator, value in (("ann", "alpha"), ("bob", "alpha"), ("cid", "beta")):
+        project.answer(first, annotator, value)
+    project.undo("cid")
+    reopened = Project(tmp_path / "team")  # project.json remembers the database
+    assert reopened.engine.dialect.name == "postgresql"
+    assert sorted(reopened.standing()["annotator"]) == ["ann", "bob"] and len(reopened.answers()) == 3
+    assert "1 of 6 items answered, 2 answers by 2 annotators" in trilla("label", "stats", tmp_path / "team").stdout

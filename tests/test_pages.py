@@ -1,0 +1,197 @@
+"""The web pages in a real browser: Playwright drives Debian's Chromium (headless, /usr/bin/chromium)
+against a real `trilla serve` on a loopback port. Each test saves a screenshot of its page into
+docs/screenshots/, which the README shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import make_image_folder, make_tone_folder, serving, trilla
+from trilla import load_config, train
+from trilla.label import Project
+from trilla.runs import Run
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"]
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+EVIL = "<script>window.pwned=1</script>"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Chromium is missing: make test installs Debian's chromium (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pages")
+    data = make_image_folder(root / "shapes", {"alpha": 16, "beta": 16}, size=32)
+    run = train(load_config(data=data, overrides=["data.image_size=32", "train.epochs=6", "train.progress=false", f"run.dir={root / 'runs'}"]))
+    tolabel = make_image_folder(root / "tolabel", {"alpha": 6, "beta": 6}, size=32, seed=5)
+    Project.create(root / "shop", tolabel, "classes", ["alpha", "beta"])
+    Project.create(root / "feelings", make_tone_folder(root / "tones", {"low": 2, "high": 2}, seconds=(1.5, 1.5)), "plane", ["valence", "arousal"])
+    Project.create(root / "evil", tolabel, "classes", [EVIL, "beta"])
+    with serving(run.path, "-q", "--label", root / "shop", "--label", root / "feelings", "--label", root / "evil",
+                 env={"TRILLA_CACHE": str(root / "cache")}) as (base, _, _):
+        yield base, run, data, root
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1000, "height": 760})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda err: errors.append(str(err)))
+    opened.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
+    yield opened
+    context.close()
+    assert not errors, errors
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def test_upload_and_predict_shows_each_files_top1_and_a_gradcam_overlay(site, page):
+    base, run, data, _ = site
+    files = [data / "alpha" / "alpha_003.png", data / "beta" / "beta_004.png", data / "beta" / "beta_011.png"]
+    expected = [r["predictions"][0]["label"] for r in run.predict(files, top_k=2)]
+    page.goto(base + "/")
+    assert page.title() == "predict · trilla" and httpx.get(base + "/").json()["versions"][0]["id"] == "v2"  # a program still gets JSON
+    page.set_input_files("#files", [str(f) for f in files])
+    page.wait_for_function("document.querySelectorAll('.result .bar-row').length >= 6")
+    cards = page.query_selector_all(".result")  # newest first: the last file's card leads
+    shown = {card.query_selector(".name").inner_text(): card.query_selector(".bar-row span").inner_text() for card in cards}
+    assert shown == {f.name: label for f, label in zip(files, expected)}
+    cards[0].query_selector(".cam").click()
+    page.wait_for_function("(() => { const i = document.querySelector('.result .heat'); return i && !i.hidden && i.naturalWidth > 0; })()")
+    shot(page, "predict")
+
+
+def test_a_five_round_quiz_ends_with_both_scores_and_a_high_score(site, page):
+    base, _, _, _ = site
+    page.goto(base + "/quiz")
+    page.fill("#player", "Ada")
+    page.fill("#rounds", "5")
+    with page.expect_response("**/quiz/api/start") as started:
+        page.click("#start")
+    assert "truth" not in json.dumps(started.value.json())  # the answer never leaves before the player's
+    for n in range(5):
+        page.wait_for_function(f"document.getElementById('counter').textContent === 'round {n + 1} of 5'")
+        page.keyboard.press("1")
+        page.wait_for_function("document.getElementById('verdict').textContent.includes('The model said')")
+        if n == 4:
+            shot(page, "quiz")
+        page.keyboard.press("Enter")
+    final = page.wait_for_selector("#final").inner_text()
+    assert final.startswith("You ") and "of 5, the model" in final
+    page.wait_for_function("document.querySelectorAll('#scores tr').length >= 1")
+    assert page.inner_text("#scores tr td") == "Ada"
+
+
+def label_with_keys(page, base: str, project: Project, annotator: str, count: int) -> None:
+    """`annotator` answers `count` items of the shop project with the number keys, each with its true class."""
+    page.goto(f"{base}/label/{project.name}")
+    page.fill("#annotator", annotator)
+    page.keyboard.press("Enter")
+    given = project.items().set_index("item")["given"]
+    for n in range(count):
+        page.wait_for_function(f"document.getElementById('counter').textContent.startsWith('{n} of')")
+        item = int(page.inner_text("#counter").split("item ")[1].split(" ")[0])
+        page.keyboard.press(str(project.classes.index(given[item]) + 1))
+    page.wait_for_selector("#done", state="visible")
+
+
+def test_two_annotators_label_twelve_pictures_with_the_keyboard_and_the_export_trains(site, browser):
+    base, _, _, root = site
+    project = Project(root / "shop")
+    for annotator in ("ann", "bob"):
+        context = browser.new_context()
+        page = context.new_page()
+        label_with_keys(page, base, project, annotator, 12)
+        if annotator == "bob":
+            shot(page, "label_done")
+        context.close()
+    standing = project.standing()
+    assert len(standing) == 24 and set(standing["annotator"]) == {"ann", "bob"}
+    exported = trilla("label", "export", root / "shop", "--out", root / "shop.csv")
+    table = __import__("pandas").read_csv(root / "shop.csv")
+    assert str(root / "shop.csv") in exported.stdout and (table["annotators"] == 2).all() and (table["agreement"] == 1).all()
+    trained = trilla("train", "--data", root / "shop.csv", "--set", "train.epochs=1", "--set", "data.image_size=16",
+                     "--set", f"run.dir={root / 'runs2'}", "--set", "train.progress=false", "-q")
+    assert Run(trained.stdout.strip().splitlines()[-1]).classes == ["alpha", "beta"]
+
+
+def test_undo_restores_the_previous_answer(site, page):
+    base, _, _, root = site
+    project = Project(root / "shop")
+    page.goto(f"{base}/label/shop")
+    page.fill("#annotator", "cid")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('counter').textContent.startsWith('0 of')")
+    first = int(page.inner_text("#counter").split("item ")[1].split(" ")[0])
+    page.keyboard.press("1")  # alpha
+    page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
+    page.keyboard.press("b")  # back to the first item, answered alpha
+    page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {first} ')")
+    page.keyboard.press("2")  # a second thought: beta
+    page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
+    assert project.show(first, "cid").answer == "beta"
+    page.keyboard.press("u")
+    page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {first} ')")
+    assert 'your answer: "alpha"' in page.inner_text("#counter") and project.show(first, "cid").answer == "alpha"
+    assert page.get_attribute(".choice[data-value='alpha']", "aria-pressed") == "true"
+
+
+def test_a_click_on_the_plane_is_stored_where_it_was_clicked_and_the_sound_plays(site, page):
+    base, _, _, root = site
+    project = Project(root / "feelings")
+    page.goto(f"{base}/label/feelings")
+    page.fill("#annotator", "dee")
+    page.click("#start")
+    page.wait_for_function("(() => { const a = document.getElementById('player'); return a.currentTime > 0.2 && !a.paused; })()", timeout=15000)
+    item = int(page.inner_text("#counter").split("item ")[1].split(" ")[0])
+    box = page.query_selector("#plane").bounding_box()
+    target = (0.3, -0.6)  # valence, arousal; the plane spans -1.1..1.1 on both axes, arousal upwards
+    page.mouse.click(box["x"] + (target[0] + 1.1) / 2.2 * box["width"], box["y"] + (1.1 - target[1]) / 2.2 * box["height"])
+    shot(page, "label_plane")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
+    stored = project.show(item, "dee").answer
+    assert abs(stored[0] - target[0]) <= 0.02 and abs(stored[1] - target[1]) <= 0.02, stored
+    page.keyboard.press("b")
+    page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {item} ')")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
+    assert project.show(item, "dee").answer[1] == pytest.approx(stored[1] + 0.04, abs=1e-6)
+
+
+def test_names_from_users_and_files_are_shown_as_text_never_run(site, page, tmp_path):
+    base, _, _, _ = site
+    page.goto(f"{base}/label/evil")
+    page.fill("#annotator", '<img src=x onerror="window.pwned=2">')
+    page.click("#start")
+    page.wait_for_selector(".choice")
+    assert page.inner_text(".choice") == f"1 {EVIL}"
+    strange = tmp_path / "<img src=x onerror=window.pwned=3>.png"
+    strange.write_bytes((site[2] / "alpha" / "alpha_001.png").read_bytes())
+    page.goto(base + "/")
+    page.set_input_files("#files", [str(strange)])
+    page.wait_for_selector(".result .bar-row")
+    assert page.inner_text(".result .name") == strange.name
+    assert page.evaluate("window.pwned") is None
+    refused = httpx.post(f"{base}/label/evil/api/answer", json={"annotator": "x", "item": 1, "value": "beta"})
+    assert refused.status_code == 403 and "CSRF" in refused.json()["message"]
