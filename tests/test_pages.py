@@ -100,6 +100,19 @@ def test_a_five_round_quiz_ends_with_both_scores_and_a_high_score(site, page):
     assert page.inner_text("#scores tr td") == "Ada"
 
 
+def start_labelling(page, base: str, project: str, annotator: str) -> int:
+    """Open a project's page as `annotator`; the id of the first item shown."""
+    page.goto(f"{base}/label/{project}")
+    page.fill("#annotator", annotator)
+    page.click("#start")
+    page.wait_for_function("document.getElementById('counter').textContent.startsWith('0 of')")
+    return shown_item(page)
+
+
+def shown_item(page) -> int:
+    return int(page.inner_text("#counter").split("item ")[1].split(" ")[0])
+
+
 def label_with_keys(page, base: str, project: Project, annotator: str, count: int) -> None:
     """`annotator` answers `count` items of the shop project with the number keys, each with its true class."""
     page.goto(f"{base}/label/{project.name}")
@@ -108,8 +121,7 @@ def label_with_keys(page, base: str, project: Project, annotator: str, count: in
     given = project.items().set_index("item")["given"]
     for n in range(count):
         page.wait_for_function(f"document.getElementById('counter').textContent.startsWith('{n} of')")
-        item = int(page.inner_text("#counter").split("item ")[1].split(" ")[0])
-        page.keyboard.press(str(project.classes.index(given[item]) + 1))
+        page.keyboard.press(str(project.classes.index(given[shown_item(page)]) + 1))
     page.wait_for_selector("#done", state="visible")
 
 
@@ -136,17 +148,13 @@ def test_two_annotators_label_twelve_pictures_with_the_keyboard_and_the_export_t
 def test_undo_restores_the_previous_answer(site, page):
     base, _, _, root = site
     project = Project(root / "shop")
-    page.goto(f"{base}/label/shop")
-    page.fill("#annotator", "cid")
-    page.click("#start")
-    page.wait_for_function("document.getElementById('counter').textContent.startsWith('0 of')")
-    first = int(page.inner_text("#counter").split("item ")[1].split(" ")[0])
+    first = start_labelling(page, base, "shop", "cid")
     page.keyboard.press("1")  # alpha
     page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
     page.keyboard.press("b")  # back to the first item, answered alpha
     page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {first} ')")
-    page.keyboard.press("2")  # a second thought: beta
-    page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
+    page.keyboard.press("2")  # a second thought: beta; the page moves on to another item
+    page.wait_for_function(f"!document.getElementById('counter').textContent.includes('item {first} ')")
     assert project.show(first, "cid").answer == "beta"
     page.keyboard.press("u")
     page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {first} ')")
@@ -157,11 +165,8 @@ def test_undo_restores_the_previous_answer(site, page):
 def test_a_click_on_the_plane_is_stored_where_it_was_clicked_and_the_sound_plays(site, page):
     base, _, _, root = site
     project = Project(root / "feelings")
-    page.goto(f"{base}/label/feelings")
-    page.fill("#annotator", "dee")
-    page.click("#start")
+    item = start_labelling(page, base, "feelings", "dee")
     page.wait_for_function("(() => { const a = document.getElementById('player'); return a.currentTime > 0.2 && !a.paused; })()", timeout=15000)
-    item = int(page.inner_text("#counter").split("item ")[1].split(" ")[0])
     box = page.query_selector("#plane").bounding_box()
     target = (0.3, -0.6)  # valence, arousal; the plane spans -1.1..1.1 on both axes, arousal upwards
     page.mouse.click(box["x"] + (target[0] + 1.1) / 2.2 * box["width"], box["y"] + (1.1 - target[1]) / 2.2 * box["height"])

@@ -101,29 +101,26 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
         found = project.previous(annotator, before)
         return view(name, None if found is None else project.show(found, annotator))
 
-    @router.post("/{name}/api/answer", response_model=Next, dependencies=[Depends(guard)])
-    def answer(name: str, posted: Posted) -> Next:
+    def record(name: str, posted: Posted, value: Any) -> Next:
+        """Store `value` (None: a skip) for the posted item; the annotator's next item."""
         project = project_of(name)
         if posted.item is None:
             raise HTTPException(422, "say which item the answer is for")
         try:
-            project.answer(posted.item, posted.annotator, posted.value, posted.seconds)
+            project.answer(posted.item, posted.annotator, value, posted.seconds)
         except KeyError:
             raise HTTPException(404, f"no item {posted.item} in {name}") from None
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         return view(name, project.next_item(posted.annotator))
 
+    @router.post("/{name}/api/answer", response_model=Next, dependencies=[Depends(guard)])
+    def answer(name: str, posted: Posted) -> Next:
+        return record(name, posted, posted.value)
+
     @router.post("/{name}/api/skip", response_model=Next, dependencies=[Depends(guard)])
     def skip(name: str, posted: Posted) -> Next:
-        project = project_of(name)
-        if posted.item is None:
-            raise HTTPException(422, "say which item is skipped")
-        try:
-            project.answer(posted.item, posted.annotator, None, posted.seconds)
-        except KeyError:
-            raise HTTPException(404, f"no item {posted.item} in {name}") from None
-        return view(name, project.next_item(posted.annotator))
+        return record(name, posted, None)
 
     @router.post("/{name}/api/undo", response_model=Next, dependencies=[Depends(guard)])
     def undo(name: str, posted: Posted) -> Next:
