@@ -144,11 +144,9 @@ class Project:
                 if a.value is not None:
                     counts[a.item_id] = counts.get(a.item_id, 0) + 1
             items = session.execute(select(Item.id, Item.confidence)).all()
-        left = [(counts.get(i, 0) if self.spec.get("run") is None else (c if c is not None else 2.0), counts.get(i, 0), i)
-                for i, c in items if i not in seen]
-        if not left:
-            return None
-        return self.show(min(left)[2], annotator)
+        least_sure = self.spec.get("run") is not None  # an item the model could not read sorts last
+        left = [((c if c is not None else 2.0) if least_sure else 0.0, counts.get(i, 0), i) for i, c in items if i not in seen]
+        return self.show(min(left)[2], annotator) if left else None
 
     def answer(self, item_id: int, annotator: str, value: Any, seconds: float = 0.0) -> None:
         """Store one answer (None: skipped) in its own transaction."""

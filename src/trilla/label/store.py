@@ -19,7 +19,7 @@ from trilla.errors import TrillaError
 
 
 class Base(DeclarativeBase):
-    pass
+    """The labelling tables' metadata (items, answers), created on first open."""
 
 
 class Item(Base):

@@ -30,7 +30,7 @@ MAX_GAMES = 1000  # games kept in memory; the oldest go first
 
 
 class _Base(DeclarativeBase):
-    pass
+    """The high-score table's metadata: its own SQLite file, apart from any labelling project."""
 
 
 class Score(_Base):
