@@ -52,7 +52,7 @@ system:
 demo: $(STAMP)
 	$(BIN)/trilla demo
 
-test: system $(STAMP) $(DEEPAAS_STAMP)
+test: system $(STAMP) $(DEEPAAS_STAMP) $(LABELSTUDIO_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -5,6 +5,8 @@ the Label Studio round trip, and nothing a user made ever overwritten."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,6 +110,41 @@ def test_label_studio_tasks_round_trip_into_a_new_project(tmp_path, pictures):
     added, skipped = from_labelstudio(other, export)
     assert added == 6 and len(skipped) == 1 and "no such item" in skipped[0]
     assert other.standing().sort_values("item")["value"].tolist() == project.standing().sort_values("item")["value"].tolist()
+
+
+LABELSTUDIO = Path(__file__).resolve().parents[1] / ".venv-labelstudio" / "bin" / "python"
+CHECK = Path(__file__).resolve().parent / "labelstudio_check.py"
+
+
+@pytest.mark.parametrize("kind, names, value", [
+    ("classes", "alpha,beta", lambda k: ["alpha", "beta"][k % 2]),
+    ("multilabel", "alpha,beta", lambda k: [["alpha"], ["beta"], ["alpha", "beta"]][k % 3]),
+    ("plane", "valence,arousal", lambda k: [round(0.3 * k - 0.5, 4), -0.25]),
+])
+def test_label_studio_accepts_what_the_export_writes(tmp_path, pictures, kind, names, value):
+    """Label Studio's own SDK (in its own virtualenv) validates the exported config and every region; a
+    tampered export fails, so the check can."""
+    assert LABELSTUDIO.exists(), f"{LABELSTUDIO} is missing: make labelstudio (make test builds it) installs Label Studio's SDK"
+    data = pictures if kind != "plane" else make_tone_folder(tmp_path / "tones", {"low": 2, "high": 2})
+    trilla("label", "new", tmp_path / "p", "--data", data, f"--{kind}", names, "-q")
+    project = Project(tmp_path / "p")
+    for k, item in enumerate(project.items()["item"]):
+        project.answer(int(item), "ann@example.org", value(k))
+    written = trilla("label", "export", tmp_path / "p", "--format", "labelstudio", "-q")
+    media = "audio" if kind == "plane" else "image"
+    config, tasks = tmp_path / "p" / f"labelstudio.{media}.xml", tmp_path / "p" / "labelstudio.json"
+    assert written.stdout.strip().splitlines()[-1] == str(tasks) and str(config) in written.stdout
+    checked = subprocess.run([LABELSTUDIO, CHECK, config, tasks], capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report == {"tasks": len(project.items()), "regions": len(project.items()) * (2 if kind == "plane" else 1), "errors": []}
+    exported = json.loads(tasks.read_text())
+    result = exported[0]["annotations"][0]["result"][0]
+    result["from_name"] = "mood" if kind == "plane" else result["from_name"]
+    result["value"] = result["value"] if kind == "plane" else {"choices": ["gamma"]}
+    tasks.write_text(json.dumps(exported))
+    tampered = subprocess.run([LABELSTUDIO, CHECK, config, tasks], capture_output=True, text=True, timeout=300)
+    assert tampered.returncode == 1 and len(json.loads(tampered.stdout)["errors"]) == 1, tampered.stdout
 
 
 def test_projects_are_never_overwritten_and_bad_requests_say_why(tmp_path, pictures):

@@ -200,3 +200,39 @@ def test_names_from_users_and_files_are_shown_as_text_never_run(site, page, tmp_
     assert page.evaluate("window.pwned") is None
     refused = httpx.post(f"{base}/label/evil/api/answer", json={"annotator": "x", "item": 1, "value": "beta"})
     assert refused.status_code == 403 and "CSRF" in refused.json()["message"]
+
+
+def test_suspected_mislabels_are_relabelled_in_the_browser_and_written_back_with_history(site, page):
+    """review --label puts the examples the run disagrees with into a project; the page shows each with
+    its current label and, on request, the votes; the answers go back into the manifest."""
+    import pandas as pd
+
+    base, run, data, root = site
+    files = sorted(data.rglob("*.png"))
+    rows = pd.DataFrame({"path": [str(f.relative_to(data)) for f in files], "label": [f.parent.name for f in files]})
+    flipped = [0, len(files) - 1]
+    rows.loc[flipped, "label"] = ["beta", "alpha"]
+    rows.to_csv(data / "shapes.csv", index=False)
+    trilla("review", run.path, "--data", data / "shapes.csv", "--min-votes", "1", "--label", root / "recheck", "-q")
+    project = Project(root / "recheck")
+    suspects = set(project.items()["path"])
+    assert {str(files[i]) for i in flipped} <= suspects
+    with serving("-q", "--label", root / "recheck", env={"TRILLA_CACHE": str(root / "cache")}) as (recheck, _, _):
+        start_labelling(page, recheck, "recheck", "eve")
+        for n in range(len(suspects)):
+            page.wait_for_function(f"document.getElementById('counter').textContent.startsWith('{n} of')")
+            path = Path(project.item(shown_item(page)).path)
+            assert page.inner_text("#given") == rows.set_index("path").at[str(path.relative_to(data)), "label"]
+            page.keyboard.press("g")
+            page.wait_for_function("document.getElementById('guessed').textContent.startsWith(\"the models' votes: \")")
+            assert page.inner_text("#guessed").endswith(" 1 of 1")
+            if n == 0:
+                shot(page, "relabel")
+            page.keyboard.press(str(project.classes.index(path.parent.name) + 1))  # the true class: its folder
+        page.wait_for_selector("#done", state="visible")
+    trilla("relabel", "--from-project", root / "recheck", "--apply", "-q")
+    fixed = pd.read_csv(data / "shapes.csv", keep_default_na=False)
+    assert (fixed["label"] == [f.parent.name for f in files]).all()
+    assert "label: beta -> alpha (project recheck, 1 annotators, agreement 1.00: eve: alpha (" in fixed.loc[0, "label_history"]
+    assert fixed.loc[1, "label_history"] == ""  # a label the run agreed with has no history
+    assert len(list(data.glob("shapes.csv.*.bak"))) == 1

@@ -1,5 +1,7 @@
 """Clip harvesting from songs, and the label-review loop (review -> queue -> relabel)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,3 +119,45 @@ def test_relabel_refuses_a_label_that_is_no_class_unless_asked_and_review_warns_
     with caplog.at_level("WARNING", logger="trilla"):
         review(runs, data=folder, min_votes=1, progress=False)
     assert "all 2 runs split with data.split.seed 0" in caplog.text
+
+
+def test_review_into_a_plane_project_and_relabel_from_its_answers(tmp_path):
+    """A run on valence/arousal: review --label makes a plane project of the suspects, each showing its
+    current label and the run's votes; relabel --from-project writes the mean point of the answers."""
+    from conftest import make_affect_manifest, trilla
+    from trilla.label import Project
+
+    manifest = make_affect_manifest(tmp_path / "emo", n=24)
+    table = pd.read_csv(manifest)
+    table.loc[0, ["valence", "arousal"]] = -table.loc[0, "valence"], -table.loc[0, "arousal"]  # the opposite quadrant
+    table.to_csv(manifest, index=False)
+    run = train(load_config(data=manifest, overrides=[
+        "train.progress=false", "train.epochs=1", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}",
+        "data.targets={valence: valence, arousal: arousal}", "model={name: rnn, units: [8]}", f"run.dir={tmp_path / 'runs'}"])).path
+    made = trilla("review", run, "--min-votes", "1", "--label", tmp_path / "recheck", "-q")
+    project = Project(tmp_path / "recheck")
+    assert made.stdout.strip().splitlines()[-1] == str(project.folder) and "trilla relabel --from-project" in made.stdout
+    queue = pd.read_csv(project.folder / "review.csv")
+    items = project.items()
+    assert project.kind == "plane" and project.axes == ["valence", "arousal"] and len(items) == len(queue) >= 1
+    first = project.next_item("ann")
+    shown = items.set_index("item").loc[first.id]
+    assert first.given == shown["given"] == queue.set_index("path").loc[shown["path"], "label"]  # the label under review, shown
+    votes = json.loads(shown["guess"])
+    assert sum(v["votes"] for v in votes) == 1 and votes[0]["runs"] == 1  # one run, one vote
+    for annotator, point in (("ann", [0.5, 0.25]), ("bob", [0.7, 0.45])):
+        project.answer(first.id, annotator, point)
+    dry = trilla("relabel", "--from-project", project.folder, "-q")
+    assert f"{len(items) - 1} of {len(items)} items" in dry.stderr if len(items) > 1 else dry.stderr == ""
+    assert "2 changes found" in dry.stdout and pd.read_csv(manifest).equals(table)  # a dry run writes nothing
+    trilla("relabel", "--from-project", project.folder, "--apply", "-q")
+    fixed = pd.read_csv(manifest, keep_default_na=False)
+    row = fixed[(manifest.parent / fixed["path"]).map(lambda p: str(p.resolve())) == shown["path"]].iloc[0]
+    assert (row["valence"], row["arousal"]) == (0.6, 0.35)
+    assert "valence: " in row["label_history"] and "project recheck, 2 annotators" in row["label_history"] and "bob: [0.7, 0.45]" in row["label_history"]
+    again = trilla("review", run, "--min-votes", "1", "--label", tmp_path / "recheck", check=False)
+    assert again.returncode == 2 and "is kept" in again.stderr  # a project is never overwritten
+    with pytest.raises(TrillaError, match="not made by trilla review"):
+        from trilla.label.review import queue_from_project
+
+        queue_from_project(Project.create(tmp_path / "plain", manifest.parent / "clips", "classes", ["a", "b"]))

@@ -280,6 +280,8 @@ def review(
     data: Optional[Path] = typer.Option(None, "--data", help="labelled data to review; default: the first run's"),
     min_votes: int = typer.Option(3, "--min-votes", min=1, help="queue examples at least this many runs got wrong"),
     out: Path = typer.Option(Path("review.csv"), "--out", help="the queue (an existing file is never overwritten)"),
+    label: Optional[Path] = typer.Option(None, "--label", help="put the queue into a new labelling project in this folder instead, to relabel in the browser"),
+    db: Optional[str] = typer.Option(None, "--db", help="with --label: keep the answers in this database (postgresql://...)"),
     quiet: bool = QUIET,
 ) -> None:
     """Queue likely label errors: examples most runs got wrong, ranked by confident learning (cleanlab)."""
@@ -289,16 +291,27 @@ def review(
     from trilla.runs import free_path
 
     queue = run_review(runs, data, min_votes)
+    counts = (f"{len(queue)} examples queued ({int((queue['votes'] >= min_votes).sum())} with >= {min_votes} votes, "
+              f"{int(queue['cleanlab_issue'].sum())} flagged by cleanlab)")
+    if label is not None:
+        from trilla.label.review import project_from_queue
+        from trilla.runs import Run
+
+        project = project_from_queue(label, queue, [Run(run) for run in runs], db)
+        typer.echo(f"{counts}; label them with: trilla label serve {label}; then: trilla relabel --from-project {label} --apply")
+        typer.echo(str(project.folder))
+        return
     target = free_path(out)
     write_csv(target, queue)
-    typer.echo(f"{len(queue)} examples queued ({int((queue['votes'] >= min_votes).sum())} with >= {min_votes} votes, "
-               f"{int(queue['cleanlab_issue'].sum())} flagged by cleanlab); fill in the new_* columns, then: trilla relabel {target} --apply")
+    typer.echo(f"{counts}; fill in the new_* columns, then: trilla relabel {target} --apply")
     typer.echo(str(target))
 
 
 @app.command()
 def relabel(
-    queue: Path = typer.Argument(..., help="a queue from trilla review, with new_* cells filled in"),
+    queue: Optional[Path] = typer.Argument(None, help="a queue from trilla review, with new_* cells filled in"),
+    from_project: Optional[Path] = typer.Option(None, "--from-project", help="take the new labels from a project trilla review --label made"),
+    db: Optional[str] = typer.Option(None, "--db", help="with --from-project: the answers' database URL; default: the project's own"),
     apply: bool = typer.Option(False, "--apply", help="write the changes (default: only show them)"),
     new_class: bool = typer.Option(False, "--new-class", help="accept labels that are not yet a class of the manifest"),
     quiet: bool = QUIET,
@@ -306,9 +319,21 @@ def relabel(
     """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
     _setup_logging(quiet)
     from trilla.evaluation.report import markdown_table
+    from trilla.evaluation.review import merge
     from trilla.evaluation.review import relabel as run_relabel
 
-    changes = run_relabel(queue, apply, new_class=new_class)
+    if (queue is None) == (from_project is None):
+        raise TrillaError("give either a queue CSV or --from-project PROJECT")
+    if from_project is not None:
+        from trilla.label import Project
+        from trilla.label.review import queue_from_project
+
+        filled, unanswered = queue_from_project(Project(from_project, db))
+        if unanswered:
+            logging.getLogger("trilla").warning("%d of %d items of %s have no answer yet; their labels stay", unanswered, len(filled), from_project)
+        changes = merge(filled, apply, new_class=new_class)
+    else:
+        changes = run_relabel(queue, apply, new_class=new_class)
     typer.echo(markdown_table(changes) if len(changes) else "no changes in the queue")
     typer.echo(f"{len(changes)} changes " + ("written" if apply else "found; run again with --apply to write them"))
 
@@ -513,7 +538,7 @@ def label_export(
     from trilla.atomic import write_csv, write_text
     from trilla.label import Project
     from trilla.label.export import manifest
-    from trilla.label.labelstudio import to_labelstudio
+    from trilla.label.labelstudio import labeling_config, to_labelstudio
     from trilla.runs import free_path
 
     opened = Project(project, db)
@@ -529,7 +554,11 @@ def label_export(
     else:
         tasks = to_labelstudio(opened)
         write_text(target, json.dumps(tasks, indent=1) + "\n")
-        typer.echo(f"{len(tasks)} Label Studio tasks")
+        configs = []
+        for media in sorted(set(opened.items()["media"])):  # Label Studio needs one labelling config per kind of media
+            configs.append(free_path(target.with_name(f"{target.stem}.{media}.xml")))
+            write_text(configs[-1], labeling_config(opened, media) + "\n")
+        typer.echo(f"{len(tasks)} Label Studio tasks; the labelling config to paste into Label Studio: {', '.join(map(str, configs))}")
     typer.echo(str(target))
 
 

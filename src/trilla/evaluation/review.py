@@ -8,11 +8,13 @@ Two signals, as the music study used and as confident learning formalizes it:
   Runs with different `data.split.seed` cover more examples; one never held out is not ranked.
 
 `relabel` merges the corrections a person typed into the queue's `new_*` columns into the CSV manifest,
-keeping every old value in a `label_history` column and the previous manifest as a backup file.
+keeping every old value in a `label_history` column and the previous manifest as a backup file; `merge`
+does the same for a queue trilla.label.review filled from a labelling project's answers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -89,6 +91,7 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
         "votes": wrong,
         "runs": len(loaded),
         "predicted": [first.classes[i] for i in predicted_votes.argmax(1)],
+        "model_votes": [json.dumps({first.classes[c]: int(row[c]) for c in np.argsort(-row, kind="stable") if row[c]}) for row in predicted_votes],
         "held_out_runs": held_out_n,
         "label_probability_out_of_fold": oof_label,
         "cleanlab_issue": issue,
@@ -96,13 +99,13 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
     })
     queue = queue[(queue["votes"] >= min_votes) | queue["cleanlab_issue"]]
     queue = queue.sort_values(["votes", "cleanlab_rank"], ascending=[False, True], na_position="last")
-    for column in _editable(first):
+    for column in editable(first):
         queue[f"new_{column}"] = ""
     queue.insert(0, "manifest", str(source))
     return queue.reset_index(drop=True)
 
 
-def _editable(run: Run) -> list[str]:
+def editable(run: Run) -> list[str]:
     """Manifest columns a person corrects: the label, or the affect coordinates the classes come from."""
     cfg = run.config.data
     return list(cfg.targets.values()) if cfg.targets else [cfg.label_column]
@@ -116,6 +119,12 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new
     queue = pd.read_csv(queue_csv, keep_default_na=False, dtype=str)
     if "manifest" not in queue or "path" not in queue:
         raise TrillaError(f"{queue_csv} is not a review queue (it has no manifest and path columns)")
+    return merge(queue, apply, path_column, new_class)
+
+
+def merge(queue: pd.DataFrame, apply: bool = False, path_column: str = "path", new_class: bool = False) -> pd.DataFrame:
+    """`relabel` on a queue already read (all strings); a `relabel_note` column, where a row has one, is
+    added to that row's history entries (who gave the new label)."""
     changes = []
     for manifest_path, group in queue.groupby("manifest"):
         manifest_path = Path(manifest_path)
@@ -134,6 +143,7 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new
         stamp = datetime.now().isoformat(timespec="seconds")
         for _, row in group.iterrows():
             at = resolved.get(str(Path(row["path"]).resolve()))
+            note = row.get("relabel_note", "")
             for column in [c[4:] for c in queue.columns if c.startswith("new_")]:
                 new = row[f"new_{column}"].strip()
                 if not new:
@@ -143,18 +153,28 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new
                 if column not in manifest:
                     raise TrillaError(f"{manifest_path} has no column {column!r}")
                 old = manifest.at[at, column]
-                if old == new:
+                if _same(old, new):
                     continue
                 _check_value(manifest[column], column, new, row["path"], new_class)
                 changes.append({"manifest": str(manifest_path), "path": row["path"], "column": column, "old": old, "new": new})
                 manifest.at[at, column] = new
-                entry = f"{stamp} {column}: {old} -> {new}"
+                entry = f"{stamp} {column}: {old} -> {new}" + (f" ({note})" if note else "")
                 manifest.at[at, HISTORY] = f"{manifest.at[at, HISTORY]}; {entry}" if manifest.at[at, HISTORY] else entry
         if apply and any(c["manifest"] == str(manifest_path) for c in changes):
             backup = free_path(manifest_path.with_name(f"{manifest_path.name}.{datetime.now():%Y%m%d-%H%M%S}.bak"))
             write_bytes(backup, manifest_path.read_bytes())
             write_csv(manifest_path, manifest)
     return pd.DataFrame(changes, columns=["manifest", "path", "column", "old", "new"])
+
+
+def _same(old: str, new: str) -> bool:
+    """The same label, or the same number however written (0.5 and 0.5000)."""
+    if old == new:
+        return True
+    try:
+        return float(old) == float(new)
+    except ValueError:
+        return False
 
 
 def _check_value(values: pd.Series, column: str, new: str, path: str, new_class: bool) -> None:

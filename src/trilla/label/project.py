@@ -4,7 +4,9 @@ PostgreSQL, labels.db (the items and every answer).
 Three kinds: `classes` (one class per item), `multilabel` (any set of labels) and `plane` (a point on
 the music study's valence/arousal plane, both axes in [-1, 1]; quadrants happy, stress, sad, calm).
 Each annotator sees only their own answers; the next item is the one with the fewest annotators so far
-(or, for a project made with a run, the one the model is least sure of).
+(or, for a project made with a run, the one the model is least sure of). A project `trilla review
+--label` made holds the suspected mislabels of a dataset: each item shows its current label, and the
+reviewed runs' votes on request.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from sqlalchemy import func, select, update
@@ -41,6 +44,7 @@ class Shown:
     position: int  # items this annotator has answered or skipped
     total: int
     answer: Any = None  # this annotator's current answer to it
+    given: str | None = None  # the label under review (only in a review project)
 
 
 class Project:
@@ -71,11 +75,24 @@ class Project:
     def axes(self) -> list[str]:
         return list(self.spec.get("axes") or [])
 
+    @property
+    def review(self) -> dict | None:
+        """For a project `trilla review --label` made: the queue it holds and the manifest columns its
+        answers correct."""
+        return self.spec.get("review")
+
+    @property
+    def guided(self) -> bool:
+        """Items come with the model's guess (or the reviewed runs' votes), least sure first."""
+        return self.spec.get("run") is not None or self.review is not None
+
     @classmethod
     def create(cls, folder: str | Path, data: str | Path, kind: str, names: list[str], db: str | None = None,
-               run=None) -> "Project":
+               run=None, guesses: Callable[[list[Path]], list[tuple[str | None, float | None]]] | None = None,
+               extra: dict | None = None) -> "Project":
         """A new project over the pictures or sounds of `data` (a folder tree or a CSV manifest with a
-        path column); an existing project is never overwritten."""
+        path column); an existing project is never overwritten. Each item's guess and confidence come from
+        `guesses(paths)`, or else from `run`; `extra` goes into project.json."""
         from trilla.label.items import find_items
 
         folder = Path(folder)
@@ -96,15 +113,17 @@ class Project:
         folder.mkdir(parents=True, exist_ok=True)
         spec = {"name": folder.resolve().name, "kind": kind, ("axes" if kind == "plane" else "classes"): names,
                 "data": str(Path(data).resolve()), "db": db, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "run": None if run is None else str(run.path)}
-        guesses = _guesses(run, [path for path, _, _ in found]) if run is not None else [(None, None)] * len(found)
+                "run": None if run is None else str(run.path), **(extra or {})}
+        if guesses is None and run is not None:
+            guesses = partial(_guesses, run)
+        guessed = guesses([path for path, _, _ in found]) if guesses is not None else [(None, None)] * len(found)
         write_text(folder / PROJECT, json.dumps(spec, indent=2) + "\n")
         project = cls(folder, db)
         with Session(project.engine) as session, session.begin():
             if session.scalar(select(func.count()).select_from(Item)):
                 raise TrillaError(f"the database of {folder} already holds items; it is kept")
             session.add_all(Item(path=str(path), media=media, given=given, guess=guess, confidence=confidence)
-                            for (path, media, given), (guess, confidence) in zip(found, guesses))
+                            for (path, media, given), (guess, confidence) in zip(found, guessed))
         return project
 
     # --- one annotator's view ----------------------------------------------------------------------
@@ -131,11 +150,12 @@ class Project:
             mine = {a.item_id: a for a in self._current(session, annotator)}
             total = session.scalar(select(func.count()).select_from(Item))
         answer = mine.get(item_id)
-        return Shown(item.id, item.media, len(mine), total, None if answer is None or answer.value is None else json.loads(answer.value))
+        return Shown(item.id, item.media, len(mine), total, None if answer is None or answer.value is None else json.loads(answer.value),
+                     item.given if self.review is not None else None)
 
     def next_item(self, annotator: str) -> Shown | None:
-        """The item this annotator has not seen with the fewest annotators so far (with a run: the one the
-        model is least sure of); None when they have seen every item."""
+        """The item this annotator has not seen with the fewest annotators so far (with a run or a review:
+        the one the models are least sure of); None when they have seen every item."""
         with Session(self.engine) as session:
             standing = self._current(session)
             seen = {a.item_id for a in standing if a.annotator == annotator}
@@ -144,8 +164,7 @@ class Project:
                 if a.value is not None:
                     counts[a.item_id] = counts.get(a.item_id, 0) + 1
             items = session.execute(select(Item.id, Item.confidence)).all()
-        least_sure = self.spec.get("run") is not None  # an item the model could not read sorts last
-        left = [((c if c is not None else 2.0) if least_sure else 0.0, counts.get(i, 0), i) for i, c in items if i not in seen]
+        left = [((c if c is not None else 2.0) if self.guided else 0.0, counts.get(i, 0), i) for i, c in items if i not in seen]
         return self.show(min(left)[2], annotator) if left else None
 
     def answer(self, item_id: int, annotator: str, value: Any, seconds: float = 0.0) -> None:

@@ -27,6 +27,7 @@ class ItemView(BaseModel):
     position: int = Field(description="items this annotator has answered or skipped")
     total: int
     answer: Any = Field(None, description="this annotator's current answer to it")
+    given: str | None = Field(None, description="the label under review (review projects only)")
 
 
 class Next(BaseModel):
@@ -46,7 +47,7 @@ class ProjectView(BaseModel):
     classes: list[str]
     axes: list[str]
     quadrants: dict[str, list[int]]
-    guesses: bool = Field(description="the model's guess can be shown (the project was made with a run)")
+    guesses: bool = Field(description="the model's guess (or the reviewed runs' votes) can be shown: the project was made with a run or by a review")
 
 
 class Stats(BaseModel):
@@ -70,7 +71,7 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
         if shown is None:
             return Next(item=None)
         return Next(item=ItemView(id=shown.id, media=shown.media, url=f"/label/{name}/media/{shown.id}", position=shown.position,
-                                  total=shown.total, answer=shown.answer))
+                                  total=shown.total, answer=shown.answer, given=shown.given))
 
     @router.get("/{name}", response_class=HTMLResponse, include_in_schema=False)
     def page(name: str, request: Request):
@@ -81,7 +82,7 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
     def describe(name: str) -> ProjectView:
         project = project_of(name)
         return ProjectView(name=name, kind=project.kind, classes=project.classes, axes=project.axes,
-                           quadrants={k: list(v) for k, v in QUADRANTS.items()}, guesses=project.spec.get("run") is not None)
+                           quadrants={k: list(v) for k, v in QUADRANTS.items()}, guesses=project.guided)
 
     @router.get("/{name}/api/next", response_model=Next)
     def next_item(name: str, annotator: str = Query(..., min_length=1, max_length=200)) -> Next:

@@ -56,6 +56,7 @@
     point = kind === "plane" && Array.isArray(item.answer) ? item.answer.slice() : null;
     chosen = new Set(kind === "multilabel" && Array.isArray(item.answer) ? item.answer : []);
     trilla.text($("counter"), `${item.position} of ${item.total} done · item ${item.id}` + (item.answer !== null ? " · your answer: " + JSON.stringify(item.answer) : ""));
+    if ($("given")) trilla.text($("given"), item.given || "none");
     $("bar").style.width = `${(100 * item.position) / Math.max(1, item.total)}%`;
     const audio = item.media === "audio";
     picture.hidden = audio; sound.hidden = !audio; $("replay").hidden = !audio;
@@ -114,7 +115,10 @@
   if ($("guess")) $("guess").addEventListener("click", async () => {
     if (!item) return;
     const g = await trilla.get(api("guess/" + item.id));
-    trilla.text($("guessed"), g.predictions ? "model: " + g.predictions.map((p) => `${p.label} ${(100 * p.probability).toFixed(0)}%`).join(", ") : "the model could not read it");
+    const votes = (p) => `${p.label} ${p.votes} of ${p.runs}`, share = (p) => `${p.label} ${(100 * p.probability).toFixed(0)}%`;
+    trilla.text($("guessed"), !g.predictions ? "the model could not read it"
+      : g.predictions[0].votes !== undefined ? "the models' votes: " + g.predictions.map(votes).join(", ")
+      : "model: " + g.predictions.map(share).join(", "));
   });
   wave.addEventListener("click", (e) => {
     if (player.duration) { player.currentTime = (e.offsetX / wave.clientWidth) * player.duration; player.play(); }
