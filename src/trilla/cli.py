@@ -248,7 +248,7 @@ def compare(
         typer.echo(str(path))
 
 
-harvest_app = typer.Typer(no_args_is_help=True, help="Build datasets from raw material (songs -> clips).")
+harvest_app = typer.Typer(no_args_is_help=True, help="Build datasets from raw material (songs -> clips, a catalogue site -> labelled pictures).")
 app.add_typer(harvest_app, name="harvest")
 
 
@@ -266,12 +266,41 @@ def harvest_clips(
 ) -> None:
     """List every clip of every song, draw a sample and cut it (mono, resampled); cut clips are kept."""
     _setup_logging(quiet)
-    from trilla.harvest import harvest_clips as run_harvest
+    from trilla.harvest.clips import harvest_clips as run_harvest
 
     result = run_harvest(songs, out, seconds, skip_start, sample, seed, sample_rate, format)
     typer.echo(f"{result.listed} possible clips listed; {result.cut} cut now, {result.kept} already there; "
                f"{len(result.problems)} songs skipped")
     typer.echo(str(result.manifest))
+
+
+@harvest_app.command("crawl")
+def harvest_crawl(
+    site: Path = typer.Argument(..., help="SITE.yaml: start URLs, allowed domains, selectors, label rules"),
+    out: Path = typer.Argument(..., help="folder for <label>/<picture>, provenance.csv, report.md and contact sheets"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="walk the category tree without downloading pictures and print it"),
+    max_items: Optional[int] = typer.Option(None, "--max-items", min=1, help="download at most this many pictures"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted harvest into OUT (pages already fetched come from the cache)"),
+    ignore_robots: bool = typer.Option(False, "--ignore-robots", help="do not obey the site's robots.txt (only for a site you may crawl so)"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="the HTTP cache folder; default $TRILLA_CACHE/harvest/http"),
+    quiet: bool = QUIET,
+) -> None:
+    """Harvest labelled pictures from a catalogue site: walk its category tree, label each branch by the
+    site file's rules, download each product's picture once, and report what was found."""
+    _setup_logging(quiet)
+    from trilla.harvest.crawl import crawl, tree
+
+    if ignore_robots:
+        logging.getLogger("trilla").warning("--ignore-robots: the site's robots.txt is not obeyed")
+    result = crawl(site, out, dry_run, max_items, resume, ignore_robots, cache, quiet)
+    if dry_run:
+        typer.echo(tree(result.ledger))
+        return
+    if result.report is None:
+        typer.echo(f"the harvest stopped before the end ({result.ledger.finish}); continue it with: trilla harvest crawl {site} {out} --resume", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{result.kept} pictures in {out}; report: {result.report}")
+    typer.echo(str(result.report))
 
 
 @app.command()

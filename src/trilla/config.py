@@ -426,13 +426,14 @@ def _without_union_tags(loc: list[str]) -> list[str]:
     return loc
 
 
-def explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    """One line per problem: the dotted key, what is wrong, and what would be right."""
+def explain(error: dict[str, Any], raw: dict[str, Any], root: type[BaseModel] | None = None) -> str:
+    """One line per problem: the dotted key, what is wrong, and what would be right (in the training
+    config, or in another schema `root` such as a harvest site's)."""
     loc = _without_union_tags([str(p) for p in error["loc"]])
     key = ".".join(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        valid = _fields_at(loc[:-1], raw)
+        valid = _fields_at(loc[:-1], raw, root or Config)
         close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
         hint = f"; did you mean '{'.'.join(loc[:-1] + close)}'?" if close else ""
         return f"  {key}: unknown key{hint} Valid keys here: {', '.join(valid)}"
@@ -444,9 +445,9 @@ def explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
     return f"  {key}: {error['msg']} (got {_short(repr(error.get('input')), 80)})"
 
 
-def _fields_at(loc: list[str], raw: dict[str, Any]) -> list[str]:
+def _fields_at(loc: list[str], raw: dict[str, Any], root: type[BaseModel]) -> list[str]:
     """Valid field names of the section at `loc` (walks the schema, following list items)."""
-    model: Any = Config
+    model: Any = root
     for part in loc:
         if part == "model" and model is Config:
             model = params_class(raw.get("model", {}).get("name", "small_cnn"))

@@ -33,14 +33,15 @@ class ImageError(Exception):
     """The file is not a readable picture (unknown format, truncated, corrupt, too many pixels)."""
 
 
-def open_picture(source: str | Path | IO[bytes], max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """The picture, opened lazily (header only), or ImageError when it claims more than `max_pixels`."""
+def open_picture(source: str | Path | IO[bytes], max_pixels: int = MAX_PIXELS, setting: str = "input.max_pixels") -> Image.Image:
+    """The picture, opened lazily (header only), or ImageError when it claims more than `max_pixels`
+    (the error names the `setting` that raises the limit)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is ours to tell
             img = Image.open(source)
     except Image.DecompressionBombError as err:
-        raise ImageError(f"{err.args[0].split(',')[0]}: over the limit of {max_pixels / 1e6:g} Mpx (input.max_pixels)") from err
+        raise ImageError(f"{err.args[0].split(',')[0]}: over the limit of {max_pixels / 1e6:g} Mpx ({setting})") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ImageError(_reason(err)) from err
     width, height = img.size
@@ -48,7 +49,7 @@ def open_picture(source: str | Path | IO[bytes], max_pixels: int = MAX_PIXELS) -
         img.close()
         raise ImageError(
             f"picture is {width}x{height} = {width * height / 1e6:.0f} Mpx, over the limit of {max_pixels / 1e6:g} Mpx "
-            "(input.max_pixels); not decoded"
+            f"({setting}); not decoded"
         )
     return img
 

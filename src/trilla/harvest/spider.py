@@ -1,0 +1,256 @@
+"""The Scrapy spider that walks a catalogue as SITE.yaml describes it, and the ledger it writes.
+
+From each start URL it follows category links down the tree (a branch a skip rule matches is not
+fetched), reads each listing's pages (next link or page count), and for each product tile notes the
+product, its thumbnail (rewritten to the larger picture) and the label of the branch it was found in;
+unless it is a dry run, it downloads each picture once, checks it (type, size, decompression bomb) and
+keeps it under its SHA-1 until the crawl ends and pictures.py decides what goes where. Everything it
+saw goes into the `Ledger`, which the report is made from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import imagehash
+import scrapy
+from scrapy.exceptions import IgnoreRequest
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from trilla.atomic import write_bytes
+from trilla.data.images import ImageError, open_picture
+from trilla.harvest.site import SKIP, Site, allowed, label_for, select, select_nodes
+
+REFUSED = "refused.tsv"  # pictures refused while downloading (too large): the one failure the HTTP cache cannot remember
+TOO_LARGE = "larger than limits.max_image_mb"
+FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+
+
+@dataclass
+class Node:
+    """One category of the tree: where it is, what label it got and why, and what its listing held."""
+
+    path: tuple[str, ...]
+    url: str
+    label: str | None = None
+    rule: str = ""
+    skipped: str = ""  # why the branch was not walked (a skip rule, robots.txt, outside the domains, an error)
+    pages: int = 0  # listing pages read
+    products: int = 0  # product tiles found
+
+
+@dataclass
+class Tile:
+    product_url: str
+    image_url: str
+    listing: str
+    path: tuple[str, ...]
+    label: str
+
+
+@dataclass
+class Picture:
+    url: str
+    sha1: str
+    phash: str
+    width: int
+    height: int
+    bytes: int
+    ext: str
+    staged: Path
+    fetched: str
+
+
+@dataclass
+class Ledger:
+    nodes: dict[tuple[str, ...], Node] = field(default_factory=dict)
+    tiles: list[Tile] = field(default_factory=list)
+    pictures: dict[str, Picture] = field(default_factory=dict)  # by image URL
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (URL, reason)
+    unlabelled: int = 0  # tiles in branches no rule labels
+    over_cap: int = 0  # tiles not fetched because their label was full
+    finish: str = ""  # Scrapy's reason the crawl ended
+
+
+def slug(url: str) -> str:
+    """A category's name in the path: the last part of its URL's path."""
+    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
+    return parts[-1] if parts else urlsplit(url).hostname or "/"
+
+
+def with_query(url: str, extra: str | None, **params) -> str:
+    """`url` with the `extra` query (`limit=100`) and `params` set, other parameters kept."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if extra:
+        query.update(parse_qsl(extra, keep_blank_values=True))
+    query.update({k: str(v) for k, v in params.items()})
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class CatalogueSpider(scrapy.Spider):
+    name = "trilla-catalogue"
+
+    def __init__(self, site: Site, ledger: Ledger, staging: Path, dry_run: bool = False, max_items: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.site, self.ledger, self.staging, self.dry_run = site, ledger, staging, dry_run
+        self.allowed_domains = list(site.allowed_domains)
+        self.max_items = max_items
+        self.requested: set[str] = set()
+        self.per_label: dict[str, int] = {}
+        self.rules = site.rules
+        self.journal = staging.parent / REFUSED
+        self.refused = dict(line.split("\t", 1) for line in self.journal.read_text().splitlines()) if self.journal.is_file() else {}
+
+    async def start(self):
+        for url in self.site.start_urls:
+            yield self.category(url, (slug(url),))
+
+    def category(self, url: str, path: tuple[str, ...], page: int = 1) -> scrapy.Request:
+        if self.site.listing_query:
+            url = with_query(url, self.site.listing_query)
+        return scrapy.Request(url, callback=self.parse_category, errback=self.category_failed,
+                              cb_kwargs={"path": path, "page": page})
+
+    def node(self, path: tuple[str, ...], url: str) -> Node:
+        if path not in self.ledger.nodes:
+            self.ledger.nodes[path] = Node(path, url)
+        return self.ledger.nodes[path]
+
+    def parse_category(self, response, path: tuple[str, ...], page: int):
+        node = self.node(path, response.url)
+        breadcrumb = " ".join(t.strip() for t in select(response, self.site.selectors.breadcrumb)) if self.site.selectors.breadcrumb else ""
+        label, rule = label_for(self.rules, " | ".join(filter(None, ["/".join(path), breadcrumb])))
+        if label == SKIP:  # known only from the breadcrumb, once the page is read
+            node.skipped = f"skip rule {rule.pattern!r}"
+            return
+        node.label, node.rule = label, rule.pattern if rule else ""
+        if page == 1 and self.site.selectors.categories:
+            for href in select(response, self.site.selectors.categories):
+                yield from self.child(response.urljoin(href), path)
+        tiles = select_nodes(response, self.site.selectors.products) if self.site.selectors.products else []
+        if len(tiles):
+            node.pages += 1
+        for tile in tiles:
+            node.products += 1
+            yield from self.product(response, tile, node)
+        yield from self.next_pages(response, path, page, bool(len(tiles)))
+
+    def child(self, url: str, parent: tuple[str, ...]):
+        path = (*parent, slug(url))
+        if path in self.ledger.nodes or any(n.url == url for n in self.ledger.nodes.values()):
+            return
+        node = self.node(path, url)
+        if not allowed(url, self.allowed_domains):
+            node.skipped = "outside allowed_domains"
+            return
+        label, rule = label_for(self.rules, "/".join(path))
+        if label == SKIP:
+            node.skipped = f"skip rule {rule.pattern!r}"
+            return
+        yield self.category(url, path)
+
+    def next_pages(self, response, path: tuple[str, ...], page: int, listing: bool):
+        """The listing's next page by its link, or (on page 1, without one) every page the count names."""
+        chosen = self.site.selectors
+        following = select(response, chosen.next_page)[:1] if chosen.next_page else []
+        for href in following:
+            yield self.category(response.urljoin(href), path, page + 1)
+        if not following and chosen.page_count and page == 1 and listing:
+            text = " ".join(select(response, chosen.page_count))
+            digits = [int(word) for word in text.replace("/", " ").split() if word.isdigit()]
+            for number in range(2, (max(digits) if digits else 1) + 1):
+                url = with_query(response.url, None, **{chosen.page_param: number})
+                yield self.category(url, path, number)
+
+    def product(self, response, tile, node: Node):
+        chosen = self.site.selectors
+        links = select(tile, chosen.product_link)
+        images = select_nodes(tile, chosen.image)
+        source = next((value for attribute in chosen.image_attributes for value in images.xpath(f"@{attribute}").getall() if value.strip()), None)
+        if not links or source is None:
+            self.ledger.errors.append((response.url, f"a product tile without {'a product link' if not links else 'an image'}"))
+            return
+        image_url = response.urljoin(source.strip())
+        for rewrite in self.site.image_rewrite:
+            image_url = re.sub(rewrite.pattern, rewrite.replace, image_url)
+        if node.label is None:
+            self.ledger.unlabelled += 1
+            return
+        self.ledger.tiles.append(Tile(response.urljoin(links[0]), image_url, response.url, node.path, node.label))
+        if self.dry_run or image_url in self.requested:
+            return
+        cap = self.site.per_label_cap
+        if cap is not None and self.per_label.get(node.label, 0) >= cap:
+            self.ledger.over_cap += 1
+            return
+        if self.max_items is not None and len(self.requested) >= self.max_items:
+            return
+        self.requested.add(image_url)
+        self.per_label[node.label] = self.per_label.get(node.label, 0) + 1
+        if image_url in self.refused:  # refused by an earlier run of this harvest: not fetched again
+            self.ledger.errors.append((image_url, self.refused[image_url]))
+            return
+        if not allowed(image_url, self.allowed_domains):
+            self.ledger.errors.append((image_url, "outside allowed_domains"))
+            return
+        yield scrapy.Request(image_url, callback=self.parse_picture, errback=self.picture_failed, priority=10,
+                             meta={"download_maxsize": int(self.site.limits.max_image_mb * 2**20)})
+
+    def parse_picture(self, response):
+        kind = response.headers.get(b"Content-Type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if not kind.startswith("image/"):
+            self.ledger.errors.append((response.url, f"not a picture: Content-Type {kind or 'missing'}"))
+            return
+        body = response.body
+        try:
+            with open_picture(io.BytesIO(body), self.site.limits.max_pixels, "limits.max_pixels") as img:
+                width, height = img.size
+                fmt = img.format
+                if min(width, height) < self.site.limits.min_side:
+                    raise ImageError(f"{width}x{height} is smaller than limits.min_side {self.site.limits.min_side}")
+                img.load()
+                phash = str(imagehash.phash(img.convert("RGB")))
+        except (ImageError, OSError, ValueError) as err:
+            self.ledger.errors.append((response.url, f"unreadable picture: {err}"))
+            return
+        sha1 = hashlib.sha1(body).hexdigest()
+        ext = FORMATS.get(fmt or "", "img")
+        staged = self.staging / f"{sha1}.{ext}"
+        if not staged.exists():
+            write_bytes(staged, body)
+        url = response.meta.get("redirect_urls", [response.url])[0]  # the URL the tile named, even when it redirected
+        self.ledger.pictures[url] = Picture(url, sha1, phash, width, height, len(body), ext, staged,
+                                            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(response.meta.get("cache_timestamp", time.time()))))
+
+    def category_failed(self, failure):
+        request = failure.request
+        path = request.cb_kwargs.get("path", ())
+        self.node(path, request.url).skipped = self.reason(failure)
+        if request.cb_kwargs.get("page", 1) > 1:
+            self.ledger.errors.append((request.url, self.reason(failure)))
+
+    def picture_failed(self, failure):
+        reason = self.reason(failure)
+        self.ledger.errors.append((failure.request.url, reason))
+        if reason.startswith(TOO_LARGE):  # no answer was cached, so note it for --resume
+            with self.journal.open("a") as journal:
+                journal.write(f"{failure.request.url}\t{reason}\n")
+
+    def reason(self, failure) -> str:
+        error = failure.value
+        if isinstance(error, HttpError):
+            return f"HTTP {error.response.status}"
+        if isinstance(error, IgnoreRequest):
+            text = str(error)
+            return "robots.txt disallows it" if "robots.txt" in text else ("outside allowed_domains" if "offsite" in text.lower() else text)
+        text = str(error) or type(error).__name__
+        if "max size" in text.lower() or "maxsize" in text.lower():
+            return f"{TOO_LARGE} ({self.site.limits.max_image_mb:g} MB)"
+        return f"{type(error).__name__}: {text}"[:300]

@@ -1,0 +1,160 @@
+"""`trilla harvest crawl` against a real shop on 127.0.0.1 (tests/catalogue_site.py): the folder, the
+provenance and the report exactly, the dry run, a resume after kill -9, and that nothing outside the
+allowed domain or the robots rules was fetched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from catalogue_site import CRAWL_DELAY, EXPECTED, SITE_YAML, SLOW, no_image, serve_shop
+from conftest import TRILLA, trilla
+
+
+@pytest.fixture
+def shop(tmp_path):
+    served, stop = serve_shop()
+    (tmp_path / "site.yaml").write_text(SITE_YAML.format(base=served.base))
+    no_image(64).resize((80, 80)).save(tmp_path / "noimage.png")  # the site file's example: the shop's placeholder, saved larger
+    yield served
+    stop()
+
+
+def expected_files(base: str) -> dict[str, str]:
+    """file -> image URL, as the harvest names them: <product>-<SHA-1 of the image URL, 8 digits>.png."""
+    out = {}
+    for label, products in EXPECTED.items():
+        for pid in products:
+            url = f"{base}/img/large/{pid}.png"
+            out[f"{label}/{pid}-model-{hashlib.sha1(url.encode()).hexdigest()[:8]}.png"] = url
+    return out
+
+
+def harvested(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("*/*.png"))}
+
+
+def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(shop, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "-q")
+    assert done.stdout.strip().splitlines()[-1] == str(out / "report.md") and "11 pictures in" in done.stdout
+    files = expected_files(shop.base)
+    assert sorted(harvested(out)) == sorted(files)
+    provenance = pd.read_csv(out / "provenance.csv", keep_default_na=False)
+    assert list(provenance.columns) == ["path", "label", "image_url", "product_url", "listing_page", "category_path", "sha1", "phash",
+                                        "width", "height", "bytes", "time"]
+    rows = provenance.set_index("path")
+    for file, url in files.items():
+        row = rows.loc[file]
+        pid = url.rsplit("/", 1)[1].removesuffix(".png")
+        assert row["image_url"] == url and row["label"] == file.split("/")[0]
+        assert row["product_url"] == f"{shop.base}/p/{pid}-model"
+        assert row["sha1"] == hashlib.sha1((out / file).read_bytes()).hexdigest() and row["bytes"] == (out / file).stat().st_size
+        assert (row["width"], row["height"]) == ((128, 128) if pid == "g8" else (64, 64))  # the large picture, not the 16 px thumbnail
+    assert rows.loc[[f for f in files if "/g1-" in f][0], "category_path"] == "instruments/guitars/electric-guitars"
+    assert rows.loc[[f for f in files if "/g1-" in f][0], "listing_page"] == f"{shop.base}/c/electric-guitars/"
+    assert rows.loc[[f for f in files if "/g8-" in f][0], "category_path"] == "instruments/guitars/electric-guitars/solid-body"
+    assert rows.loc[[f for f in files if "/b8-" in f][0], "category_path"] == "instruments/old-basses"  # the link's name, though it redirected
+    assert rows.loc[[f for f in files if "/b4-" in f][0], "listing_page"] == f"{shop.base}/c/basses/?page=2"  # the page count's second page
+
+    report = (out / "report.md").read_text()
+    assert ("11 pictures kept from 27 product tiles in labelled listings (15 pictures downloaded); 2 placeholders skipped, "
+            "2 duplicates left out, 1 conflicts left out, 4 errors, 0 products in listings no rule labels.") in report
+    assert "| guitar | 6 | [contact_guitar.png](contact_guitar.png) |" in report and "| bass | 5 | [contact_bass.png](contact_bass.png) |" in report
+    rule = "skip rule 'ukulele\\|banjo\\|pedal\\|amp\\|string\\|set'"  # a table cell escapes its bars
+    for line in ("| instruments/ukuleles | http://127.0.0.1:{p}/c/ukuleles/ | " + rule + " |",
+                 "| instruments/hidden-basses | http://127.0.0.1:{p}/c/hidden-basses/ | robots.txt disallows it |",
+                 "| instruments/broken | http://127.0.0.1:{p}/c/broken/ | HTTP 404 |",
+                 "| instruments/outside | http://localhost:{p}/c/outside/ | outside allowed_domains |",
+                 "| http://127.0.0.1:{p}/img/large/PH.png | 6 | the same picture on 6 products |",
+                 "| http://127.0.0.1:{p}/img/large/NI.png | 2 | looks like noimage.png |",
+                 "| http://127.0.0.1:{p}/img/large/c1.png | bass, guitar | instruments/basses, instruments/guitars/acoustic-guitars |",
+                 "| http://127.0.0.1:{p}/img/large/g6.png | HTTP 404 |",
+                 "| http://127.0.0.1:{p}/img/large/b10.png | not a picture: Content-Type text/html |"):
+        assert line.format(p=shop.port) in report, line
+    assert f"| http://127.0.0.1:{shop.port}/img/large/g12.png | unreadable picture: Image size (400000000 pixels) exceeds" in report
+    assert "over the limit of 40 Mpx (limits.max_pixels) |" in report
+    assert f"| http://127.0.0.1:{shop.port}/img/large/b9.png | larger than limits.max_image_mb (0.2 MB) |" in report
+    for label in EXPECTED:
+        assert (out / f"contact_{label}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    log = list(shop.log)
+    assert {host for _, host, _, _ in log} == {f"127.0.0.1:{shop.port}"}  # nothing from localhost, the other host
+    assert all(agent.startswith("trilla-harvest/") for _, _, _, agent in log)
+    paths = [path for _, _, path, _ in log]
+    assert not [p for p in paths if any(part in p for part in ("hidden-basses", "ukuleles", "guitar-sets", "/s1", "/u1", "/h1", "/img/thumb/"))]
+    assert paths.count("/robots.txt") == 1 and paths.count("/img/large/g1.png") == 1 and paths.count("/img/large/PH.png") == 1
+    flaky = [t for t, _, p, _ in log if p == "/img/large/b4.png"]
+    assert len(flaky) == 2 and flaky[1] - flaky[0] >= 1.0  # a 503 with Retry-After: 1, retried after it
+    gaps = [b[0] - a[0] for a, b in zip(log[1:], log[2:])]
+    assert min(gaps) >= CRAWL_DELAY * 0.9, min(gaps)  # robots.txt's Crawl-delay, though the site file says delay: 0
+
+    before = len(shop.log)
+    again = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "--resume", "-q")
+    assert "11 pictures in" in again.stdout and len(shop.log) == before  # every page and picture from the HTTP cache
+    assert harvested(out) == {f: (out / f).read_bytes() for f in files}
+    refused = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, check=False)
+    assert refused.returncode == 2 and "is not empty and is kept" in refused.stderr
+
+
+def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
+    shown = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "out", "--dry-run", "--cache", tmp_path / "cache", "-q")
+    lines = shown.stdout.splitlines()
+    p = shop.port
+    assert lines[0] == f"http://127.0.0.1:{p}/c/instruments/  [no label]"
+    for line in (
+        "├── basses  [-> bass (rule 'bass'); 2 listing pages, 9 products]",
+        "├── broken  [skipped: HTTP 404]",
+        "│   ├── electric-guitars  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 2 listing pages, 7 products]",
+        "│   │   └── solid-body  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 1 listing pages, 4 products]",
+        "│   └── guitar-sets  [skipped: skip rule 'ukulele|banjo|pedal|amp|string|set']",
+        "├── hidden-basses  [skipped: robots.txt disallows it]",
+        "├── old-basses  [-> bass (rule 'bass'); 1 listing pages, 2 products]",
+        "├── outside  [skipped: outside allowed_domains]",
+        "└── ukuleles  [skipped: skip rule 'ukulele|banjo|pedal|amp|string|set']",
+    ):
+        assert line in lines, shown.stdout
+    assert lines[-1] == "12 categories, 5 skipped; 27 products in labelled listings, 0 in listings without a label"
+    assert not [path for _, _, path, _ in shop.log if path.startswith("/img/")] and not (tmp_path / "out").exists()
+
+
+def test_a_harvest_killed_mid_crawl_resumes_without_fetching_anything_twice(shop, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    crawler = subprocess.Popen([*TRILLA, "harvest", "crawl", str(tmp_path / "site.yaml"), str(out), "--cache", str(cache), "-q"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not shop.requested(SLOW) and crawler.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shop.requested(SLOW), "the crawl never reached the slow page"
+    os.killpg(crawler.pid, signal.SIGKILL)  # while the slow page is on its way: nothing else is in flight (concurrency 1)
+    crawler.wait()
+    assert not (out / "report.md").exists() and list((out / ".harvest" / "pictures").iterdir())  # some pictures, no result yet
+    fetched_before = len(shop.log)
+    done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "--resume", "-q")
+    assert "11 pictures in" in done.stdout and len(shop.log) > fetched_before
+    assert sorted(harvested(out)) == sorted(expected_files(shop.base)) and not (out / ".harvest" / "pictures").exists()
+    counts = pd.Series([path for _, _, path, _ in shop.log]).value_counts()
+    twice = set(counts[counts > 1].index)
+    assert twice <= {SLOW, "/img/large/b4.png"}, counts[counts > 1]  # the page cut off by the kill, and the 503 retried
+    assert counts[SLOW] == 2
+
+
+def test_a_bad_site_file_is_refused_before_anything_is_fetched(shop, tmp_path):
+    text = (tmp_path / "site.yaml").read_text()
+    (tmp_path / "typo.yaml").write_text(text.replace("next_page:", "nextpage:"))
+    typo = trilla("harvest", "crawl", tmp_path / "typo.yaml", tmp_path / "out", check=False)
+    assert typo.returncode == 2 and "selectors.nextpage: unknown key; did you mean 'selectors.next_page'?" in typo.stderr
+    (tmp_path / "bad.yaml").write_text(text.replace('products: ".tile"', 'products: "div..tile"'))
+    bad = trilla("harvest", "crawl", tmp_path / "bad.yaml", tmp_path / "out", check=False)
+    assert bad.returncode == 2 and "selectors.products: Value error, bad CSS selector 'div..tile'" in bad.stderr
+    (tmp_path / "rule.yaml").write_text(text.replace('"bass -> bass"', '"bass => bass"'))
+    rule = trilla("harvest", "crawl", tmp_path / "rule.yaml", tmp_path / "out", check=False)
+    assert rule.returncode == 2 and "is not a rule: write 'pattern -> label'" in rule.stderr
+    assert shop.log == [] and not (tmp_path / "out").exists()
