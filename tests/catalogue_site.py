@@ -33,6 +33,7 @@ TREE = {
     "ukuleles": ([], [["u1"]]),
     "hidden-basses": ([], [["h1"]]),
 }
+PRODUCTS = {p.split(":")[0]: (p.split(":") + [p])[1] for _, pages in TREE.values() for page in pages for p in page}  # id -> picture
 PAGE_COUNT = {"basses"}  # listings that show "1 / 2" instead of a next link
 EXPECTED = {  # what a harvest keeps: the largest of each picture, once, under its one label
     "guitar": ["g1", "g11", "g2", "g3", "g5", "g8"],
@@ -143,6 +144,9 @@ def serve_shop():
                 if path.startswith("/img/thumb/") and name not in ("g12", "b9"):
                     body = png(Image.open(io.BytesIO(body)).resize((16, 16)))
                 return self.send(200, body, "image/png")
+            if path.startswith("/p/") and path.removeprefix("/p/").removesuffix("-model") in PRODUCTS:
+                image = PRODUCTS[path.removeprefix("/p/").removesuffix("-model")]
+                return self.send(200, f'<html><body><h1>{path}</h1><img class="main" src="/img/large/{image}.png"></body></html>'.encode())
             if path == "/img/moved/b5.png":
                 return self.send(200, pictures["b5"], "image/png")
             return self.send(404, b"<html><body>not found</body></html>")

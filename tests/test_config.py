@@ -5,6 +5,7 @@ from conftest import trilla
 
 from trilla.config import Config, load_config
 from trilla.errors import TrillaError
+from trilla.harvest.site import label_for, load_site
 
 
 def test_defaults_need_no_file(tmp_path):
@@ -84,8 +85,13 @@ def test_examples_validate():
 
     examples = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
     assert {p.name for p in examples} >= {"guitar_bass.yaml", "digits.yaml"}
-    for path in examples:
-        load_config(path)
+    for path in examples:  # training configs, and the harvest's site files
+        load_site(path) if "start_urls" in yaml.safe_load(path.read_text()) else load_config(path)
+    shop = load_site(Path(__file__).parent.parent / "examples" / "shop_guitar_bass.yaml")
+    for path, label in ((["guitars-and-basses"], "guitar"), (["guitars-and-basses", "electric-basses"], "bass"),
+                        (["guitars-and-basses", "electric-guitars", "guitar-sets"], "skip"), (["guitars-and-basses", "bass-amps"], "skip"),
+                        (["guitars-and-basses", "ukuleles"], "skip"), (["guitars-and-basses", "acoustic-guitars", "dreadnought"], "guitar")):
+        assert label_for(shop.rules, path)[0] == label, path
     t6 = load_config(Path(__file__).parent.parent / "examples" / "guitar_bass.yaml")
     assert (t6.model.conv[0].maps, t6.model.conv[0].kernel, len(t6.model.conv)) == (10, 5, 1)
     assert (t6.train.optimizer, t6.train.lr, t6.train.momentum, t6.train.batch_size) == ("sgd", 0.003, 0.3, 32)

@@ -16,6 +16,7 @@ import pytest
 
 from catalogue_site import CRAWL_DELAY, EXPECTED, SITE_YAML, SLOW, no_image, serve_shop
 from conftest import TRILLA, trilla
+from trilla.runs import Run
 
 
 @pytest.fixture
@@ -102,6 +103,10 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     assert harvested(out) == {f: (out / f).read_bytes() for f in files}
     refused = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, check=False)
     assert refused.returncode == 2 and "is not empty and is kept" in refused.stderr
+    trained = trilla("train", "--data", out, "--set", "train.epochs=1", "--set", "data.image_size=16", "--set", f"run.dir={tmp_path / 'runs'}",
+                     "--set", "train.progress=false", "-q")  # the folder trains as it is (its report and sheets are no class)
+    run = Run(trained.stdout.strip().splitlines()[-1])
+    assert run.classes == ["bass", "guitar"] and run.info["data"]["samples"] == 11
 
 
 def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
@@ -158,3 +163,20 @@ def test_a_bad_site_file_is_refused_before_anything_is_fetched(shop, tmp_path):
     rule = trilla("harvest", "crawl", tmp_path / "rule.yaml", tmp_path / "out", check=False)
     assert rule.returncode == 2 and "is not a rule: write 'pattern -> label'" in rule.stderr
     assert shop.log == [] and not (tmp_path / "out").exists()
+
+
+def test_pictures_from_product_pages_with_a_cap_per_label_and_robots_ignored_only_when_asked(shop, tmp_path):
+    text = (tmp_path / "site.yaml").read_text().replace("  image: img\n", "  image: img.main\n  product_page: true\n")
+    (tmp_path / "pages.yaml").write_text(text + "per_label_cap: 3\n")
+    out = tmp_path / "out"
+    trilla("harvest", "crawl", tmp_path / "pages.yaml", out, "--cache", tmp_path / "cache", "-q")
+    kept = pd.read_csv(out / "provenance.csv")
+    assert kept.groupby("label").size().to_dict() == {"bass": 3, "guitar": 3}
+    assert set(kept["product_url"]) <= {f"{shop.base}/p/{pid}-model" for pids in EXPECTED.values() for pid in pids}
+    assert "over the per-label cap" in (out / "report.md").read_text()
+    pages = pd.Series([path for _, _, path, _ in shop.log if path.startswith("/p/")]).value_counts()
+    assert (pages == 1).all() and "/p/c1-model" in pages  # c1 is in two listings; its page is read once
+
+    walked = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "dry", "--dry-run", "--ignore-robots", "--cache", tmp_path / "cache2")
+    assert "├── hidden-basses  [-> bass (rule 'bass'); 1 listing pages, 1 products]" in walked.stdout
+    assert "--ignore-robots: the site's robots.txt is not obeyed" in walked.stderr

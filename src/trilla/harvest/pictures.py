@@ -113,7 +113,14 @@ def assemble(ledger: Ledger, site: Site, site_dir: Path, out: Path) -> Assembly:
                      "width": best.width, "height": best.height, "bytes": best.bytes, "time": best.fetched})
         result.duplicates += [{"image_url": p.url, "kept": file} for p in group if p is not best]
         result.duplicates += [{"image_url": best.url, "kept": file} for _ in seen[best.url][1:]]  # the same URL on more tiles
-    result.kept = pd.DataFrame(rows, columns=COLUMNS).sort_values("path", ignore_index=True)
+    kept = pd.DataFrame(rows, columns=COLUMNS)
+    if site.per_label_cap is not None:  # downloads still on their way when a label filled up: the first ones found stay
+        first: dict[str, int] = {}
+        for at, tile in enumerate(ledger.tiles):
+            first.setdefault(tile.image_url, at)
+        kept = kept.assign(found=kept["image_url"].map(first)).sort_values("found").groupby("label").head(site.per_label_cap)
+        ledger.over_cap += len(rows) - len(kept)
+    result.kept = kept[COLUMNS].sort_values("path", ignore_index=True)
     by_sha1 = {p.sha1: p for p in pictures}
     for row in result.kept.itertuples():
         target = out / row.path

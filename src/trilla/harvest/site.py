@@ -1,11 +1,12 @@
 """SITE.yaml: what `trilla harvest crawl` walks and how it names what it finds.
 
 A catalogue is a tree of category pages from the start URLs; a category page links to sub-categories
-and may be a listing of product tiles (each a product link and a thumbnail), spread over pages. Label
-rules are `pattern -> label` lines, regular expressions searched (case-insensitively) in the category
-path (the categories' URL names joined by `/`) and the breadcrumb text: a branch any `skip` rule matches
-is not walked; otherwise the first rule that matches gives the label, and a branch none matches is
-walked for sub-categories that do match, its own products left out.
+and may be a listing of product tiles (each a product link and a thumbnail), spread over pages; with
+`selectors.product_page` the picture is taken from each product's own page instead. Label
+rules are `pattern -> label` lines, regular expressions searched (case-insensitively) in the names on a
+category's way (the last part of each category's URL, and the breadcrumb's items): a branch any `skip`
+rule matches is not walked; otherwise the deepest name a rule matches gives the label, and a branch no
+rule matches is walked for sub-categories that do match, its own products left out.
 
 Unknown keys get the training config's did-you-mean errors; a selector that does not parse, a rule
 that is no `pattern -> label` or a pattern that is no regular expression fails before anything is
@@ -47,7 +48,8 @@ class Selectors(Section):
     categories: str | None = Field(None, description="links to sub-categories, e.g. 'nav.sub a::attr(href)'")
     products: str | None = Field(None, description="the product tiles of a listing, e.g. '.product-tile'")
     product_link: str = Field("a::attr(href)", description="inside a tile: the product's link")
-    image: str = Field("img", description="inside a tile: the thumbnail element")
+    image: str = Field("img", description="inside a tile (or on the product page, with product_page): the picture's element")
+    product_page: bool = Field(False, description="follow each product link and take the picture from the product page")
     image_attributes: list[str] = Field(["data-src", "src"], min_length=1, description="the first of these the image element has is its URL")
     next_page: str | None = Field(None, description="a listing's link to its next page, e.g. 'a[rel=next]::attr(href)'")
     page_count: str | None = Field(None, description="text holding a listing's number of pages (then pages are ?page_param=N)")
@@ -169,15 +171,17 @@ def allowed(url: str, domains: list[str]) -> bool:
     return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
 
 
-def label_for(rules: list[Rule], text: str) -> tuple[str | None, Rule | None]:
-    """(the label, the rule that gave it) for a category's path and breadcrumb text: SKIP when any skip
-    rule matches, else the first matching rule's label, else (None, None)."""
+def label_for(rules: list[Rule], names: list[str]) -> tuple[str | None, Rule | None]:
+    """(the label, the rule that gave it) for a category, from the names on its way (its path, then its
+    breadcrumb): SKIP when a skip rule matches any of them; else the label of the deepest name a rule
+    matches (the first such rule), so `guitars-and-basses/basses` is a bass branch; else (None, None)."""
     for rule in rules:
-        if rule.label == SKIP and re.search(rule.pattern, text, re.IGNORECASE):
+        if rule.label == SKIP and any(re.search(rule.pattern, name, re.IGNORECASE) for name in names):
             return SKIP, rule
-    for rule in rules:
-        if rule.label != SKIP and re.search(rule.pattern, text, re.IGNORECASE):
-            return rule.label, rule
+    for name in reversed(names):
+        for rule in rules:
+            if rule.label != SKIP and re.search(rule.pattern, name, re.IGNORECASE):
+                return rule.label, rule
     return None, None
 
 

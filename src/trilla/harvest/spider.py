@@ -103,8 +103,11 @@ class CatalogueSpider(scrapy.Spider):
         self.allowed_domains = list(site.allowed_domains)
         self.max_items = max_items
         self.requested: set[str] = set()
-        self.per_label: dict[str, int] = {}
+        self.per_label: dict[str, int] = {}  # pictures downloaded per label, for per_label_cap
+        self.labels_of: dict[str, set[str]] = {}  # image URL -> the labels of the tiles that showed it
         self.rules = site.rules
+        self.product_images: dict[str, str | None] = {}  # product page -> its picture's URL, once read
+        self.waiting: dict[str, list[tuple[str, Node]]] = {}  # product page asked for -> the listings it was found in
         self.journal = staging.parent / REFUSED
         self.refused = dict(line.split("\t", 1) for line in self.journal.read_text().splitlines()) if self.journal.is_file() else {}
 
@@ -125,8 +128,8 @@ class CatalogueSpider(scrapy.Spider):
 
     def parse_category(self, response, path: tuple[str, ...], page: int):
         node = self.node(path, response.url)
-        breadcrumb = " ".join(t.strip() for t in select(response, self.site.selectors.breadcrumb)) if self.site.selectors.breadcrumb else ""
-        label, rule = label_for(self.rules, " | ".join(filter(None, ["/".join(path), breadcrumb])))
+        breadcrumb = [t.strip() for t in select(response, self.site.selectors.breadcrumb) if t.strip()] if self.site.selectors.breadcrumb else []
+        label, rule = label_for(self.rules, [*path, *breadcrumb])
         if label == SKIP:  # known only from the breadcrumb, once the page is read
             node.skipped = f"skip rule {rule.pattern!r}"
             return
@@ -150,7 +153,7 @@ class CatalogueSpider(scrapy.Spider):
         if not allowed(url, self.allowed_domains):
             node.skipped = "outside allowed_domains"
             return
-        label, rule = label_for(self.rules, "/".join(path))
+        label, rule = label_for(self.rules, list(path))
         if label == SKIP:
             node.skipped = f"skip rule {rule.pattern!r}"
             return
@@ -169,31 +172,63 @@ class CatalogueSpider(scrapy.Spider):
                 url = with_query(response.url, None, **{chosen.page_param: number})
                 yield self.category(url, path, number)
 
+    def image_url(self, response, node) -> str | None:
+        """The picture's URL in a tile or on a product page (the first image attribute it has), rewritten."""
+        chosen = self.site.selectors
+        images = select_nodes(node, chosen.image)
+        source = next((value for attribute in chosen.image_attributes for value in images.xpath(f"@{attribute}").getall() if value.strip()), None)
+        if source is None:
+            return None
+        url = response.urljoin(source.strip())
+        for rewrite in self.site.image_rewrite:
+            url = re.sub(rewrite.pattern, rewrite.replace, url)
+        return url
+
     def product(self, response, tile, node: Node):
         chosen = self.site.selectors
         links = select(tile, chosen.product_link)
-        images = select_nodes(tile, chosen.image)
-        source = next((value for attribute in chosen.image_attributes for value in images.xpath(f"@{attribute}").getall() if value.strip()), None)
-        if not links or source is None:
+        image_url = None if chosen.product_page else self.image_url(response, tile)
+        if not links or (image_url is None and not chosen.product_page):
             self.ledger.errors.append((response.url, f"a product tile without {'a product link' if not links else 'an image'}"))
             return
-        image_url = response.urljoin(source.strip())
-        for rewrite in self.site.image_rewrite:
-            image_url = re.sub(rewrite.pattern, rewrite.replace, image_url)
         if node.label is None:
             self.ledger.unlabelled += 1
             return
-        self.ledger.tiles.append(Tile(response.urljoin(links[0]), image_url, response.url, node.path, node.label))
+        product_url = response.urljoin(links[0])
+        if not chosen.product_page:
+            yield from self.picture(Tile(product_url, image_url, response.url, node.path, node.label))
+        elif product_url in self.product_images:  # a product seen in another listing: its page was read already
+            if self.product_images[product_url] is not None:
+                yield from self.picture(Tile(product_url, self.product_images[product_url], response.url, node.path, node.label))
+        elif product_url in self.waiting:
+            self.waiting[product_url].append((response.url, node))
+        elif not self.dry_run and allowed(product_url, self.allowed_domains):
+            self.waiting[product_url] = [(response.url, node)]
+            yield scrapy.Request(product_url, callback=self.parse_product, errback=self.picture_failed, priority=5,
+                                 cb_kwargs={"product_url": product_url})
+
+    def parse_product(self, response, product_url: str):
+        image_url = self.product_images[product_url] = self.image_url(response, response)
+        if image_url is None:
+            self.ledger.errors.append((product_url, "a product page without an image"))
+        for listing, node in self.waiting.pop(product_url, []):
+            if image_url is not None:
+                yield from self.picture(Tile(product_url, image_url, listing, node.path, node.label))
+
+    def picture(self, tile: Tile):
+        """Note the tile; download its picture unless that was asked for already (or the label is full)."""
+        self.ledger.tiles.append(tile)
+        image_url, label = tile.image_url, tile.label
+        self.labels_of.setdefault(image_url, set()).add(label)
         if self.dry_run or image_url in self.requested:
             return
         cap = self.site.per_label_cap
-        if cap is not None and self.per_label.get(node.label, 0) >= cap:
+        if cap is not None and self.per_label.get(label, 0) >= cap:
             self.ledger.over_cap += 1
             return
         if self.max_items is not None and len(self.requested) >= self.max_items:
             return
         self.requested.add(image_url)
-        self.per_label[node.label] = self.per_label.get(node.label, 0) + 1
         if image_url in self.refused:  # refused by an earlier run of this harvest: not fetched again
             self.ledger.errors.append((image_url, self.refused[image_url]))
             return
@@ -226,6 +261,8 @@ class CatalogueSpider(scrapy.Spider):
         if not staged.exists():
             write_bytes(staged, body)
         url = response.meta.get("redirect_urls", [response.url])[0]  # the URL the tile named, even when it redirected
+        for label in self.labels_of.get(url, ()):
+            self.per_label[label] = self.per_label.get(label, 0) + 1
         self.ledger.pictures[url] = Picture(url, sha1, phash, width, height, len(body), ext, staged,
                                             time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(response.meta.get("cache_timestamp", time.time()))))
 
