@@ -180,3 +180,29 @@ def test_pictures_from_product_pages_with_a_cap_per_label_and_robots_ignored_onl
     walked = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "dry", "--dry-run", "--ignore-robots", "--cache", tmp_path / "cache2")
     assert "├── hidden-basses  [-> bass (rule 'bass'); 1 listing pages, 1 products]" in walked.stdout
     assert "--ignore-robots: the site's robots.txt is not obeyed" in walked.stderr
+
+
+def test_the_breadcrumb_labels_a_category_whose_url_says_nothing(tmp_path):
+    from scrapy.http import HtmlResponse
+
+    from trilla.harvest.site import load_site
+    from trilla.harvest.spider import CatalogueSpider, Ledger
+
+    (tmp_path / "site.yaml").write_text(SITE_YAML.format(base="http://127.0.0.1:9") + 'breadcrumb_rules: 1\n')
+    typo = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "out", check=False)
+    assert typo.returncode == 2 and "breadcrumb_rules: unknown key" in typo.stderr
+    text = SITE_YAML.format(base="http://127.0.0.1:9").replace('  page_count:', '  breadcrumb: "ol.crumbs li::text"\n  page_count:')
+    (tmp_path / "site.yaml").write_text(text.replace('"bass -> bass"', '"bass|bajo -> bass"'))
+    no_image(64).save(tmp_path / "noimage.png")
+    site = load_site(tmp_path / "site.yaml")
+    spider = CatalogueSpider(site=site, ledger=Ledger(), staging=tmp_path / "staging", dry_run=True)
+
+    def page(name: str, crumbs: list[str]) -> HtmlResponse:
+        items = "".join(f"<li>{c}</li>" for c in crumbs)
+        body = f'<html><body><ol class="crumbs">{items}</ol><div class="tile"><a href="/p/1">x</a><img data-src="/img/thumb/1.png"></div></body></html>'
+        return HtmlResponse(f"http://127.0.0.1:9/c/{name}/", body=body.encode(), encoding="utf-8")
+
+    list(spider.parse_category(page("x17", ["Home", "Bajos eléctricos"]), path=("x17",), page=1))
+    list(spider.parse_category(page("x18", ["Home", "Guitar sets"]), path=("x18",), page=1))
+    assert spider.ledger.nodes[("x17",)].label == "bass" and spider.ledger.nodes[("x17",)].products == 1
+    assert spider.ledger.nodes[("x18",)].skipped.startswith("skip rule") and spider.ledger.nodes[("x18",)].products == 0
