@@ -1,0 +1,142 @@
+"""Audio recipes across data sizes (issue 23, item 1): does examples/instruments.yaml hold when it has
+less data than it was tuned on, and does FluidR3 validation say so?
+
+Three configs, each trained on FluidR3 renders of --sizes clips per family (renders the recipe was never
+tuned on: make_audio.py seeds 21 and 22 for seeds 1 and 2, where the recipe was designed on seed 0),
+tested on MuseScore General (the run's test set) and TimGM6mb (evaluated afterwards), both fresh
+renders too (seeds 31 and 32, 50 clips per family):
+- `recipe`: examples/instruments.yaml as it is (PANNs-style CNN 16-128, augmentation, constant rate, EMA);
+- `recipe, no augmentation`: the same with `augment: null`;
+- `plain CNN`: what `trilla train --data clips/` does for audio (its default model, one-cycle schedule,
+  60 epochs) on the recipe's log-mel input, with `augment: null`.
+
+Every finished run is kept in WORK/results.json, so the sizes can be measured in several sittings
+(`--sizes 100` now, `--sizes 300 900` later); the results file always shows everything measured so far.
+
+    .venv/bin/python benchmarks/audio_sizes.py --make-audio ../shared/datasets/make_audio.py --work /tmp/sizes \
+        [--sizes 100 300 900] [--seeds 1 2] [--configs recipe plain ...]
+
+Needs what make_audio.py's docstring lists (Debian's fluidsynth and soundfonts, pip's pyfluidsynth).
+Writes benchmarks/results/audio_sizes.md; its "## Reading" section is written by hand and kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import trilla
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+RESULTS = Path(__file__).parent / "results"
+READING = "## Reading"
+FLUID = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+TESTS = {"muse": ("/usr/share/sounds/sf3/MuseScore_General.sf3", 31), "timgm": ("/usr/share/sounds/sf2/TimGM6mb.sf2", 32)}
+LOGMEL = ["input={type: audio, features: logmel, sample_rate: 16000, n_fft: 512, hop: 160, n_mels: 64, seconds: 2}"]
+CONFIGS = {
+    "recipe": ("instruments.yaml", []),
+    "recipe, no augmentation": ("instruments.yaml", ["augment=null"]),
+    "plain CNN": (None, [*LOGMEL, "augment=null"]),
+}
+
+
+def render_args(name: str, n: int, seed: int, soundfont: str) -> list[str]:
+    return ["instruments", name, "--n", str(n), "--seed", str(seed), "--soundfont", soundfont]
+
+
+def renders(results: list[dict]) -> list[list[str]]:
+    """The renders behind `results`: the two test libraries, and each size and seed's FluidR3 set."""
+    tests = [render_args(name, 50, seed, font) for name, (font, seed) in TESTS.items()]
+    return tests + [render_args(f"fluid_{size}_{seed}", size, 20 + seed, FLUID) for size, seed in sorted({(r["size"], r["seed"]) for r in results})]
+
+
+def render(make_audio: Path, work: Path, args: list[str]) -> None:
+    if not (work / args[1] / "manifest.csv").is_file():
+        subprocess.run([sys.executable, str(make_audio), args[0], str(work / args[1]), *args[2:]], check=True, capture_output=True)
+
+
+def measure(work: Path, config_name: str, size: int, seed: int) -> dict:
+    recipe, extra = CONFIGS[config_name]
+    overrides = [f"data.path={work / f'fluid_{size}_{seed}' / 'manifest.csv'}", f"data.test_path={work / 'muse' / 'manifest.csv'}",
+                 f"run.dir={work / 'runs'}", f"run.name={config_name.replace(' ', '_').replace(',', '')}_{size}_{seed}",
+                 f"train.seed={seed}", "data.split.seed=0", "train.progress=false", *extra]
+    config = trilla.load_config(EXAMPLES / recipe if recipe else None, overrides)
+    began = time.perf_counter()
+    run = trilla.train(config)
+    minutes = (time.perf_counter() - began) / 60
+    timgm, _ = run.evaluate(work / "timgm" / "manifest.csv", progress=False)
+    return {"config": config_name, "size": size, "seed": seed, "val": run.metrics["val/accuracy"], "muse": run.metrics["test/accuracy"],
+            "timgm": timgm["test/accuracy"], "epochs": config.train.epochs, "minutes": minutes, "run": run.path.name}
+
+
+def write(results: list[dict]) -> Path:
+    lines = [
+        "# Audio recipes across data sizes (`benchmarks/audio_sizes.py`)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
+        "",
+        "Trained on FluidR3 renders of N clips per family (8 families; 70/15/15 split, so validation is FluidR3 too); "
+        "MuseScore General is each run's test set and TimGM6mb is evaluated afterwards. Renders:",
+        "",
+        *[f"- `make_audio.py {' '.join(args)}`" for args in renders(results)],
+        "",
+        "| clips per family | config | seed | FluidR3 (val) | MuseScore General | TimGM6mb | epochs | train minutes | run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ordered = sorted(results, key=lambda r: (r["size"], list(CONFIGS).index(r["config"]), r["seed"]))
+    for r in ordered:
+        lines.append(f"| {r['size']} | {r['config']} | {r['seed']} | {r['val']:.3f} | {r['muse']:.3f} | {r['timgm']:.3f} | {r['epochs']} | "
+                     f"{r['minutes']:.1f} | `{r['run']}` |")
+    lines += ["", "Range over the seeds (lowest to highest):", "",
+              "| clips per family | config | FluidR3 (val) | MuseScore General | TimGM6mb |", "|---|---|---|---|---|"]
+    for size in sorted({r["size"] for r in results}):
+        for name in CONFIGS:
+            group = [r for r in ordered if r["size"] == size and r["config"] == name]
+            if group:
+                span = lambda key: f"{min(r[key] for r in group):.3f}-{max(r[key] for r in group):.3f}"  # noqa: E731
+                lines.append(f"| {size} | {name} | {span('val')} | {span('muse')} | {span('timgm')} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / "audio_sizes.md"
+    kept = target.read_text().partition(READING)[2] if target.exists() else ""
+    target.write_text("\n".join(lines) + "\n" + (f"\n{READING}{kept}" if kept else ""))
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--make-audio", type=Path, required=True, help="path of the shared make_audio.py")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the renders, the runs and results.json")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 900], help="clips per family")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="render and training seeds")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS), help="which configs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    args.work.mkdir(parents=True, exist_ok=True)
+    store = args.work / "results.json"
+    results = json.loads(store.read_text()) if store.is_file() else []
+    for name, (font, seed) in TESTS.items():
+        render(args.make_audio, args.work, render_args(name, 50, seed, font))
+    for size in args.sizes:
+        for seed in args.seeds:
+            render(args.make_audio, args.work, render_args(f"fluid_{size}_{seed}", size, 20 + seed, FLUID))
+            for name in args.configs:
+                if any(r["config"] == name and r["size"] == size and r["seed"] == seed for r in results):
+                    continue
+                results.append(measure(args.work, name, size, seed))
+                store.write_text(json.dumps(results, indent=1))
+                print(results[-1], flush=True)
+                write(results)
+    print(write(results).read_text())
+
+
+if __name__ == "__main__":
+    main()
