@@ -239,9 +239,10 @@ class CatalogueSpider(scrapy.Spider):
                              meta={"download_maxsize": int(self.site.limits.max_image_mb * 2**20)})
 
     def parse_picture(self, response):
+        url = response.meta.get("redirect_urls", [response.url])[0]  # the URL the tile named, even when it redirected
         kind = response.headers.get(b"Content-Type", b"").decode("latin-1").split(";")[0].strip().lower()
         if not kind.startswith("image/"):
-            self.ledger.errors.append((response.url, f"not a picture: Content-Type {kind or 'missing'}"))
+            self.ledger.errors.append((url, f"not a picture: Content-Type {kind or 'missing'}"))
             return
         body = response.body
         try:
@@ -253,14 +254,13 @@ class CatalogueSpider(scrapy.Spider):
                 img.load()
                 phash = str(imagehash.phash(img.convert("RGB")))
         except (ImageError, OSError, ValueError) as err:
-            self.ledger.errors.append((response.url, f"unreadable picture: {err}"))
+            self.ledger.errors.append((url, f"unreadable picture: {err}"))
             return
         sha1 = hashlib.sha1(body).hexdigest()
         ext = FORMATS.get(fmt or "", "img")
         staged = self.staging / f"{sha1}.{ext}"
         if not staged.exists():
             write_bytes(staged, body)
-        url = response.meta.get("redirect_urls", [response.url])[0]  # the URL the tile named, even when it redirected
         for label in self.labels_of.get(url, ()):
             self.per_label[label] = self.per_label.get(label, 0) + 1
         self.ledger.pictures[url] = Picture(url, sha1, phash, width, height, len(body), ext, staged,
@@ -268,13 +268,15 @@ class CatalogueSpider(scrapy.Spider):
 
     def category_failed(self, failure):
         request = failure.request
-        path = request.cb_kwargs.get("path", ())
-        self.node(path, request.url).skipped = self.reason(failure)
-        if request.cb_kwargs.get("page", 1) > 1:
+        if request.cb_kwargs.get("page", 1) == 1:
+            self.node(request.cb_kwargs.get("path", ()), request.url).skipped = self.reason(failure)
+        else:  # a later page of a listing that was walked
             self.ledger.errors.append((request.url, self.reason(failure)))
 
     def picture_failed(self, failure):
+        """A picture (or a product page) that could not be had: an error in the report."""
         reason = self.reason(failure)
+        self.waiting.pop(failure.request.url, None)
         self.ledger.errors.append((failure.request.url, reason))
         if reason.startswith(TOO_LARGE):  # no answer was cached, so note it for --resume
             with self.journal.open("a") as journal:
