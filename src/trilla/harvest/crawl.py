@@ -15,7 +15,6 @@ what goes where, and report.py writes provenance.csv, report.md and the contact 
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from trilla.harvest.site import Site, load_site
 from trilla.harvest.spider import Ledger, Node
 from trilla.version import __version__
 
-log = logging.getLogger("trilla")
 STAGING = ".harvest"
 DONE = "finished"
 
