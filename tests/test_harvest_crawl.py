@@ -206,3 +206,12 @@ def test_the_breadcrumb_labels_a_category_whose_url_says_nothing(tmp_path):
     list(spider.parse_category(page("x18", ["Home", "Guitar sets"]), path=("x18",), page=1))
     assert spider.ledger.nodes[("x17",)].label == "bass" and spider.ledger.nodes[("x17",)].products == 1
     assert spider.ledger.nodes[("x18",)].skipped.startswith("skip rule") and spider.ledger.nodes[("x18",)].products == 0
+
+
+def test_max_items_stops_the_downloads_and_still_reports(shop, tmp_path):
+    out = tmp_path / "out"
+    done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--max-items", "3", "--cache", tmp_path / "cache", "-q")
+    fetched = {path for _, _, path, _ in shop.log if path.startswith("/img/large/")}  # (a redirect adds its target)
+    kept = pd.read_csv(out / "provenance.csv")
+    assert len(fetched) == 3 and len(kept) <= 3 and set(kept["image_url"]) <= {shop.base + path for path in fetched}
+    assert done.stdout.strip().splitlines()[-1] == str(out / "report.md")
