@@ -215,3 +215,13 @@ def test_max_items_stops_the_downloads_and_still_reports(shop, tmp_path):
     kept = pd.read_csv(out / "provenance.csv")
     assert len(fetched) == 3 and len(kept) <= 3 and set(kept["image_url"]) <= {shop.base + path for path in fetched}
     assert done.stdout.strip().splitlines()[-1] == str(out / "report.md")
+
+
+def test_a_start_url_that_cannot_be_read_is_an_error_not_an_empty_harvest(tmp_path):
+    from conftest import free_port
+
+    (tmp_path / "site.yaml").write_text(SITE_YAML.format(base=f"http://127.0.0.1:{free_port()}"))  # nothing listens there
+    no_image(64).save(tmp_path / "noimage.png")
+    failed = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "out", "--dry-run", "--cache", tmp_path / "cache", "-q", check=False)
+    assert failed.returncode == 2 and "error: no start URL could be read: http://127.0.0.1:" in failed.stderr
+    assert "Traceback" not in failed.stderr

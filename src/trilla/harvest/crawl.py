@@ -15,6 +15,7 @@ what goes where, and report.py writes provenance.csv, report.md and the contact 
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from trilla.version import __version__
 
 STAGING = ".harvest"
 DONE = "finished"
+TRANSIENT = [429, 500, 502, 503, 504, 522, 524, 408]  # answers retried, and never cached
 
 
 @dataclass
@@ -51,7 +53,7 @@ def settings_for(site: Site, ignore_robots: bool, cache: Path, quiet: bool) -> d
         "DOWNLOAD_MAXSIZE": int(max(site.limits.max_image_mb, 10) * 2**20),
         "DOWNLOAD_WARNSIZE": 0,
         "RETRY_TIMES": polite.retries,
-        "RETRY_HTTP_CODES": [429, 500, 502, 503, 504, 522, 524, 408],
+        "RETRY_HTTP_CODES": TRANSIENT,
         "TRILLA_BACKOFF": polite.backoff,
         "DOWNLOADER_MIDDLEWARES": {"scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
                                    "trilla.harvest.middleware.BackoffRetry": 550},
@@ -61,7 +63,7 @@ def settings_for(site: Site, ignore_robots: bool, cache: Path, quiet: bool) -> d
         "HTTPCACHE_DIR": str(cache),
         "HTTPCACHE_STORAGE": "trilla.harvest.middleware.AtomicCacheStorage",
         "HTTPCACHE_EXPIRATION_SECS": int(polite.cache_hours * 3600),
-        "HTTPCACHE_IGNORE_HTTP_CODES": [429, 500, 502, 503, 504, 522, 524, 408],
+        "HTTPCACHE_IGNORE_HTTP_CODES": TRANSIENT,
         "REDIRECT_ENABLED": True,
         "DEPTH_PRIORITY": 0,
         "LOG_LEVEL": "WARNING" if quiet else "INFO",
@@ -97,8 +99,12 @@ def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | No
         ledger.finish = reason
 
     crawler.signals.connect(closed, signal=signals.spider_closed)
+    logging.getLogger("scrapy.downloadermiddlewares.robotstxt").addFilter(_without_traceback)
     process.crawl(crawler, site=site, ledger=ledger, staging=staging, dry_run=dry_run, max_items=max_items)
     process.start()
+    roots = [node for node in ledger.nodes.values() if len(node.path) == 1]
+    if ledger.finish == DONE and roots and all(node.skipped for node in roots):
+        raise TrillaError("no start URL could be read: " + "; ".join(f"{node.url}: {node.skipped}" for node in roots))
     result = Crawled(ledger)
     if dry_run or ledger.finish != DONE:
         return result
@@ -109,6 +115,12 @@ def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | No
     result.report, result.kept = write_report(out, site, ledger, assembly, ignore_robots), len(assembly.kept)
     shutil.rmtree(staging, ignore_errors=True)  # the pictures are in place; a later --resume restages them from the cache
     return result
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Scrapy logs a robots.txt it could not fetch with a full traceback; its message says enough."""
+    record.exc_info = record.exc_text = None
+    return True
 
 
 def tree(ledger: Ledger) -> str:

@@ -17,7 +17,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import imagehash
 import numpy as np
@@ -26,7 +25,7 @@ import pandas as pd
 from trilla.atomic import write_bytes
 from trilla.data.images import open_picture
 from trilla.harvest.site import Site
-from trilla.harvest.spider import Ledger, Picture, Tile
+from trilla.harvest.spider import Ledger, Picture, Tile, slug
 
 PROVENANCE = "provenance.csv"
 COLUMNS = ["path", "label", "image_url", "product_url", "listing_page", "category_path", "sha1", "phash", "width", "height",
@@ -74,8 +73,7 @@ def _example_hashes(site: Site, site_dir: Path) -> list[tuple[str, imagehash.Ima
 
 def file_name(product_url: str, image_url: str, ext: str, digits: int = 8) -> str:
     """`<product>-<hash of the image URL>.<ext>`: stable across runs, safe on every file system."""
-    parts = [unquote(p) for p in urlsplit(product_url).path.split("/") if p]
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", parts[-1] if parts else "product").strip("-")[:60] or "product"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", slug(product_url)).strip("-")[:60] or "product"
     return f"{stem}-{hashlib.sha1(image_url.encode()).hexdigest()[:digits]}.{ext}"
 
 

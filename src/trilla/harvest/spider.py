@@ -106,6 +106,7 @@ class CatalogueSpider(scrapy.Spider):
         self.per_label: dict[str, int] = {}  # pictures downloaded per label, for per_label_cap
         self.labels_of: dict[str, set[str]] = {}  # image URL -> the labels of the tiles that showed it
         self.rules = site.rules
+        self.category_urls: set[str] = set(site.start_urls)
         self.product_images: dict[str, str | None] = {}  # product page -> its picture's URL, once read
         self.waiting: dict[str, list[tuple[str, Node]]] = {}  # product page asked for -> the listings it was found in
         self.journal = staging.parent / REFUSED
@@ -147,8 +148,9 @@ class CatalogueSpider(scrapy.Spider):
 
     def child(self, url: str, parent: tuple[str, ...]):
         path = (*parent, slug(url))
-        if path in self.ledger.nodes or any(n.url == url for n in self.ledger.nodes.values()):
+        if path in self.ledger.nodes or url in self.category_urls:  # a menu on every page links every category again
             return
+        self.category_urls.add(url)
         node = self.node(path, url)
         if not allowed(url, self.allowed_domains):
             node.skipped = "outside allowed_domains"
