@@ -1,15 +1,18 @@
 """Training options: optimizers, schedules, imbalance handling, augmentation, samplers."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from conftest import make_image_folder
 from trilla import load_config, train
-from trilla.config import AugmentConfig
+from trilla.config import AugmentConfig, TrainConfig
 from trilla.data import images
 from trilla.data.augment import build_augment
 from trilla.data.datamodule import EpochSampler, StoreDataModule
+from trilla.errors import TrillaError
+from trilla.training.train import planned_epochs
 
 
 @pytest.mark.parametrize(
@@ -109,6 +112,23 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
     ]))
     assert run.metrics["stopped_early"] and run.metrics["epochs"] < 25
     assert run.metrics["epochs"] - run.metrics["best_epoch"] == 2
+
+
+def test_min_steps_raises_the_epochs_to_that_many_updates(tmp_path):
+    data = make_image_folder(tmp_path / "d", {"a": 30, "b": 30})
+    overrides = ["data.image_size=16", "train.epochs=2", "train.batch_size=8", "train.min_steps=20", "train.progress=false", f"run.dir={tmp_path / 'r'}"]
+    run = train(load_config(data=data, overrides=overrides))
+    training = int(pd.read_csv(run.path / "counts.csv", index_col=0)["train"].sum())
+    per_epoch = -(-training // 8)
+    assert run.config.train.epochs == -(-20 // per_epoch) > 2  # the resolved config says what ran
+    assert len(run.history) == run.config.train.epochs
+    assert torch.load(run.checkpoint("last"), map_location="cpu", weights_only=True)["global_step"] == run.config.train.epochs * per_epoch
+    lr = run.history["lr"].to_numpy()
+    assert lr[-1] < 0.2 * lr.max()  # one-cycle planned over all of them
+    assert planned_epochs(TrainConfig(epochs=40, batch_size=8, min_steps=20), training) == 40  # enough steps already
+    assert planned_epochs(TrainConfig(epochs=3), training) == 3
+    with pytest.raises(TrillaError, match="min_steps 10000000 needs .* epochs"):
+        train(load_config(data=data, overrides=[*overrides, "train.min_steps=10000000"]))
 
 
 @pytest.mark.parametrize("ema", [0.9, None])

@@ -116,8 +116,16 @@ class DataConfig(Section):
         return list(self.targets)
 
 
+MAX_EPOCHS = 100_000
+
+
 class TrainConfig(Section):
-    epochs: int = Field(60, ge=1, le=100_000)
+    epochs: int = Field(60, ge=1, le=MAX_EPOCHS)
+    min_steps: int | None = Field(
+        None, ge=1, le=100_000_000, description="raise epochs until the training takes at least this many optimizer steps (batches "
+        "of batch_size over the training split, counted as one process takes them): a small data set then gets as many "
+        "updates as a large one instead of as many passes; the run's config.yaml records the epochs this planned"
+    )
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop"] = Field(
         "auto", description="auto = the model's own default (rmsprop for rnn, as in the music study; adamw otherwise)"
