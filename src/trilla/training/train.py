@@ -94,7 +94,7 @@ def planned_epochs(cfg: TrainConfig, train_size: int) -> int:
     """`cfg.epochs`, raised to reach `cfg.min_steps` optimizer steps on `train_size` training examples.
 
     A recipe tuned at one data size keeps its number of updates on less data (issue 23: 20 epochs are
-    about 3150 steps at 900 clips per family but 350 at 100, too few for the recipe to fit)."""
+    about 3840 steps at 900 clips per family but 440 at 100, too few for the recipe to fit)."""
     if cfg.min_steps is None:
         return cfg.epochs
     per_epoch = max(1, -(-train_size // cfg.batch_size))
