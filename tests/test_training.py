@@ -125,6 +125,7 @@ def test_min_steps_raises_the_epochs_to_that_many_updates(tmp_path):
     assert torch.load(run.checkpoint("last"), map_location="cpu", weights_only=True)["global_step"] == run.config.train.epochs * per_epoch
     lr = run.history["lr"].to_numpy()
     assert lr[-1] < 0.2 * lr.max()  # one-cycle planned over all of them
+    assert f"up to {run.config.train.epochs} epochs (planned for at least 20 optimizer steps)" in (run.path / "report.md").read_text()
     assert planned_epochs(TrainConfig(epochs=40, batch_size=8, min_steps=20), training) == 40  # enough steps already
     assert planned_epochs(TrainConfig(epochs=3), training) == 3
     with pytest.raises(TrillaError, match="min_steps 10000000 needs .* epochs"):
