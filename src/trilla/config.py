@@ -122,7 +122,7 @@ MAX_EPOCHS = 100_000
 class TrainConfig(Section):
     epochs: int = Field(60, ge=1, le=MAX_EPOCHS)
     min_steps: int | None = Field(
-        None, ge=1, le=100_000_000, description="raise epochs until the training takes at least this many optimizer steps (batches "
+        None, ge=1, description="raise epochs until the training takes at least this many optimizer steps (batches "
         "of batch_size over the training split, counted as one process takes them): a small data set then gets as many "
         "updates as a large one instead of as many passes; the run's config.yaml records the epochs this planned"
     )

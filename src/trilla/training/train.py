@@ -100,9 +100,10 @@ def planned_epochs(cfg: TrainConfig, train_size: int) -> int:
     per_epoch = max(1, -(-train_size // cfg.batch_size))
     epochs = max(cfg.epochs, -(-cfg.min_steps // per_epoch))
     if epochs > MAX_EPOCHS:
-        raise TrillaError(f"train.min_steps {cfg.min_steps} needs {epochs} epochs of {per_epoch} batches on {train_size} training examples: too many")
+        raise TrillaError(f"train.min_steps {cfg.min_steps} needs {epochs} epochs of {per_epoch} batch(es) on {train_size} training examples, "
+                          f"more than {MAX_EPOCHS}: lower train.min_steps")
     if epochs != cfg.epochs:
-        log.info("train.min_steps %d: %d epochs of %d batches instead of %d", cfg.min_steps, epochs, per_epoch, cfg.epochs)
+        log.info("train.min_steps %d: %d epochs of %d batch(es) instead of %d", cfg.min_steps, epochs, per_epoch, cfg.epochs)
     return epochs
 
 
