@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import huggingface_hub
 import numpy as np
 import pytest
 import timm
@@ -34,8 +35,10 @@ def test_weights_file_is_loaded_through_timm(tmp_path):
 
 
 def test_unreachable_pretrained_weights_explain_the_offline_fix(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # huggingface_hub reads HF_HUB_OFFLINE and HF_HOME once, when imported (timm imports it): set what it read,
+    # or the hub is tried over the network until it times out
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(TrillaError, match="Offline.*model.pretrained"):
         build(_params(pretrained=True), InputSpec(3, 32), 4)
     with pytest.raises(TrillaError, match="does not exist"):
