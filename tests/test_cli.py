@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_image_folder, trilla
+from trilla import Run, load_config, train
 
 FAST = ["--set", "data.image_size=16", "--set", "train.epochs=4", "--set", "train.progress=false"]
 
@@ -106,10 +107,11 @@ def test_evaluate_on_other_data(trained, tmp_path):
 def test_evaluate_several_runs_as_an_ensemble(trained, tmp_path):
     root, data, run, _ = trained
     other = make_image_folder(tmp_path / "other", {"alpha": 6, "beta": 6, "gamma": 6}, seed=7)
-    second = Path(trilla("train", "--data", data, *FAST, "--set", "train.epochs=2", "--set", "train.seed=1",
-                         "--set", f"run.dir={tmp_path / 'runs'}").stdout.strip().splitlines()[-1])
-    members = [pd.read_csv(Path(trilla("evaluate", r, "--data", other).stdout.strip().splitlines()[-1]) / "predictions.csv")
-               for r in (run, second)]
+    # the members, trained and evaluated in process (the CLI's own train and evaluate are tested above): the
+    # ensemble below is what this test runs as a command
+    quick = [f"run.dir={tmp_path / 'runs'}", "data.image_size=16", "train.progress=false"]
+    second = train(load_config(data=data, overrides=[*quick, "train.epochs=2", "train.seed=1"])).path
+    members = [pd.read_csv(Run(r).evaluate(other, progress=False)[1] / "predictions.csv") for r in (run, second)]
     result = trilla("evaluate", run, second, "--data", other)
     folder = Path(result.stdout.strip().splitlines()[-1])
     assert folder.parent == run / "evaluations" and "ensemble" in folder.name
@@ -118,8 +120,7 @@ def test_evaluate_several_runs_as_an_ensemble(trained, tmp_path):
     assert averaged["label_probability"].to_numpy() == pytest.approx(
         (members[0]["label_probability"] + members[1]["label_probability"]).to_numpy() / 2, abs=1e-5)
     assert (members[0]["label_probability"] - members[1]["label_probability"]).abs().max() > 1e-3  # two different models
-    bigger = Path(trilla("train", "--data", data, *FAST, "--set", "train.epochs=1", "--set", "data.image_size=20",
-                         "--set", f"run.dir={tmp_path / 'runs'}").stdout.strip().splitlines()[-1])
+    bigger = train(load_config(data=data, overrides=[*quick, "train.epochs=1", "data.image_size=20"])).path
     refused = trilla("evaluate", run, bigger, "--data", other, check=False)
     assert refused.returncode != 0 and "reads its inputs differently" in refused.stderr
 
