@@ -109,7 +109,7 @@ def test_evaluate_several_runs_as_an_ensemble(trained, tmp_path):
     other = make_image_folder(tmp_path / "other", {"alpha": 6, "beta": 6, "gamma": 6}, seed=7)
     # the members, trained and evaluated in process (the CLI's own train and evaluate are tested above): the
     # ensemble below is what this test runs as a command
-    quick = [f"run.dir={tmp_path / 'runs'}", "data.image_size=16", "train.progress=false"]
+    quick = [*FAST[1::2], f"run.dir={tmp_path / 'runs'}"]  # FAST's settings, as library overrides
     second = train(load_config(data=data, overrides=[*quick, "train.epochs=2", "train.seed=1"])).path
     members = [pd.read_csv(Run(r).evaluate(other, progress=False)[1] / "predictions.csv") for r in (run, second)]
     result = trilla("evaluate", run, second, "--data", other)
