@@ -52,8 +52,9 @@ system:
 demo: $(STAMP)
 	$(BIN)/trilla demo
 
+# One pytest worker per core; a test file stays on one worker (its module fixtures are built once).
 test: system $(STAMP) $(DEEPAAS_STAMP) $(LABELSTUDIO_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py

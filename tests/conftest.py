@@ -17,6 +17,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: each worker (and each process it starts) then gets one
+    # thread, so two workers' trainings don't fight over the same cores with two threads each.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def quadrant_image(rng: np.random.Generator, quadrant: int, size: int = 24, mode: str = "RGB") -> Image.Image:
     """Noise with a bright blob in one quadrant: the quadrant is the class, learnable in a few epochs."""

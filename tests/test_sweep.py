@@ -87,10 +87,9 @@ def test_a_killed_sweep_resumes_with_the_remaining_trials_only(tmp_path):
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            try:
-                trials = _study(folder).get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING)) if (folder / "sweep.db").exists() else []
-            except KeyError:  # the database is there, the study not yet
-                trials = []
+            # sweep.yaml is written once the study is in the database: opening it earlier races the sweep's
+            # own creation of the tables
+            trials = _study(folder).get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING)) if (folder / "sweep.yaml").exists() else []
             running = [t for t in trials if t.state == TrialState.RUNNING and "run_dir" in t.user_attrs]
             if len(trials) - len(running) >= 2 and running and (Path(running[0].user_attrs["run_dir"]) / "checkpoints" / "last.ckpt").is_file():
                 break  # two trials done and the third past its first checkpoint
