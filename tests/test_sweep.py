@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -78,6 +79,39 @@ def test_two_workers_share_one_study_on_a_real_postgresql_server(tmp_path, postg
     trials = optuna.load_study(study_name="grid", storage=url).get_trials()
     assert sorted(t.user_attrs["point"] for t in trials) == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials)
     assert not (Path(result.stdout.strip().splitlines()[-1]) / "sweep.db").exists()  # the study lives on the server
+
+
+def _join_at_once(raw: dict, start, failures) -> None:
+    start.wait()
+    try:
+        run_sweep(raw)
+    except Exception:  # noqa: BLE001  (reported to the test, which shows it)
+        failures.put(traceback.format_exc())
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_workers_started_at_the_same_moment_on_an_empty_database_all_join(tmp_path, storage, request):
+    """`trilla sweep` started on every machine at once: all but one lose the race to create the
+    database's tables and the study, and must join it rather than fail."""
+    import multiprocessing
+
+    grid = {**SIX, "parameters": {"train.lr": [0.01, 0.003], "model.conv.0.maps": [2]}}
+    if storage == "postgresql":
+        grid["storage"] = request.getfixturevalue("postgres")()
+    raw = yaml.safe_load(_write(tmp_path, grid, train={**BASE["train"], "epochs": 1}).read_text())
+    context = multiprocessing.get_context("spawn")
+    start, failures = context.Barrier(4), context.Queue()
+    workers = [context.Process(target=_join_at_once, args=(raw, start, failures)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(300)
+    errors = [failures.get() for _ in range(failures.qsize())] if not failures.empty() else []
+    assert not errors, "\n".join(errors)
+    assert [w.exitcode for w in workers] == [0] * 4
+    url = grid.get("storage") or f"sqlite:///{tmp_path / 'runs' / 'grid' / 'sweep.db'}"
+    trials = optuna.load_study(study_name="grid", storage=url).get_trials()
+    assert sorted(t.user_attrs["point"] for t in trials) == [0, 1] and all(t.state == TrialState.COMPLETE for t in trials)
 
 
 def test_a_killed_sweep_resumes_with_the_remaining_trials_only(tmp_path):

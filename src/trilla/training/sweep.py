@@ -32,7 +32,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,12 @@ import lightning as L
 import optuna
 import torch
 import yaml
+from filelock import FileLock
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from sqlalchemy import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from trilla.atomic import write_text
 from trilla.config import Config, SweepConfig, SweepRange, set_dotted, validate_config
@@ -58,6 +59,7 @@ log = logging.getLogger("trilla")
 HEARTBEAT_S = 30
 GRACE_S = 120
 _READY = "queued"  # study attr: the grid is fully queued, workers may start
+_CREATION_TRIES = 5
 
 
 @dataclass
@@ -148,18 +150,30 @@ def run_sweep(raw: dict[str, Any], config_path: Path | None = None, folder: Path
 
 
 def _storage(url: str) -> RDBStorage:
-    """The study's database; a URL that cannot be opened is a named error, not SQLAlchemy's traceback."""
+    """The study's database; a URL that cannot be opened is a named error, not SQLAlchemy's traceback.
+
+    Workers started at the same moment on an empty database all create its tables (Optuna does, through
+    Alembic, with no lock across processes): the losers see "already exists" or a unique-key violation,
+    and then find the tables there when they open it again."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        with _quiet_experimental():
-            return RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
-            )
-    except ImportError:
-        raise TrillaError(f"sweep.storage {_shown(url)}: its database driver is not installed (PostgreSQL: pip install 'trilla[postgres]')") from None
-    except (SQLAlchemyError, ValueError) as err:
-        raise TrillaError(f"sweep.storage {_shown(url)} cannot be opened: {str(err).splitlines()[0]}") from None
+    for attempt in itertools.count(1):
+        try:
+            with _quiet_experimental():
+                return RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+                )
+        except ImportError:
+            raise TrillaError(f"sweep.storage {_shown(url)}: its database driver is not installed (PostgreSQL: pip install 'trilla[postgres]')") from None
+        except (SQLAlchemyError, ValueError) as err:
+            if attempt < _CREATION_TRIES and _lost_creation_race(err):
+                time.sleep(0.2 * attempt)
+                continue
+            raise TrillaError(f"sweep.storage {_shown(url)} cannot be opened: {str(err).splitlines()[0]}") from None
+
+
+def _lost_creation_race(err: Exception) -> bool:
+    return isinstance(err, IntegrityError) or "already exists" in str(err)
 
 
 def _shown(url: str) -> str:
@@ -203,7 +217,8 @@ def _open_study(name: str, url: str, raw: dict[str, Any], config: Config) -> opt
         )
     except DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(sweep), pruner=_pruner(sweep))
-        if study.user_attrs.get("config") != raw:
+        _wait_for(study, "config", f"sweep {name!r} was created but its config was never stored")
+        if study.user_attrs["config"] != raw:
             raise TrillaError(
                 f"sweep {name!r} in {url} was started from another config; keep that config to resume it, "
                 "or give this one its own run.name or --dir"
@@ -215,6 +230,16 @@ def _open_study(name: str, url: str, raw: dict[str, Any], config: Config) -> opt
             study.enqueue_trial({}, user_attrs={"point": number, "label": point.label, "overrides": point.overrides})
     study.set_user_attr(_READY, True)
     return study
+
+
+def _wait_for(study: optuna.Study, attr: str, failure: str, seconds: float = 600) -> None:
+    """Until the process that created the study has stored `attr` (a worker joining at the same moment
+    finds the study before its config and its grid are in)."""
+    waited = time.monotonic()
+    while not study.user_attrs.get(attr):
+        if time.monotonic() - waited > seconds:
+            raise TrillaError(failure)
+        time.sleep(0.5)
 
 
 def _worker_process(name: str, url: str, folder: Path, workers: int, level: int) -> None:
@@ -259,21 +284,18 @@ def _work(name: str, url: str, folder: Path, workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=_storage(url))
-    waited = time.monotonic()
-    while not study.user_attrs.get(_READY):  # another process is still queueing the grid
-        if time.monotonic() - waited > 600:
-            raise TrillaError(f"sweep {name!r} was created but its grid was never queued completely")
-        time.sleep(1)
+    _wait_for(study, _READY, f"sweep {name!r} was created but its grid was never queued completely")
     raw = study.user_attrs["config"]
     config = validate_config(raw)
     sweep = config.sweep
     study.sampler, study.pruner = _sampler(sweep), _pruner(sweep)
     started = time.monotonic()
     while sweep.max_minutes is None or time.monotonic() - started < 60 * sweep.max_minutes:
-        _reclaim_stale(study)
-        if sweep.max_trials is not None and _used(study) >= sweep.max_trials:
-            break
-        trial = _claim(study, sweep)
+        with _one_worker_at_a_time(url):
+            _reclaim_stale(study)
+            if sweep.max_trials is not None and _used(study) >= sweep.max_trials:
+                break
+            trial = _claim(study, sweep)
         if trial is None:
             break
         _run_trial(study, trial, raw, config, folder, quiet=workers > 1)
@@ -284,12 +306,25 @@ def _used(study: optuna.Study) -> int:
     return len({t.system_attrs.get("failed_trial", t.number) for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING})
 
 
+def _one_worker_at_a_time(url: str) -> AbstractContextManager:
+    """Claiming a trial reads its state, then writes it. PostgreSQL locks the row in between; SQLite
+    (through Python's driver) does not, so two workers could both take one trial: on SQLite, whose workers
+    share one machine, a lock file next to the database lets one worker claim at a time."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:":
+        return nullcontext()
+    return FileLock(f"{database}.lock")
+
+
 def _claim(study: optuna.Study, sweep: SweepConfig) -> optuna.Trial | None:
     """A queued trial (a grid point or a rerun), taken atomically; otherwise, except for a grid, a new draw."""
     storage = study._storage
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-            return optuna.Trial(study, frozen._trial_id)
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, frozen._trial_id)
+        except UpdateFinishedTrialError:
+            continue  # another worker claimed and finished it since this list was read
     if sweep.method == "grid":
         return None
     with warnings.catch_warnings():
