@@ -22,6 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # thread, so two workers' trainings don't fight over the same cores with two threads each.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+
 def quadrant_image(rng: np.random.Generator, quadrant: int, size: int = 24, mode: str = "RGB") -> Image.Image:
     """Noise with a bright blob in one quadrant: the quadrant is the class, learnable in a few epochs."""
     pixels = rng.integers(0, 90, size=(size, size, 3), dtype=np.uint8)

@@ -52,7 +52,8 @@ def page(browser):
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda err: errors.append(str(err)))
-    opened.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
+    # a request the page itself abandoned (it navigated away, or the test ended) is not a failure of the server
+    opened.on("requestfailed", lambda request: request.failure == "net::ERR_ABORTED" or errors.append(f"failed: {request.url} ({request.failure})"))
     yield opened
     seen = list(errors)  # what failed while the test ran: closing the context aborts requests still in flight
     context.close()
