@@ -106,12 +106,13 @@ def test_workers_started_at_the_same_moment_on_an_empty_database_all_join(tmp_pa
         worker.start()
     for worker in workers:
         worker.join(300)
-    errors = [failures.get() for _ in range(failures.qsize())] if not failures.empty() else []
+    errors = [failures.get() for _ in range(failures.qsize())]
     assert not errors, "\n".join(errors)
     assert [w.exitcode for w in workers] == [0] * 4
     url = grid.get("storage") or f"sqlite:///{tmp_path / 'runs' / 'grid' / 'sweep.db'}"
     trials = optuna.load_study(study_name="grid", storage=url).get_trials()
     assert sorted(t.user_attrs["point"] for t in trials) == [0, 1] and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len(find_runs(tmp_path / "runs" / "grid")) == 2  # no point trained by two workers
 
 
 def test_a_killed_sweep_resumes_with_the_remaining_trials_only(tmp_path):
