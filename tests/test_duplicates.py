@@ -1,11 +1,15 @@
-"""No leak between splits: the same content counts once and never lands in two splits."""
+"""No leak between splits: the same content counts once and never lands in two splits, and neither
+does a group a manifest names (data.split.group_column)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+import pytest
+
 from conftest import make_image_folder, trilla
 from trilla.config import load_config
+from trilla.errors import TrillaError
 from trilla.data.datamodule import StoreDataModule
 
 FAST = ["data.image_size=8", "data.channels=rgb", "train.progress=false"]
@@ -62,13 +66,50 @@ def test_a_training_file_identical_to_a_test_file_is_left_out(tmp_path):
     assert any("identical to the test file" in p.reason for p in module.data.problems)
 
 
-def test_the_report_says_how_many_duplicates_were_merged(tmp_path):
+def test_the_report_says_how_many_duplicates_were_merged_and_which_column_groups_the_splits(tmp_path):
     root = make_image_folder(tmp_path / "photos", {"a": 12, "b": 12}, size=16)
-    rows = [{"path": str(p.relative_to(root)), "label": p.parent.name} for p in sorted(root.rglob("*.png"))]
+    rows = [{"path": str(p.relative_to(root)), "label": p.parent.name, "session": f"{p.parent.name}{i % 4}"}
+            for i, p in enumerate(sorted(root.rglob("*.png")))]
     pd.DataFrame(rows * 3).to_csv(root / "labels.csv", index=False)
     result = trilla("train", "--data", root / "labels.csv", "--set", f"run.dir={tmp_path / 'runs'}", "--set", "train.epochs=1",
-                    *[part for item in FAST for part in ("--set", item)], "--set", "data.image_size=16")
+                    *[part for item in FAST for part in ("--set", item)], "--set", "data.image_size=16", "--set", "data.split.group_column=session")
     run = result.stdout.strip().splitlines()[-1]
     splits = pd.read_csv(f"{run}/splits.csv")
     assert len(splits) == 24 and splits["path"].is_unique
-    assert "duplicates merged: 48" in open(f"{run}/report.md").read()
+    session = {str(root / r["path"]): r["session"] for r in rows}
+    assert splits.groupby(splits["path"].map(session))["split"].nunique().max() == 1
+    report = open(f"{run}/report.md").read()
+    assert "duplicates merged: 48" in report and "files sharing a `session` value are in one split" in report
+
+
+def test_files_sharing_a_group_column_value_land_in_one_split_and_other_sets_need_no_such_column(tmp_path):
+    root = make_image_folder(tmp_path / "photos", {"a": 24, "b": 24})
+    rows = [{"path": str(p.relative_to(root)), "label": p.parent.name, "speaker": f"{p.parent.name}{i % 8}"}
+            for i, p in enumerate(sorted(root.rglob("*.png")))]
+    rows[0]["speaker"] = ""  # no value: a group of its own
+    (root / "b" / "really_a.png").write_bytes((root / "a" / "a_005.png").read_bytes())  # kept conflict: follows a_005's speaker
+    rows.append({"path": "b/really_a.png", "label": "b", "speaker": "b3"})
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    test_root = make_image_folder(tmp_path / "test", {"a": 3, "b": 3}, seed=1)  # a folder: it has no speaker column
+    module = prepared(root / "labels.csv", tmp_path, "data.split.group_column=speaker", "data.split.val=0.25", f"data.test_path={test_root}",
+                      "data.keep_conflicts=true")
+    speaker = {str(root / r["path"]): r["speaker"] for r in rows}
+    speaker[str(root / "b" / "really_a.png")] = speaker[str(root / "a" / "a_005.png")]
+    where = {}
+    for name, positions in module.splits.items():
+        for p in positions:
+            where.setdefault(speaker[module.data.paths[p]], set()).add(name)
+    assert all(len(splits) == 1 for splits in where.values()), where
+    val_speakers = {s for s, splits in where.items() if splits == {"val"}}
+    assert {s[0] for s in val_speakers if s} == {"a", "b"}  # stratified over the groups: each class has a speaker in validation
+    assert len(module.splits["val"]) == 3 * len(val_speakers - {""}) + ("" in val_speakers) + (speaker[str(root / "a" / "a_005.png")] in val_speakers)
+    assert len(module.test_data.targets) == 6
+
+    ungrouped = prepared(root / "labels.csv", tmp_path, "data.split.val=0.25")
+    mixed = {speaker[ungrouped.data.paths[p]] for p in ungrouped.splits["val"]} & {speaker[ungrouped.data.paths[p]] for p in ungrouped.splits["train"]}
+    assert mixed  # without it, a speaker is in both: what the option is for
+
+    with pytest.raises(TrillaError, match="no column 'session'"):
+        prepared(root / "labels.csv", tmp_path, "data.split.group_column=session")
+    with pytest.raises(TrillaError, match=r"data.split.group_column\) need a CSV manifest"):
+        prepared(root, tmp_path, "data.split.group_column=speaker")

@@ -39,6 +39,10 @@ class SplitConfig(Section):
     test: float = Field(0.15, ge=0.0, lt=1.0)
     seed: int = 0
     stratify: bool = True
+    group_column: str | None = Field(
+        None, description="a column of the CSV manifest (speaker, session, instrument program, product id): files sharing a "
+        "value go to one split together, so validation and test measure groups never trained on"
+    )
 
 
 class MetadataField(Section):

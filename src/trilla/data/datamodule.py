@@ -20,7 +20,7 @@ from trilla.data import multilabel as multi
 from trilla.data.dataset import LabelledData
 from trilla.data.sources import Problem
 from trilla.data.inputs import input_kind
-from trilla.data.splits import class_counts, split_indices
+from trilla.data.splits import class_counts, joint_groups, split_indices
 from trilla.errors import TrillaError
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class StoreDataModule(L.LightningDataModule):
         cfg = self.config.data
         if cfg.path is None:
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
-        self.data = load_data(cfg.path, self.config, device=self.device, progress=self.progress)
+        self.data = load_data(cfg.path, self.config, device=self.device, progress=self.progress, group_column=cfg.split.group_column)
         classifying = self.config.task == "classification" and not (cfg.targets and cfg.target_mode == "regression")
         if classifying and len(set(self.data.strata.tolist())) < 2:
             found = sorted({self.data.groups[i] for i in self.data.strata})
@@ -139,7 +139,8 @@ class StoreDataModule(L.LightningDataModule):
             self.test_data = self.load_other(cfg.test_path)
         usable = self._not_in_test()
         split = cfg.split
-        groups = self.data.content_groups[usable] if self.data.content_groups is not None else None
+        groups = joint_groups(self.data.content_groups, self.data.split_groups)
+        groups = groups[usable] if groups is not None else None
         chosen = split_indices(
             self.data.strata[usable], split.val, 0.0 if cfg.test_path else split.test, split.seed, split.stratify, groups,
             names=self.data.groups,

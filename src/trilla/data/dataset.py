@@ -74,6 +74,7 @@ class LabelledData:
     content_groups: np.ndarray | None = None  # one id per sample, shared by identical files (kept conflicts); None: all distinct
     merged: pd.DataFrame | None = None  # copies merged into another sample (path, kept)
     notes: list[Problem] | None = None  # files used, with a warning worth a look
+    split_groups: np.ndarray | None = None  # each sample's data.split.group_column value ("" where empty); None: not asked for
 
     def digests(self) -> np.ndarray:
         """Each sample's content hash (sha1 of the file), or empty for data not read from files."""
@@ -102,6 +103,7 @@ def load_labelled(
     vocab: Mapping[str, list[str]] | None = None,
     device: str = "cpu",
     progress: bool = True,
+    group_column: str | None = None,
 ) -> LabelledData:
     """Read, pack and label the files at `path`; with `classes` given, labels outside them are left out.
 
@@ -109,6 +111,7 @@ def load_labelled(
     into multi-hot targets. `codec` replaces the config's preprocessing (another set for a trained run
     is packed exactly as the run's own data). Metadata fields are encoded with `vocab` when given, else
     with this data's. The input `kind` packs the files and lays out the rows the model reads.
+    `group_column` is read only for the data a run splits (a test set or a served file need not have it).
     """
     cfg = config.data
     multilabel = config.task == "multilabel"
@@ -120,7 +123,7 @@ def load_labelled(
     label_columns = list(cfg.targets.values()) + ([cfg.labels_column] if multilabel else [])
     listing = read_source(
         Path(path), path_column=cfg.path_column, label_column=None if affective or multilabel else cfg.label_column,
-        extra_columns=meta.column_names(cfg.metadata) + label_columns, label_level=cfg.label_level, allow_outside=cfg.allow_outside,
+        extra_columns=meta.column_names(cfg.metadata) + label_columns + ([group_column] if group_column else []), label_level=cfg.label_level, allow_outside=cfg.allow_outside,
     )
     store = store_mod.open_or_build([s.path for s in listing.samples], codec or kind.codec(config), cfg.store, progress, source=path)
     problems = list(listing.problems) + store.problems
@@ -189,6 +192,7 @@ def load_labelled(
     return LabelledData(
         store, rows, targets, paths, classes, problems, unique.conflicts, fingerprint, codes, vocab, strata, groups,
         kind.rows(store, config, device, progress), kept_coords, unique.groups, unique.merged, notes,
+        np.asarray([listing.samples[r].columns[group_column].strip() for r in keep], dtype=object) if group_column else None,
     )
 
 

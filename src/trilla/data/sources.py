@@ -138,7 +138,8 @@ def read_folder(root: Path, *, extra_columns: list[str] = (), label_level: int |
     """
     if extra_columns:
         raise TrillaError(
-            f"metadata columns {extra_columns} need a CSV manifest; {root} is a folder (use from: path, level: N)"
+            f"columns {extra_columns} (metadata, data.split.group_column) need a CSV manifest; {root} is a folder "
+            "(metadata can come from a path level: from: path, level: N)"
         )
     found, problems = walk(root)
     listing = Listing(problems=problems)

@@ -18,7 +18,8 @@ def split_indices(
     names: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Positions of `labels` per split; `test` is 0 when a fixed test set is given. Samples sharing a
-    `groups` id (identical files) land in one split: the groups are split, by their first label.
+    `groups` id (identical files, one speaker) land in one split: the groups are split, by their first
+    label, so `val` and `test` are shares of the groups, not of the files.
 
     Stratified, a class with too few samples to appear in every split (fewer than one per split) is
     kept whole in training, and named (`names`) in a warning: every class keeps at least one training
@@ -49,6 +50,19 @@ def split_indices(
         train = rest
     out["train"] = _every_class_trains(np.concatenate([train, positions[rare]]), out, labels)
     return {name: np.sort(out[name]) for name in ("train", "val", "test") if name in out}
+
+
+def joint_groups(content: np.ndarray | None, column: np.ndarray | None) -> np.ndarray | None:
+    """One group id per sample for `split_indices`: samples sharing a `column` value (the manifest's
+    data.split.group_column) stay together, and identical files (`content`) follow the first of them;
+    a sample with an empty value is a group of its own."""
+    if column is None:
+        return content
+    values = np.asarray([value or f"\0{i}" for i, value in enumerate(column)], dtype=object)
+    if content is None:
+        return values
+    _, first, inverse = np.unique(content, return_index=True, return_inverse=True)
+    return values[first][inverse]
 
 
 def _every_class_trains(train: np.ndarray, held: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:

@@ -308,7 +308,9 @@ def render_report(run) -> Path:
     lines += [f"- fingerprint `{data['fingerprint'][:16]}`{stored}", ""]
     if run.has("examples.png"):
         lines += ["Training examples as the model saw them (augmented):", "", "![training examples](examples.png)", ""]
-    lines += ["Counts per split:", ""]
+    grouped = run.config.data.split.group_column
+    lines += [f"Counts per split (files sharing a `{grouped}` value are in one split: validation and test hold out whole groups):"
+              if grouped else "Counts per split:", ""]
     if run.has("class_counts.png"):
         lines += ["![class counts](class_counts.png)", ""]
     counts = run.table("counts.csv", index_col=0)

@@ -15,6 +15,7 @@ from pydantic import Field
 from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
 from trilla.data.embedding_data import HDF5_SUFFIXES, load_embeddings
 from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
+from trilla.errors import TrillaError
 from trilla.schema import Section
 
 
@@ -56,6 +57,8 @@ class EmbeddingsKind(InputKind):
         return None
 
     def load(self, path: Path, config, **kwargs):
+        if kwargs.get("group_column"):
+            raise TrillaError("data.split.group_column needs files listed in a CSV manifest; embeddings are split by clip")
         return load_embeddings(path, config.data, config.input, classes=kwargs.get("classes"), progress=kwargs.get("progress", True))
 
     def preprocessor(self, config, spec: dict, record: dict) -> "EmbeddingsPreprocessor":
