@@ -22,6 +22,7 @@ optuna-integration's Lightning callback raises out of `fit` instead of letting t
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import logging
 import multiprocessing
@@ -45,7 +46,7 @@ from filelock import FileLock
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from trilla.atomic import write_text
@@ -283,7 +284,8 @@ def work(name: str, url: str, folder: Path, workers: int) -> None:
 def _work(name: str, url: str, folder: Path, workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=_storage(url))
+    storage = _storage(url)
+    study = optuna.load_study(study_name=name, storage=storage)
     _wait_for(study, _READY, f"sweep {name!r} was created but its grid was never queued completely")
     raw = study.user_attrs["config"]
     config = validate_config(raw)
@@ -291,7 +293,7 @@ def _work(name: str, url: str, folder: Path, workers: int) -> None:
     study.sampler, study.pruner = _sampler(sweep), _pruner(sweep)
     started = time.monotonic()
     while sweep.max_minutes is None or time.monotonic() - started < 60 * sweep.max_minutes:
-        with _one_worker_at_a_time(url):
+        with _one_worker_at_a_time(storage, name):
             _reclaim_stale(study)
             if sweep.max_trials is not None and _used(study) >= sweep.max_trials:
                 break
@@ -306,14 +308,31 @@ def _used(study: optuna.Study) -> int:
     return len({t.system_attrs.get("failed_trial", t.number) for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING})
 
 
-def _one_worker_at_a_time(url: str) -> AbstractContextManager:
-    """Claiming a trial reads its state, then writes it. PostgreSQL locks the row in between; SQLite
-    (through Python's driver) does not, so two workers could both take one trial: on SQLite, whose workers
-    share one machine, a lock file next to the database lets one worker claim at a time."""
-    database = make_url(url).database if url.startswith("sqlite") else None
+def _one_worker_at_a_time(storage: RDBStorage, name: str) -> AbstractContextManager:
+    """Counting the trials against max_trials and claiming or drawing the next one must be one step, or
+    two workers both pass the count (a random sweep then overshoots) or both take one trial (Python's
+    SQLite driver reads and writes a claim in separate steps). On SQLite, whose workers share one
+    machine, a lock file next to the database; on PostgreSQL, whose workers may be on several, an
+    advisory lock on the server, which it releases itself if the worker dies. Other databases get no lock:
+    a grid is still claimed row by row, but a draw can overshoot max_trials by a trial per extra worker."""
+    dialect = storage.engine.url.get_backend_name()
+    if dialect == "postgresql":
+        return _advisory_lock(storage, name)
+    database = storage.engine.url.database if dialect == "sqlite" else None
     if not database or database == ":memory:":
         return nullcontext()
     return FileLock(f"{database}.lock")
+
+
+@contextmanager
+def _advisory_lock(storage: RDBStorage, name: str) -> Iterator[None]:
+    key = int.from_bytes(hashlib.sha1(f"trilla sweep {name}".encode()).digest()[:8], "big", signed=True)
+    with storage.engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
 def _claim(study: optuna.Study, sweep: SweepConfig) -> optuna.Trial | None:
