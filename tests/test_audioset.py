@@ -73,6 +73,7 @@ def test_packed_hdf5_reads_only_the_rows_asked_for(tmp_path):
 
 
 def test_the_same_clips_read_the_same_from_tfrecord_shards_and_the_packed_file(tmp_path):
+    from trilla.data.datamodule import StoreDataModule
     from trilla.data.embedding_data import load_embeddings
     from trilla.data.embedding_stream import HDF5Stream
 
@@ -110,6 +111,10 @@ def test_the_same_clips_read_the_same_from_tfrecord_shards_and_the_packed_file(t
     streamed = next(iter(HDF5Stream(tmp_path / "eval.h5", everything, batch_size=8, chunk=8, buffer=8, seed=0)))
     order = np.argsort([np.flatnonzero((packed.values() == e.numpy()).all(axis=(1, 2)))[0] for e in streamed["embeddings"]])
     np.testing.assert_array_equal(streamed["lengths"].numpy()[order], lengths)
+
+    grouped = load_config(None, ["input={type: embeddings, stream: false}", "data.split.group_column=speaker"], data=tmp_path / "eval.h5")
+    with pytest.raises(TrillaError, match="group_column needs files listed in a CSV manifest"):
+        StoreDataModule(grouped, progress=False).prepare()
 
 
 def test_class_list(tmp_path):
