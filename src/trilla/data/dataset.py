@@ -121,9 +121,10 @@ def load_labelled(
             f"task multilabel needs a CSV manifest with a '{cfg.labels_column}' column of '{cfg.label_separator}'-joined labels; {path} is a folder"
         )
     label_columns = list(cfg.targets.values()) + ([cfg.labels_column] if multilabel else [])
+    extra_columns = meta.column_names(cfg.metadata) + label_columns + ([group_column] if group_column else [])
     listing = read_source(
         Path(path), path_column=cfg.path_column, label_column=None if affective or multilabel else cfg.label_column,
-        extra_columns=meta.column_names(cfg.metadata) + label_columns + ([group_column] if group_column else []), label_level=cfg.label_level, allow_outside=cfg.allow_outside,
+        extra_columns=extra_columns, label_level=cfg.label_level, allow_outside=cfg.allow_outside,
     )
     store = store_mod.open_or_build([s.path for s in listing.samples], codec or kind.codec(config), cfg.store, progress, source=path)
     problems = list(listing.problems) + store.problems
