@@ -48,6 +48,9 @@ FLUID = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 TESTS = {"muse": ("/usr/share/sounds/sf3/MuseScore_General.sf3", 31), "timgm": ("/usr/share/sounds/sf2/TimGM6mb.sf2", 32)}
 LOGMEL = ["input={type: audio, features: logmel, sample_rate: 16000, n_fft: 512, hop: 160, n_mels: 64, seconds: 2}"]
 HELD_OUT = "data.split.group_column=program"
+# on unseen programs the validation loss is lowest after a few epochs while the accuracy still rises
+# (ever surer of the heard programs, wrong on the others): the best checkpoint is chosen by accuracy
+HELD_OUT_ACCURACY = [HELD_OUT, "train.monitor=val/accuracy"]
 BEFORE = ["train.min_steps=null"]  # the recipe as it was tuned, before issue 23: 20 epochs whatever the data's size
 CONFIGS = {
     "recipe": ("instruments.yaml", []),
@@ -61,8 +64,9 @@ CONFIGS = {
     "20-epoch recipe, plain CNN's width": ("instruments.yaml", [*BEFORE, "model.channels=[32, 64, 128, 256]", "model.embedding=256"]),
     # item 3: validation that holds out whole General MIDI programs (instruments never heard), to see
     # whether it ranks the configs as the held-out libraries do where the usual split saturates
-    "recipe, programs held out": ("instruments.yaml", [HELD_OUT]),
-    "recipe, no augmentation, programs held out": ("instruments.yaml", [HELD_OUT, "augment=null"]),
+    "recipe, programs held out, best epoch by val/loss": ("instruments.yaml", [HELD_OUT]),
+    "recipe, programs held out": ("instruments.yaml", [*HELD_OUT_ACCURACY]),
+    "recipe, no augmentation, programs held out": ("instruments.yaml", [*HELD_OUT_ACCURACY, "augment=null"]),
 }
 MAIN = ["recipe", "recipe, no augmentation", "plain CNN"]  # item 1's three
 
