@@ -107,8 +107,8 @@ def write(results: list[dict]) -> Path:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
         "",
         "Trained on FluidR3 renders of N clips per family (8 families; 85/15 split into training and validation, so "
-        "validation is FluidR3 too; `programs held out`: validation is about 10 of the 64 General MIDI programs, "
-        "whole, which training never hears); MuseScore General is each run's test set and TimGM6mb is evaluated afterwards. "
+        "validation is FluidR3 too; `programs held out`: validation is whole General MIDI programs that training never "
+        "hears, one or two of each family's eight, chosen by the split seed); MuseScore General is each run's test set and TimGM6mb is evaluated afterwards. "
         "`epochs` is what the run planned (the recipe's `train.min_steps: 3000` raises its 20 on less data). Renders:",
         "",
         *[f"- `make_audio.py {' '.join(args)}`" for args in renders(results)],
