@@ -4,7 +4,6 @@ does a group a manifest names (data.split.group_column)."""
 from __future__ import annotations
 
 import pandas as pd
-
 import pytest
 
 from conftest import make_image_folder, trilla
