@@ -124,13 +124,15 @@ def test_kill_9_while_packing_leaves_no_worker_and_the_next_run_cleans_up(tmp_pa
     data = make_image_folder(tmp_path / "photos", {"a": 150, "b": 150}, size=16)
     script, store = tmp_path / "pack.py", tmp_path / "stores"
     script.write_text(SLOW_PACKER)
-    packer = subprocess.Popen([sys.executable, str(script), str(data), str(store)])
+    env = {**os.environ, "TRILLA_PACK_WORKERS": "2"}
+    packer = subprocess.Popen([sys.executable, str(script), str(data), str(store)], env=env)
     deadline, workers = time.monotonic() + 60, []
-    while time.monotonic() < deadline and not workers:
+    while time.monotonic() < deadline and len(workers) < 2:  # a worker forked after the scan would go unwatched
         time.sleep(0.05)
         workers = children(packer.pid)
-    assert workers, "the packer started no worker"
+    assert len(workers) == 2, f"the packer started {len(workers)} of its 2 workers"
     time.sleep(0.5)
+    workers = sorted(set(workers) | set(children(packer.pid)))
     os.kill(packer.pid, signal.SIGKILL)
     packer.wait()
     deadline = time.monotonic() + 10
