@@ -4,6 +4,8 @@ run, and a finished training is served as a new model."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 from conftest import make_image_folder, serving
 from trilla import load_config, train
 from trilla.runs import Run
+from trilla.serve.trainings import Training
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -95,3 +98,17 @@ def test_cancelling_ends_the_subprocess_marks_its_run_and_loses_nothing_else(api
     assert Run(run.path).status == "finished"
     assert httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json()["status"] == "cancelled"
     assert cancelled["run"] not in [m["name"] for m in httpx.get(f"{base}/v2/models/").json()["models"]]
+
+
+def test_a_run_folder_without_its_config_yet_is_not_read(tmp_path):
+    """The child makes its run folder a moment before it writes config.yaml; a status request in between
+    (a 500 on CI once) answers 'no run yet' and reads the run once the config is there."""
+    config = load_config(data=make_image_folder(tmp_path / "d", {"a": 6, "b": 6}, size=16))
+    folder = tmp_path / "children" / "20261203-000000-child"
+    folder.mkdir(parents=True)
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    training = Training("key", "shapes", "2026-12-03", {}, "child", folder.parent, process, tmp_path / "log.txt")
+    assert "run" not in training.describe() and training.describe()["progress"]["epoch"] == 0
+    (folder / "config.yaml").write_text(config.to_yaml())
+    assert training.describe()["run"] == folder.name

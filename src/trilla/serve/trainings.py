@@ -47,9 +47,10 @@ class Training:
     run_path: Path | None = field(default=None)
 
     def run(self) -> Run | None:
-        """The run folder the child created (it exists once the child has read its config)."""
+        """The run folder the child created, once it holds its config: the child makes the folder a moment
+        before it writes config.yaml (atomically), and a request in between must not read half a run."""
         if self.run_path is None:
-            found = sorted(self.runs_root.glob(f"*-{self.run_name}"))
+            found = sorted(p for p in self.runs_root.glob(f"*-{self.run_name}") if (p / runs.CONFIG).is_file())
             self.run_path = found[-1] if found else None
         return None if self.run_path is None else Run(self.run_path)
 
