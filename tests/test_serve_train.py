@@ -102,7 +102,7 @@ def test_cancelling_ends_the_subprocess_marks_its_run_and_loses_nothing_else(api
 
 def test_a_run_folder_without_its_config_yet_is_not_read(tmp_path):
     """The child makes its run folder a moment before it writes config.yaml; a status request in between
-    (a 500 on CI once) answers 'no run yet' and reads the run once the config is there."""
+    (a 500 in a full test run once) answers 'no run yet' and reads the run once the config is there."""
     config = load_config(data=make_image_folder(tmp_path / "d", {"a": 6, "b": 6}, size=16))
     folder = tmp_path / "children" / "20261203-000000-child"
     folder.mkdir(parents=True)
