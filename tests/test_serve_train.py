@@ -4,6 +4,7 @@ run, and a finished training is served as a new model."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import make_image_folder, serving
 from trilla import load_config, train
-from trilla.runs import Run
+from trilla.runs import FORMAT, Run
 from trilla.serve.trainings import Training
 
 TOKEN = "s3cret-token"
@@ -101,8 +102,8 @@ def test_cancelling_ends_the_subprocess_marks_its_run_and_loses_nothing_else(api
 
 
 def test_a_run_folder_without_its_config_yet_is_not_read(tmp_path):
-    """The child makes its run folder a moment before it writes config.yaml; a status request in between
-    (a 500 in a full test run once) answers 'no run yet' and reads the run once the config is there."""
+    """The child makes its run folder a moment before it writes config.yaml and run.json; a status request
+    in between (a 500 in a full test run once) answers 'no run yet' and reads the run once both are there."""
     config = load_config(data=make_image_folder(tmp_path / "d", {"a": 6, "b": 6}, size=16))
     folder = tmp_path / "children" / "20261203-000000-child"
     folder.mkdir(parents=True)
@@ -111,4 +112,6 @@ def test_a_run_folder_without_its_config_yet_is_not_read(tmp_path):
     training = Training("key", "shapes", "2026-12-03", {}, "child", folder.parent, process, tmp_path / "log.txt")
     assert "run" not in training.describe() and training.describe()["progress"]["epoch"] == 0
     (folder / "config.yaml").write_text(config.to_yaml())
+    assert "run" not in training.describe()  # run.json follows the config
+    (folder / "run.json").write_text(json.dumps({"id": folder.name, "format": FORMAT}))
     assert training.describe()["run"] == folder.name

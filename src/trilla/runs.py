@@ -290,12 +290,15 @@ def resumable(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file() and (Path(path) / CHECKPOINTS / "last.ckpt").is_file()
 
 
+def is_run(folder: Path) -> bool:
+    """Whether `folder` holds a run that can be read: a run's folder exists a moment before its config and
+    run.json are written (atomically), and a reader in between must not take it for one."""
+    return (folder / CONFIG).is_file() and ((folder / INFO).is_file() or (folder / CHECKPOINTS).is_dir())
+
+
 def find_runs(root: Path) -> list[Run]:
     """Every run below `root` (a run folder itself, a folder of runs, or a tree of them)."""
     root = Path(root)
-    def is_run(folder: Path) -> bool:
-        return (folder / CONFIG).is_file() and ((folder / INFO).is_file() or (folder / CHECKPOINTS).is_dir())
-
     if is_run(root):
         return [Run(root)]
     return [Run(p.parent) for p in sorted(root.rglob(CONFIG)) if is_run(p.parent)]

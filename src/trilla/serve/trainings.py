@@ -47,10 +47,10 @@ class Training:
     run_path: Path | None = field(default=None)
 
     def run(self) -> Run | None:
-        """The run folder the child created, once it holds its config: the child makes the folder a moment
-        before it writes config.yaml (atomically), and a request in between must not read half a run."""
+        """The run folder the child created, once it is a run (`runs.is_run`): a status request while the
+        child is still writing its config must not read half a run."""
         if self.run_path is None:
-            found = sorted(p for p in self.runs_root.glob(f"*-{self.run_name}") if (p / runs.CONFIG).is_file())
+            found = sorted(p for p in self.runs_root.glob(f"*-{self.run_name}") if runs.is_run(p))
             self.run_path = found[-1] if found else None
         return None if self.run_path is None else Run(self.run_path)
 
