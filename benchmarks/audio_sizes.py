@@ -14,7 +14,9 @@ With `--configs`, also the recipe as it was before issue 23 (`20-epoch recipe`: 
 data's size), with and without augmentation, and that recipe with one part removed or changed (item 2):
 no weight averaging, 60 epochs, the plain CNN's width; the recipe with its first step budget
 (`3000-step recipe`: 3000 instead of 3840 steps) with and without augmentation, also validated on whole
-General MIDI programs held out of training (`programs held out`, item 3); the recipe with the plain CNN's width.
+General MIDI programs held out of training (`programs held out`, item 3); the recipe with the plain CNN's width;
+`trilla train defaults`: the plain CNN with the audio kind's default augmentation (SpecAugment, gain, time shift),
+i.e. what a newcomer's `trilla train --data clips/` does on 2-s clips.
 
 Every finished run is kept in WORK/results.json, so the sizes can be measured in several sittings
 (`--sizes 100` now, `--sizes 300 900` later); the results file always shows everything measured so far.
@@ -73,6 +75,8 @@ CONFIGS = {
     "3000-step recipe, no augmentation, programs held out": ("instruments.yaml", [*FIRST_BUDGET, *HELD_OUT_ACCURACY, "augment=null"]),
     # what else the plain CNN does differently: twice the channels
     "recipe, plain CNN's width": ("instruments.yaml", ["model.channels=[32, 64, 128, 256]", "model.embedding=256"]),
+    # item 3's other half: what `trilla train --data clips/` gives a newcomer (the plain CNN with the default augmentation)
+    "trilla train defaults": (None, LOGMEL),
 }
 MAIN = ["recipe", "recipe, no augmentation", "plain CNN"]  # item 1's three
 
