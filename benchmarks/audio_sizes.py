@@ -8,18 +8,20 @@ renders too (seeds 31 and 32, 50 clips per family):
 - `recipe`: examples/instruments.yaml as it is (PANNs-style CNN 16-128, augmentation, constant rate, EMA,
   20 epochs raised to at least 3840 optimizer steps, its own count where it was tuned);
 - `recipe, no augmentation`: the same with `augment: null`;
-- `plain CNN`: what `trilla train --data clips/` does for audio (its default model, one-cycle schedule,
-  60 epochs) on the recipe's log-mel input, with `augment: null`.
+- `plain CNN`: what `trilla train --data clips/` did for audio before issue 23 (its default model, one-cycle
+  schedule, 60 epochs) on the recipe's log-mel input, with `augment: null`.
 With `--configs`, also the recipe as it was before issue 23 (`20-epoch recipe`: 20 epochs whatever the
 data's size), with and without augmentation, and that recipe with one part removed or changed (item 2):
 no weight averaging, 60 epochs, the plain CNN's width; the recipe with its first step budget
 (`3000-step recipe`: 3000 instead of 3840 steps) with and without augmentation, also validated on whole
 General MIDI programs held out of training (`programs held out`, item 3); the recipe with the plain CNN's width;
-`trilla train defaults`: the plain CNN with the audio kind's default augmentation (SpecAugment, gain, time shift),
-i.e. what a newcomer's `trilla train --data clips/` does on 2-s clips.
+`trilla train defaults`: what a newcomer's `trilla train --data clips/` does on 2-s clips (the plain CNN with the
+audio kind's default augmentation, SpecAugment, gain and time shift, and its default step budget of 3840), and
+`60-epoch trilla train defaults`, the same as it was before issue 23.
 
 Every finished run is kept in WORK/results.json, so the sizes can be measured in several sittings
-(`--sizes 100` now, `--sizes 300 900` later); the results file always shows everything measured so far.
+(`--sizes 100` now, `--sizes 300 900` later), also side by side on one --work (each adds its rows to what is
+stored when it finishes a run); the results file always shows everything measured so far.
 
     .venv/bin/python benchmarks/audio_sizes.py --make-audio ../shared/datasets/make_audio.py --work /tmp/sizes \
         [--sizes 100 300 900] [--seeds 1 2] [--configs recipe plain ...]
@@ -43,6 +45,7 @@ from pathlib import Path
 import torch
 
 import trilla
+from trilla import atomic
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 RESULTS = Path(__file__).parent / "results"
@@ -55,11 +58,12 @@ HELD_OUT = "data.split.group_column=program"
 # (ever surer of the heard programs, wrong on the others): the best checkpoint is chosen by accuracy
 HELD_OUT_ACCURACY = [HELD_OUT, "train.monitor=val/accuracy"]
 BEFORE = ["train.min_steps=null"]  # the recipe as it was tuned, before issue 23: 20 epochs whatever the data's size
+SIXTY = ["train.min_steps=null"]  # trilla's audio defaults before issue 23: 60 epochs whatever the data's size
 FIRST_BUDGET = ["train.min_steps=3000"]  # issue 23's first fix, measured before the budget became 3840
 CONFIGS = {
     "recipe": ("instruments.yaml", []),
     "recipe, no augmentation": ("instruments.yaml", ["augment=null"]),
-    "plain CNN": (None, [*LOGMEL, "augment=null"]),
+    "plain CNN": (None, [*LOGMEL, "augment=null", *SIXTY]),
     "20-epoch recipe": ("instruments.yaml", BEFORE),
     "20-epoch recipe, no augmentation": ("instruments.yaml", [*BEFORE, "augment=null"]),
     # item 2: the 20-epoch recipe with one part removed or changed at a time
@@ -77,8 +81,13 @@ CONFIGS = {
     "recipe, plain CNN's width": ("instruments.yaml", ["model.channels=[32, 64, 128, 256]", "model.embedding=256"]),
     # item 3's other half: what `trilla train --data clips/` gives a newcomer (the plain CNN with the default augmentation)
     "trilla train defaults": (None, LOGMEL),
+    "60-epoch trilla train defaults": (None, [*LOGMEL, *SIXTY]),
 }
 MAIN = ["recipe", "recipe, no augmentation", "plain CNN"]  # item 1's three
+
+
+def stored(store: Path) -> list[dict]:
+    return json.loads(store.read_text()) if store.is_file() else []
 
 
 def render_args(name: str, n: int, seed: int, soundfont: str) -> list[str]:
@@ -156,7 +165,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     args.work.mkdir(parents=True, exist_ok=True)
     store = args.work / "results.json"
-    results = json.loads(store.read_text()) if store.is_file() else []
+    results = stored(store)
     for name, (font, seed) in TESTS.items():
         render(args.make_audio, args.work, render_args(name, 50, seed, font))
     for size in args.sizes:
@@ -165,8 +174,9 @@ def main() -> None:
             for name in args.configs:
                 if any(r["config"] == name and r["size"] == size and r["seed"] == seed for r in results):
                     continue
-                results.append(measure(args.work, name, size, seed))
-                store.write_text(json.dumps(results, indent=1))
+                measured = measure(args.work, name, size, seed)
+                results = [*stored(store), measured]  # another sitting on the same --work may have added rows meanwhile
+                atomic.write_text(store, json.dumps(results, indent=1))
                 print(results[-1], flush=True)
                 write(results)
     print(write(results).read_text())

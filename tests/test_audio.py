@@ -13,7 +13,7 @@ from trilla.config import AudioAugmentConfig, AudioInput
 from trilla.data import audio, spectrogram
 from trilla.data.audio_augment import SpectrogramAugment
 from trilla.data import store as store_mod
-from trilla.data.inputs.audio import AudioCodec
+from trilla.data.inputs.audio import AudioCodec, AudioKind
 from trilla.errors import TrillaError
 
 FAST = ["train.progress=false", "train.batch_size=16", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}"]
@@ -314,6 +314,15 @@ def test_a_folder_of_sound_files_trains_as_audio_and_says_so(tmp_path, caplog):
     assert "input type audio" in caplog.text and "12 of 12 files are sound files" in caplog.text
     named = load_config(data=data, overrides=["input={type: image}"])
     assert named.input.type == "image", "a kind the config names is never replaced"
+
+
+def test_audio_defaults_plan_a_step_budget_unless_the_config_sets_epochs_or_min_steps(tmp_path):
+    data = make_tone_folder(tmp_path / "tones", {"low": 6, "high": 6})
+    assert load_config(data=data).train.min_steps == AudioKind.default_min_steps == 3840
+    assert load_config(data=data, overrides=["train.epochs=2"]).train.min_steps is None, "an explicit epochs count is kept as given"
+    assert load_config(data=data, overrides=["train.min_steps=100"]).train.min_steps == 100
+    assert load_config(data=data, overrides=["train.min_steps=null"]).train.min_steps is None
+    assert load_config(data=data, overrides=["input={type: image}"]).train.min_steps is None, "only audio has the budget"
 
 
 def test_a_very_long_file_among_short_clips_is_named_not_padded_to(tmp_path):

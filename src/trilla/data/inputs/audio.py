@@ -219,6 +219,10 @@ class AudioKind(InputKind):
     augment_schema = AudioAugmentConfig
     key = "spectrogram"
     default_model = "panns_cnn"
+    # the default's own step count at 300 clips per family of eight (60 epochs of 64 batches); with 100 per
+    # family its 60 epochs are a third of that, and too few steps is what cost the instruments recipe most
+    # on small data (benchmarks/results/audio_sizes.md)
+    default_min_steps = 3840
     suffixes = frozenset(audio.SUFFIXES)
     noun = "sound file"
 

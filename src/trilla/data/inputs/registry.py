@@ -60,6 +60,9 @@ class InputKind:
     key: ClassVar[str]  # the batch entry the model reads
     default_model: ClassVar[str]
     default_task: ClassVar[str | None] = None  # a task this kind implies (embeddings: multilabel)
+    # train.min_steps when the config sets neither it nor train.epochs: a default that plans passes over
+    # the data gives a small data set too few updates (issue 23); an explicit epochs count is kept as given
+    default_min_steps: ClassVar[int | None] = None
     suffixes: ClassVar[frozenset[str]] = frozenset()  # file suffixes it reads, for inferring the kind
     noun: ClassVar[str] = "file"  # what one sample is called in messages and reports
 
@@ -72,6 +75,9 @@ class InputKind:
             raw = {**raw, "model": {"name": self.default_model, **model}}
         if self.default_task is not None:
             raw = {"task": self.default_task, **raw}
+        train = raw.get("train") or {}
+        if self.default_min_steps is not None and isinstance(train, dict) and not {"epochs", "min_steps"} & train.keys():
+            raw = {**raw, "train": {**train, "min_steps": self.default_min_steps}}
         if self.augment_schema is None:
             return {"augment": None, **raw}
         augment = raw.get("augment", {})
