@@ -127,6 +127,11 @@ def test_min_steps_raises_the_epochs_to_that_many_updates(tmp_path):
     assert lr[-1] < 0.2 * lr.max()  # one-cycle planned over all of them
     assert f"up to {run.config.train.epochs} epochs (planned for at least 20 optimizer steps)" in (run.path / "report.md").read_text()
     assert planned_epochs(TrainConfig(epochs=40, batch_size=8, min_steps=20), training) == 40  # enough steps already
+    again = load_config(run.path / "config.yaml", ["train.epochs=3"])  # a later word on epochs is taken as given
+    assert (again.train.epochs, again.train.min_steps) == (3, None)
+    kept = load_config(run.path / "config.yaml", ["train.epochs=3", "train.min_steps=20"])
+    assert (kept.train.epochs, kept.train.min_steps) == (3, 20)
+    assert load_config(run.path / "config.yaml").train.min_steps == 20
     assert planned_epochs(TrainConfig(epochs=3), training) == 3
     with pytest.raises(TrillaError, match="min_steps 10000000 needs .* epochs"):
         train(load_config(data=data, overrides=[*overrides, "train.min_steps=10000000"]))
