@@ -128,7 +128,8 @@ def write(results: list[dict]) -> Path:
         "Trained on FluidR3 renders of N clips per family (8 families; 85/15 split into training and validation, so "
         "validation is FluidR3 too; `programs held out`: validation is whole General MIDI programs that training never "
         "hears, one or two of each family's eight, chosen by the split seed); MuseScore General is each run's test set and TimGM6mb is evaluated afterwards. "
-        "`epochs` is what the run planned (the recipe's `train.min_steps: 3840` raises its 20 on less data). Renders:",
+        "`epochs` is what the run planned (a budget of 3840 optimizer steps, the recipe's `train.min_steps` and the audio "
+        "defaults' since issue 23, raises the recipe's 20 and the defaults' 60 on less data). Renders:",
         "",
         *[f"- `make_audio.py {' '.join(args)}`" for args in renders(results)],
         "",

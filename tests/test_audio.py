@@ -319,6 +319,7 @@ def test_a_folder_of_sound_files_trains_as_audio_and_says_so(tmp_path, caplog):
 def test_audio_defaults_plan_a_step_budget_unless_the_config_sets_epochs_or_min_steps(tmp_path):
     data = make_tone_folder(tmp_path / "tones", {"low": 6, "high": 6})
     assert load_config(data=data).train.min_steps == AudioKind.default_min_steps == 3840
+    assert load_config(data=data, overrides=["train.batch_size=8"]).train.min_steps == 3840, "another train key is no epochs count"
     assert load_config(data=data, overrides=["train.epochs=2"]).train.min_steps is None, "an explicit epochs count is kept as given"
     assert load_config(data=data, overrides=["train.min_steps=100"]).train.min_steps == 100
     assert load_config(data=data, overrides=["train.min_steps=null"]).train.min_steps is None
