@@ -295,6 +295,9 @@ def test_study_grids_are_recipes_whose_every_point_validates(tmp_path):
         512, 0.01, 0.6, [10, 30], True)
     t6 = trial_config(grid, points[5].overrides, tmp_path, "T6")
     assert (t6.train.batch_size, t6.model.dropout, t6.model.conv[0].kernel, t6.run.dir) == (32, 0.5, 5, tmp_path)
+    recipe = load_raw(examples / "instruments.yaml")  # a swept epochs count is taken as given, not raised by the recipe's min_steps
+    assert (trial_config(recipe, {"train.epochs": 3}, tmp_path, "e3").train.min_steps, recipe["train"]["min_steps"]) == (None, 3840)
+    assert trial_config(recipe, {"train.lr": 0.01}, tmp_path, "lr").train.min_steps == 3840
     heads = load_raw(examples / "conus_heads.yaml")
     assert [trial_config(heads, p.overrides, tmp_path, p.label).model.head for p in grid_points(validate_config(heads).sweep)] == [
         [1024], [600], [2000], [1024, 600]]

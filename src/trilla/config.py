@@ -337,13 +337,14 @@ def load_raw(
         raw.setdefault("data", {})["path"] = str(data)
     for item in overrides or []:
         apply_override(raw, item)
-    _epochs_given(raw, [item.partition("=")[0].strip() for item in overrides or []])
+    take_epochs_as_given(raw, [item.partition("=")[0].strip() for item in overrides or []])
     return raw
 
 
-def _epochs_given(raw: dict[str, Any], keys: list[str]) -> None:
-    """An override of train.epochs is the user's latest word: a train.min_steps from the file (or a run's
-    config.yaml) would raise it again, so it is dropped unless the overrides set it too."""
+def take_epochs_as_given(raw: dict[str, Any], keys: list[str]) -> None:
+    """An override of train.epochs (`--set`, a training over HTTP, a sweep point) is the user's latest
+    word: a train.min_steps from the file (or a run's config.yaml) would raise it again, so it is dropped
+    unless the overrides set it too."""
     train = raw.get("train")
     if "train.epochs" in keys and "train.min_steps" not in keys and isinstance(train, dict) and train.get("min_steps") is not None:
         log.info("train.epochs %s given: train.min_steps %s dropped (set both to keep it)", train.get("epochs"), train["min_steps"])

@@ -50,7 +50,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from trilla.atomic import write_text
-from trilla.config import Config, SweepConfig, SweepRange, set_dotted, validate_config
+from trilla.config import Config, SweepConfig, SweepRange, set_dotted, take_epochs_as_given, validate_config
 from trilla.errors import TrillaError
 from trilla import runs
 from trilla.runs import Run
@@ -98,6 +98,7 @@ def trial_config(raw: dict[str, Any], overrides: dict[str, Any], runs_dir: Path,
     trial.pop("sweep", None)
     for key, value in overrides.items():
         set_dotted(trial, key, value)
+    take_epochs_as_given(trial, list(overrides))
     set_dotted(trial, "run.dir", str(runs_dir))
     set_dotted(trial, "run.name", label)
     try:
