@@ -16,8 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from trilla.data.audio_augment import AudioAugmentConfig  # noqa: F401  (the schema's public names)
-from trilla.data.augment import AugmentConfig
+from trilla.data.augment_config import AudioAugmentConfig, AugmentConfig  # noqa: F401  (the schema's public names)
 from trilla.data.inputs import infer_kind, input_kind, input_kinds, list_inputs
 from trilla.data.inputs.audio import AudioInput  # noqa: F401
 from trilla.data.inputs.embeddings import EmbeddingsInput  # noqa: F401

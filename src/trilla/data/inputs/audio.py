@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from trilla.data import audio
-from trilla.data.audio_augment import AudioAugmentConfig, SpectrogramAugment
+from trilla.data.augment_config import AudioAugmentConfig
 from trilla.data.dataset import Rows
 from trilla.data.inputs.registry import WINDOWS, InputKind, ItemError, Preprocessor, read_item, register_input
 from trilla.data.store import DecodeError, Decoded
@@ -246,6 +246,8 @@ class AudioKind(InputKind):
         return AudioPreprocessor(config.input, codec, int(record.get("clip_samples") or 0))
 
     def augmentation(self, augment, config, spec: dict):
+        from trilla.data.audio_augment import SpectrogramAugment
+
         return SpectrogramAugment(augment, config.input)
 
     def explain_view(self, inputs: dict[str, np.ndarray], heat: np.ndarray):

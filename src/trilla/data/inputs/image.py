@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from trilla.data import images
-from trilla.data.augment import AugmentConfig, build_augment
+from trilla.data.augment_config import AugmentConfig
 from trilla.data.dataset import Rows
 from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
 from trilla.data.store import DecodeError, Decoded
@@ -140,6 +140,8 @@ class ImageKind(InputKind):
         return batch
 
     def augmentation(self, augment, config, spec: dict):
+        from trilla.data.augment import build_augment
+
         return build_augment(augment, spec["size"])
 
     def normalization_values(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
