@@ -21,7 +21,10 @@ audio kind's default augmentation, SpecAugment, gain and time shift, and its def
 
 Every finished run is kept in WORK/results.json, so the sizes can be measured in several sittings
 (`--sizes 100` now, `--sizes 300 900` later), also side by side on one --work (each adds its rows to what is
-stored when it finishes a run); the results file always shows everything measured so far.
+stored when it finishes a run); the results file always shows everything measured so far. A run that a
+sitting left unfinished (its machine or session ended) is resumed from its last checkpoint by the next
+sitting that asks for the same config, size and seed (so change a config's overrides only under a new name);
+its `train minutes` are then its training clock summed over the sittings.
 
     .venv/bin/python benchmarks/audio_sizes.py --make-audio ../shared/datasets/make_audio.py --work /tmp/sizes \
         [--sizes 100 300 900] [--seeds 1 2] [--configs recipe plain ...]
@@ -46,6 +49,7 @@ import torch
 
 import trilla
 from trilla import atomic
+from trilla.runs import INTERRUPTED, Run, find_runs, resumable
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 RESULTS = Path(__file__).parent / "results"
@@ -111,12 +115,24 @@ def measure(work: Path, config_name: str, size: int, seed: int) -> dict:
                  f"run.dir={work / 'runs'}", f"run.name={config_name.replace(' ', '_').replace(',', '')}_{size}_{seed}",
                  f"train.seed={seed}", "data.split.seed=0", "train.progress=false", *extra]
     config = trilla.load_config(EXAMPLES / recipe if recipe else None, overrides)
-    began = time.perf_counter()
-    run = trilla.train(config)
-    minutes = (time.perf_counter() - began) / 60
+    left = unfinished(work, config.run.name)
+    if left is None:
+        began = time.perf_counter()
+        run = trilla.train(config)
+        minutes = (time.perf_counter() - began) / 60
+    else:
+        print(f"resuming {left.path}", flush=True)
+        run = trilla.resume(left.path, progress=False)
+        minutes = float(run.history["elapsed_s"].iloc[-1]) / 60
     timgm, _ = run.evaluate(work / "timgm" / "manifest.csv", progress=False)
     return {"config": config_name, "size": size, "seed": seed, "val": run.metrics["val/accuracy"], "muse": run.metrics["test/accuracy"],
             "timgm": timgm["test/accuracy"], "epochs": run.config.train.epochs, "minutes": minutes, "run": run.path.name}
+
+
+def unfinished(work: Path, name: str) -> Run | None:
+    """The run named `name` that an earlier sitting left interrupted, if any: two hours of training are not thrown away."""
+    left = [run for run in find_runs(work / "runs") if run.status == INTERRUPTED and resumable(run.path) and run.config.run.name == name]
+    return left[-1] if left else None
 
 
 def write(results: list[dict]) -> Path:
