@@ -114,13 +114,15 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
     assert run.metrics["epochs"] - run.metrics["best_epoch"] == 2
 
 
-def test_min_steps_raises_the_epochs_to_that_many_updates(tmp_path):
+def test_min_steps_raises_the_epochs_to_that_many_updates(tmp_path, caplog):
     data = make_image_folder(tmp_path / "d", {"a": 30, "b": 30})
     overrides = ["data.image_size=16", "train.epochs=2", "train.batch_size=8", "train.min_steps=20", "train.progress=false", f"run.dir={tmp_path / 'r'}"]
-    run = train(load_config(data=data, overrides=overrides))
+    with caplog.at_level("INFO", logger="trilla"):
+        run = train(load_config(data=data, overrides=overrides))
     training = int(pd.read_csv(run.path / "counts.csv", index_col=0)["train"].sum())
     per_epoch = -(-training // 8)
     assert run.config.train.epochs == -(-20 // per_epoch) > 2  # the resolved config says what ran
+    assert f"train.min_steps 20: {run.config.train.epochs} epochs of {per_epoch} batch(es) instead of 2 (for a quick trial set train.epochs" in caplog.text
     assert len(run.history) == run.config.train.epochs
     assert torch.load(run.checkpoint("last"), map_location="cpu", weights_only=True)["global_step"] == run.config.train.epochs * per_epoch
     lr = run.history["lr"].to_numpy()

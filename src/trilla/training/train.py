@@ -103,7 +103,8 @@ def planned_epochs(cfg: TrainConfig, train_size: int) -> int:
         raise TrillaError(f"train.min_steps {cfg.min_steps} needs {epochs} epochs of {per_epoch} batch(es) on {train_size} training examples, "
                           f"more than {MAX_EPOCHS}: lower train.min_steps")
     if epochs != cfg.epochs:
-        log.info("train.min_steps %d: %d epochs of %d batch(es) instead of %d", cfg.min_steps, epochs, per_epoch, cfg.epochs)
+        log.info("train.min_steps %d: %d epochs of %d batch(es) instead of %d (for a quick trial set train.epochs, which drops the budget)",
+                 cfg.min_steps, epochs, per_epoch, cfg.epochs)
     return epochs
 
 
