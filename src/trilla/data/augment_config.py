@@ -1,7 +1,9 @@
 """The `augment:` section's schemas, one per input kind, apart from the code that applies them.
 
-They live without torch so that a config validates, and a bad one is told, before torch has loaded
-(seconds on a laptop): `trilla.config` and the input kinds import only these.
+They import neither torch nor torchvision, so that reading a config does not load torchvision (a few
+seconds on a laptop): `trilla.config` and the input kinds import only these, and the augmentation code
+loads when a run builds it. (torch itself still loads with the models' parameter classes, which live
+beside their modules.)
 """
 
 from __future__ import annotations
