@@ -140,8 +140,8 @@ def test_a_config_file_that_is_not_text_or_not_yaml_is_a_clear_error(tmp_path):
 
 
 def test_a_config_validates_without_torchvision(tmp_path):
-    """Validation comes before the heavy imports, so a bad config is told at once: torchvision (seconds to
-    import) loads only when a run builds its image augmentation."""
+    """Reading a config, augment section included, does not load torchvision (seconds to import): it loads
+    only when a run builds its image augmentation."""
     probe = ("import sys, trilla.config as c; c.load_config(data=sys.argv[1], overrides=['augment.rotate=5']);"
              "c.load_config(data=sys.argv[1], overrides=['input.type=audio', 'augment.pitch_shift=2']);"
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
