@@ -147,3 +147,17 @@ def test_a_config_validates_without_torchvision(tmp_path):
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_set_on_input_or_augment_keeps_the_input_type_inferred_from_the_data(tmp_path):
+    """`--set augment.X` / `input.X` with --data on a folder of sound files used to write the image kind's
+    sections (the type a config without `input:` defaults to) before the folder was looked at."""
+    import numpy as np
+    import soundfile as sf
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        sf.write(tmp_path / label / "x.wav", np.zeros(1600, dtype=np.float32), 16000)
+    config = load_config(data=tmp_path, overrides=["augment.pitch_shift=2", "input.seconds=1"])
+    assert (config.input.type, config.input.seconds, config.augment.pitch_shift) == ("audio", 1, 2)
+    assert config.augment.freq_masks == 2  # the audio kind's own defaults fill the rest

@@ -401,8 +401,10 @@ def _default_of(parts: list[str], raw: dict[str, Any]) -> Any:
     """The default value at a dotted location, so `--set model.conv.0.maps=5` can edit a default list."""
     if parts == ["model"]:
         return {}  # the chosen model's own class fills in its defaults, whichever model.name ends up
-    if len(parts) == 1 and parts[0] not in ("input", "augment"):
-        return {}  # validation fills in the rest; a default written here would read as the user's (train.epochs)
+    if len(parts) == 1 and (parts[0] != "input" or (raw.get("data") or {}).get("path")):
+        # validation fills in the rest (a default written here would read as the user's: train.epochs), the
+        # input kind its augment section, and with a data path the input type comes from the files
+        return {}
     if parts[0] == "model":
         node: Any = params_class(raw.get("model", {}).get("name", "small_cnn"))().model_dump(mode="json")
         rest = parts[1:]
