@@ -246,8 +246,9 @@ def test_flatten_needs_fixed_length_and_image_models_refuse_audio(tmp_path):
         train(_config(tmp_path, data, "model={name: spectro_cnn}"))
     with pytest.raises(TrillaError, match="models for audio: panns_cnn, rnn, spectro_cnn"):
         train(_config(tmp_path, data, "model={name: small_cnn}"))
-    with pytest.raises(TrillaError, match="belong to input: {type: audio}, not image"):
+    with pytest.raises(TrillaError, match="belong to input: {type: audio}, not image") as raised:
         load_config(overrides=["augment={time_masks: 1}"])
+    assert str(raised.value).splitlines()[1:] == ["  augment: these keys belong to input: {type: audio}, not image"]  # not the whole config after it
 
 
 @pytest.mark.parametrize("mode", ["quadrants", "binary", "regression"])

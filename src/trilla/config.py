@@ -468,6 +468,8 @@ def explain(error: dict[str, Any], raw: dict[str, Any], root: type[BaseModel] | 
         close = difflib.get_close_matches(str(error["input"]), allowed, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"  {key}: {error['input']!r} is not allowed{hint} Allowed values: {', '.join(allowed)}"
+    if kind == "value_error" and not key:  # a check across sections: its message names the keys; its input is the whole config
+        return f"  {error['ctx']['error']}"
     return f"  {key}: {error['msg']} (got {_short(repr(error.get('input')), 80)})"
 
 
