@@ -29,6 +29,11 @@ its `train minutes` are then its training clock summed over the sittings.
     .venv/bin/python benchmarks/audio_sizes.py --make-audio ../shared/datasets/make_audio.py --work /tmp/sizes \
         [--sizes 100 300 900] [--seeds 1 2] [--configs recipe plain ...]
 
+Two runs of WORK can then be compared clip by clip on both test libraries (whether a gap of a few clips is
+more than chance: the clips only one of them gets right, and the exact McNemar p-value):
+
+    .venv/bin/python benchmarks/audio_sizes.py --work /tmp/sizes --paired RUN_A RUN_B
+
 Needs what make_audio.py's docstring lists (Debian's fluidsynth and soundfonts, pip's pyfluidsynth).
 Writes benchmarks/results/audio_sizes.md; its "## Reading" section is written by hand and kept.
 """
@@ -45,7 +50,9 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
+from scipy.stats import binomtest
 
 import trilla
 from trilla import atomic
@@ -135,6 +142,29 @@ def unfinished(work: Path, name: str) -> Run | None:
     return left[-1] if left else None
 
 
+def paired(work: Path, first: str, second: str) -> list[str]:
+    """The two runs on the same test clips: a few clips' gap between two accuracies can be chance, and the
+    clips only one run gets right say how likely (McNemar's exact test, a binomial test on those clips)."""
+    lines = []
+    for library, pattern in (("MuseScore General", "predictions.csv"), ("TimGM6mb", "evaluations/*/predictions.csv")):
+        right = []
+        for name in (first, second):
+            found = sorted((work / "runs" / name).glob(pattern))
+            if not found:
+                raise SystemExit(f"{work / 'runs' / name} has no {pattern}")
+            table = pd.read_csv(found[-1])
+            right.append((table["label"] == table["predicted"]).set_axis(table["path"]))
+        a, b = right
+        if set(a.index) != set(b.index):
+            raise SystemExit(f"{first} and {second} were not tested on the same {library} clips")
+        b = b.reindex(a.index)
+        only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
+        p = binomtest(only_first, only_first + only_second).pvalue if only_first + only_second else 1.0
+        lines.append(f"{library}: {a.size} clips, {int(a.sum())} against {int(b.sum())} right; only the first right on {only_first}, "
+                     f"only the second on {only_second}; McNemar exact p = {p:.2f}")
+    return lines
+
+
 def write(results: list[dict]) -> Path:
     lines = [
         "# Audio recipes across data sizes (`benchmarks/audio_sizes.py`)",
@@ -173,12 +203,18 @@ def write(results: list[dict]) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--make-audio", type=Path, required=True, help="path of the shared make_audio.py")
+    parser.add_argument("--make-audio", type=Path, help="path of the shared make_audio.py (needed unless --paired)")
     parser.add_argument("--work", type=Path, required=True, help="folder for the renders, the runs and results.json")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 900], help="clips per family")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="render and training seeds")
     parser.add_argument("--configs", nargs="+", default=MAIN, choices=list(CONFIGS), help="which configs (default: item 1's three)")
+    parser.add_argument("--paired", nargs=2, metavar="RUN", help="compare two runs of WORK/runs clip by clip, and nothing else")
     args = parser.parse_args()
+    if args.paired:
+        print("\n".join(paired(args.work, *args.paired)))
+        return
+    if args.make_audio is None:
+        parser.error("--make-audio is needed to render the data")
     logging.basicConfig(level=logging.WARNING)
     args.work.mkdir(parents=True, exist_ok=True)
     store = args.work / "results.json"
