@@ -165,3 +165,10 @@ def test_the_progress_bar_counts_epochs_as_the_report_does():
     bar._trainer = SimpleNamespace(max_epochs=60)
     assert bar._get_train_description(0).strip() == "Epoch 1/60"
     assert bar._get_train_description(59).strip() == "Epoch 60/60"
+    bar._trainer = SimpleNamespace(max_epochs=175, current_epoch=5)  # a resumed fit: its own epochs time the rest
+    bar.on_train_start(bar._trainer, None)
+    bar._began = (bar._began[0] - 300, 5)  # two epochs of 150 s done since it started
+    assert bar._get_train_description(7).strip() == "Epoch 8/175, about 7 h 00 min left"  # 168 epochs left
+    assert bar._get_train_description(125).strip() == "Epoch 126/175, about 2 min left"  # 2.5 s an epoch, 50 left
+    assert bar._get_train_description(174).strip() == "Epoch 175/175, about a minute or less left"
+    assert bar._get_train_description(5).strip() == "Epoch 6/175"  # nothing timed yet

@@ -123,9 +123,30 @@ class WarmupEMA(WeightAveraging):
 
 class EpochBar(RichProgressBar):
     """Lightning's progress bar, counting epochs from 1 to `max_epochs` as history.csv and the report do
-    (Lightning's own shows 0 to max_epochs - 1). Overrides the bar's description method, which is
-    private in Lightning: its name is checked by a test."""
+    (Lightning's own shows 0 to max_epochs - 1), and from the second epoch on saying about how long the
+    rest of the run takes: a step budget can plan hundreds of epochs on a small folder, and Lightning's bar
+    times only the current one. Overrides the bar's description method, which is private in Lightning:
+    its name is checked by a test."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._began: tuple[float, int] | None = None  # when and at which epoch this fit started (a resume starts late)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._began = (time.monotonic(), trainer.current_epoch)
 
     def _get_train_description(self, current_epoch: int) -> str:
-        description = f"Epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs is not None else "")
+        max_epochs = self.trainer.max_epochs
+        description = f"Epoch {current_epoch + 1}" + (f"/{max_epochs}" if max_epochs is not None else "")
+        if self._began is not None and max_epochs is not None and max_epochs > current_epoch > self._began[1]:
+            seconds = (time.monotonic() - self._began[0]) / (current_epoch - self._began[1]) * (max_epochs - current_epoch)
+            description += f", about {_minutes(seconds)} left"
         return f"{description:{len(self.validation_description)}}" if len(self.validation_description) > len(description) else description
+
+
+def _minutes(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "a minute or less"
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
