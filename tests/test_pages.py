@@ -12,6 +12,7 @@ import pytest
 
 from conftest import make_image_folder, make_tone_folder, serving, trilla
 from trilla import load_config, train
+from trilla.data.affect import QUADRANT_SIGNS
 from trilla.label import Project
 from trilla.runs import Run
 
@@ -170,6 +171,10 @@ def test_a_click_on_the_plane_is_stored_where_it_was_clicked_and_the_sound_plays
     item = start_labelling(page, base, "feelings", "dee")
     page.wait_for_function("(() => { const a = document.getElementById('player'); return a.currentTime > 0.2 && !a.paused; })()", timeout=15000)
     box = page.query_selector("#plane").bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for name, (valence, arousal) in QUADRANT_SIGNS.items():  # each quadrant's name is drawn in its own quadrant
+        label = page.query_selector(f"#plane .quadrant:text-is('{name}')").bounding_box()
+        assert (label["x"] + label["width"] / 2 - middle[0]) * valence > 0 and (label["y"] + label["height"] / 2 - middle[1]) * arousal < 0, name
     target = (0.3, -0.6)  # valence, arousal; the plane spans -1.1..1.1 on both axes, arousal upwards
     page.mouse.click(box["x"] + (target[0] + 1.1) / 2.2 * box["width"], box["y"] + (1.1 - target[1]) / 2.2 * box["height"])
     shot(page, "label_plane")

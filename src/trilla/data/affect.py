@@ -12,7 +12,8 @@ import numpy as np
 if TYPE_CHECKING:
     from trilla.config import DataConfig
 
-QUADRANTS = ["happy", "stress", "sad", "calm"]  # (+v,+a), (-v,+a), (-v,-a), (+v,-a)
+QUADRANT_SIGNS = {"happy": (1, 1), "stress": (-1, 1), "sad": (-1, -1), "calm": (1, -1)}  # sign of (valence, arousal)
+QUADRANTS = list(QUADRANT_SIGNS)
 
 
 def parse(text: str) -> float:

@@ -27,12 +27,7 @@ from trilla.errors import TrillaError
 from trilla.label.store import Answer, Base, Item, engine_for
 
 KINDS = ("classes", "multilabel", "plane")
-QUADRANTS = {"happy": (1, 1), "stress": (-1, 1), "sad": (-1, -1), "calm": (1, -1)}  # sign of (valence, arousal)
 PROJECT = "project.json"
-
-
-def quadrant(x: float, y: float) -> str:
-    return next(name for name, (sx, sy) in QUADRANTS.items() if (x >= 0) == (sx > 0) and (y >= 0) == (sy > 0))
 
 
 @dataclass
