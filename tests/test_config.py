@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import trilla
+from conftest import make_tone_folder, trilla
 
 from trilla.config import Config, load_config
 from trilla.errors import TrillaError
@@ -152,12 +152,7 @@ def test_a_config_validates_without_torchvision(tmp_path):
 def test_set_on_input_or_augment_keeps_the_input_type_inferred_from_the_data(tmp_path):
     """`--set augment.X` / `input.X` with --data on a folder of sound files used to write the image kind's
     sections (the type a config without `input:` defaults to) before the folder was looked at."""
-    import numpy as np
-    import soundfile as sf
-
-    for label in ("a", "b"):
-        (tmp_path / label).mkdir()
-        sf.write(tmp_path / label / "x.wav", np.zeros(1600, dtype=np.float32), 16000)
+    make_tone_folder(tmp_path, {"low": 1, "high": 1})
     config = load_config(data=tmp_path, overrides=["augment.pitch_shift=2", "input.seconds=1"])
     assert (config.input.type, config.input.seconds, config.augment.pitch_shift) == ("audio", 1, 2)
     assert config.augment.freq_masks == 2  # the audio kind's own defaults fill the rest
