@@ -165,7 +165,7 @@ def paired(work: Path, first: str, second: str) -> list[str]:
         only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
         p = binomtest(only_first, only_first + only_second).pvalue if only_first + only_second else 1.0
         lines.append(f"{library}: {a.size} clips, {int(a.sum())} against {int(b.sum())} right; only the first right on {only_first}, "
-                     f"only the second on {only_second}; McNemar exact p = {p:.2f}")
+                     f"only the second on {only_second}; McNemar exact p = {p:.2g}")
     return lines
 
 
