@@ -157,7 +157,8 @@ def paired(work: Path, first: str, second: str) -> list[str]:
             if not found:
                 raise SystemExit(f"{work / 'runs' / name} has no {pattern}")
             table = pd.read_csv(found[-1])
-            right.append((table["label"] == table["predicted"]).set_axis(table["path"]))
+            # a clip is its render folder, label and file: two --work folders may share one render
+            right.append((table["label"] == table["predicted"]).set_axis(table["path"].map(lambda path: "/".join(Path(path).parts[-3:]))))
         a, b = right
         if set(a.index) != set(b.index):
             raise SystemExit(f"{first} and {second} were not tested on the same {library} clips")
