@@ -155,13 +155,13 @@ def paired(work: Path, first: str, second: str) -> list[str]:
         for name in (first, second):
             found = sorted((work / "runs" / name).glob(pattern))
             if not found:
-                raise SystemExit(f"{work / 'runs' / name} has no {pattern}")
+                raise ValueError(f"{work / 'runs' / name} has no {pattern}")
             table = pd.read_csv(found[-1])
             # a clip is its render folder, label and file: two --work folders may share one render
             right.append((table["label"] == table["predicted"]).set_axis(table["path"].map(lambda path: "/".join(Path(path).parts[-3:]))))
         a, b = right
         if set(a.index) != set(b.index):
-            raise SystemExit(f"{first} and {second} were not tested on the same {library} clips")
+            raise ValueError(f"{first} and {second} were not tested on the same {library} clips")
         b = b.reindex(a.index)
         only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
         p = binomtest(only_first, only_first + only_second).pvalue if only_first + only_second else 1.0
@@ -216,7 +216,10 @@ def main() -> None:
     parser.add_argument("--paired", nargs=2, metavar="RUN", help="compare two runs of WORK/runs clip by clip, and nothing else")
     args = parser.parse_args()
     if args.paired:
-        print("\n".join(paired(args.work, *args.paired)))
+        try:
+            print("\n".join(paired(args.work, *args.paired)))
+        except ValueError as error:  # a run that is not there, or not on the same clips: the caller's input, exit 2
+            parser.error(str(error))
         return
     if args.make_audio is None:
         parser.error("--make-audio is needed to render the data")
