@@ -174,7 +174,11 @@ def write(results: list[dict]) -> Path:
     lines = [
         "# Audio recipes across data sizes (`benchmarks/audio_sizes.py`)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__} ({torch.get_num_threads()} threads).",
+        # the rows come from many sittings, some one run alone with two torch threads, some two runs side by side with
+        # one each: the thread count of whichever sitting wrote last would describe none of the others
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__}. `train minutes` compare "
+        "within a sitting only: some ran one run alone with two torch threads, some two side by side with one each (the "
+        "Reading says which).",
         "",
         "Trained on FluidR3 renders of N clips per family (8 families; 85/15 split into training and validation, so "
         "validation is FluidR3 too; `programs held out`: validation is whole General MIDI programs that training never "
