@@ -70,13 +70,14 @@ HELD_OUT = "data.split.group_column=program"
 # on unseen programs the validation loss is lowest after a few epochs while the accuracy still rises
 # (ever surer of the heard programs, wrong on the others): the best checkpoint is chosen by accuracy
 HELD_OUT_ACCURACY = [HELD_OUT, "train.monitor=val/accuracy"]
-BEFORE = ["train.epochs=20", "train.min_steps=null"]  # the recipe as it was tuned, before issue 23: 20 epochs whatever the data's size
+TWENTY = "train.epochs=20"  # the recipe's epochs until the evening of 2026-12-03
+BEFORE = [TWENTY, "train.min_steps=null"]  # the recipe as it was tuned, before issue 23: 20 epochs whatever the data's size
 SIXTY = ["train.min_steps=null"]  # trilla's audio defaults before issue 23: 60 epochs whatever the data's size
-FIRST_BUDGET = ["train.epochs=20", "train.min_steps=3000"]  # issue 23's first fix, measured before the budget became 3840
+FIRST_BUDGET = [TWENTY, "train.min_steps=3000"]  # issue 23's first fix, measured before the budget became 3840
 CONFIGS = {
     "recipe": ("instruments.yaml", []),
     # the recipe before it took the plain CNN's 60 epochs (a third of the plain CNN's steps at 900 per family)
-    "recipe, 20 epochs": ("instruments.yaml", ["train.epochs=20", "train.min_steps=3840"]),
+    "recipe, 20 epochs": ("instruments.yaml", [TWENTY, "train.min_steps=3840"]),
     "recipe, no augmentation": ("instruments.yaml", ["augment=null"]),
     "plain CNN": (None, [*LOGMEL, "augment=null", *SIXTY]),
     "20-epoch recipe": ("instruments.yaml", BEFORE),
@@ -216,7 +217,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the renders, the runs and results.json")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 900], help="clips per family")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="render and training seeds")
-    parser.add_argument("--configs", nargs="+", default=MAIN, choices=list(CONFIGS), help="which configs (default: item 1's three)")
+    parser.add_argument("--configs", nargs="+", default=MAIN, choices=list(CONFIGS), metavar="NAME",
+                        help=f"which configs (default: item 1's three), of: {'; '.join(CONFIGS)}")
     parser.add_argument("--paired", nargs=2, metavar="RUN", help="compare two runs of WORK/runs clip by clip, and nothing else")
     args = parser.parse_args()
     if args.paired:
