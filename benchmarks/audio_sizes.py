@@ -26,7 +26,8 @@ Every finished run is kept in WORK/results.json, so the sizes can be measured in
 stored when it finishes a run); the results file always shows everything measured so far. A run that a
 sitting left unfinished (its machine or session ended) is resumed from its last checkpoint by the next
 sitting that asks for the same config, size and seed (so change a config's overrides only under a new name);
-its `train minutes` are then its training clock summed over the sittings.
+its `train minutes` are then its training clock summed over the sittings. A config, size and seed already
+in results.json is not run again (the script says so): remove its row to measure it anew.
 
     .venv/bin/python benchmarks/audio_sizes.py --make-audio ../shared/datasets/make_audio.py --work /tmp/sizes \
         [--sizes 100 300 900] [--seeds 1 2] [--configs recipe plain ...]
@@ -240,6 +241,8 @@ def main() -> None:
             render(args.make_audio, args.work, render_args(f"fluid_{size}_{seed}", size, 20 + seed, FLUID))
             for name in args.configs:
                 if any(r["config"] == name and r["size"] == size and r["seed"] == seed for r in results):
+                    print(f"{name}, {size} per family, seed {seed}: already in {store}, not run again (remove its row to rerun it)",
+                          file=sys.stderr, flush=True)
                     continue
                 measured = measure(args.work, name, size, seed)
                 results = [*stored(store), measured]  # another sitting on the same --work may have added rows meanwhile
