@@ -29,8 +29,8 @@ sitting that asks for the same config, size and seed (so change a config's overr
 its `train minutes` are then its training clock summed over the sittings. A config, size and seed already
 in results.json is not run again (the script says so): remove its row to measure it anew.
 
-    .venv/bin/python benchmarks/audio_sizes.py --make-audio ../shared/datasets/make_audio.py --work /tmp/sizes \
-        [--sizes 100 300 900] [--seeds 1 2] [--configs recipe plain ...]
+    .venv/bin/python benchmarks/audio_sizes.py --make-audio ../shared/datasets/make_audio.py --work /tmp/sizes \\
+        [--sizes 100 300 900] [--seeds 1 2] [--configs recipe "plain CNN" ...]
 
 Two runs of WORK can then be compared clip by clip on both test libraries (whether a gap of a few clips is
 more than chance: the clips only one of them gets right, and the exact McNemar p-value):
