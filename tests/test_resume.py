@@ -52,3 +52,24 @@ def test_interrupted_run_resumes_to_identical_weights(folder, tmp_path):
     assert resumed.metrics["test/accuracy"] == straight.metrics["test/accuracy"]
     with pytest.raises(TrillaError, match="already finished"):
         resume(interrupted)
+
+
+def test_last_checkpoint_is_the_latest_epoch_even_when_it_is_not_the_best(folder, tmp_path):
+    # Lightning's save_last copies only epochs that become the best, so a run cut short after its best epoch
+    # used to resume from that best one and redo everything since.
+    overrides = ["data.image_size=16", "train.epochs=6", "train.monitor=val/accuracy", "train.early_stopping=null", "train.progress=false"]
+    with pytest.raises(Interrupted):
+        train(load_config(data=folder, overrides=[*overrides, f"run.dir={tmp_path / 'runs'}"]), callbacks=[StopAfterEpoch(6)])
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    accuracy = pd.read_csv(run_dir / "history.csv")["val/accuracy"]
+    assert accuracy.idxmax() < 4  # epochs 5 and 6 do not beat the best, so the best and the latest differ
+    saved = {name: torch.load(run_dir / "checkpoints" / f"{name}.ckpt", map_location="cpu", weights_only=True)["epoch"] for name in ("best", "last")}
+    assert saved == {"best": accuracy.idxmax(), "last": 4}  # Lightning counts from 0; epoch 6 ended with the interruption
+    started = []
+
+    class FirstEpoch(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            started.append(trainer.current_epoch)
+
+    resumed = resume(run_dir, callbacks=[FirstEpoch()])
+    assert started == [5] and resumed.history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]

@@ -200,11 +200,16 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
         run.write_json(runs.INFO, {**run.info, "feature_cache": str(datamodule.features.filename)})
     mode = "min" if cfg.monitor.endswith("loss") else "max"
     history = History(run.path / runs.HISTORY)
-    checkpoint = ModelCheckpoint(
-        dirpath=run.path / runs.CHECKPOINTS, filename="best", monitor=cfg.monitor, mode=mode, save_last=True,
+    best = ModelCheckpoint(
+        dirpath=run.path / runs.CHECKPOINTS, filename="best", monitor=cfg.monitor, mode=mode,
         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
     )
-    callbacks = [history, RngState(), checkpoint, *([EpochBar()] if progress else []), *callbacks]
+    # Not save_last: Lightning copies to last.ckpt only the epochs that become the best, so a resume
+    # would go back to the best epoch and redo every one since.
+    last = ModelCheckpoint(
+        dirpath=run.path / runs.CHECKPOINTS, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+    )
+    callbacks = [history, RngState(), best, last, *([EpochBar()] if progress else []), *callbacks]
     if cfg.ema:
         callbacks.append(WarmupEMA(decay=cfg.ema))
     if cfg.early_stopping:
