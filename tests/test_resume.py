@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from trilla import load_config, resume, train
+from trilla.checkpoints import load_checkpoint
 from trilla.errors import TrillaError
+from trilla.runs import Run
 
 
 class Interrupted(BaseException):
@@ -63,8 +65,9 @@ def test_last_checkpoint_is_the_latest_epoch_even_when_it_is_not_the_best(folder
     (run_dir,) = list((tmp_path / "runs").iterdir())
     accuracy = pd.read_csv(run_dir / "history.csv")["val/accuracy"]
     assert accuracy.idxmax() < 4  # epochs 5 and 6 do not beat the best, so the best and the latest differ
+
     def saved():
-        return {name: torch.load(run_dir / "checkpoints" / f"{name}.ckpt", map_location="cpu", weights_only=True)["epoch"] for name in ("best", "last")}
+        return {name: load_checkpoint(Run(run_dir).checkpoint(name))["epoch"] for name in ("best", "last")}
 
     assert saved() == {"best": accuracy.idxmax(), "last": 4}  # Lightning counts from 0; epoch 6 ended with the interruption
     started = []
