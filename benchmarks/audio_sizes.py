@@ -38,7 +38,8 @@ more than chance: the clips only one of them gets right, and the exact McNemar p
     .venv/bin/python benchmarks/audio_sizes.py --work /tmp/sizes --paired RUN_A RUN_B
 
 Needs what make_audio.py's docstring lists (Debian's fluidsynth and soundfonts, pip's pyfluidsynth).
-Writes benchmarks/results/audio_sizes.md; its "## Reading" section is written by hand and kept.
+Writes benchmarks/results/audio_sizes.md and, for item 1's configs and the audio defaults, a picture of accuracy
+against data size (audio_sizes.png); the Markdown's "## Reading" section is written by hand and kept.
 """
 
 from __future__ import annotations
@@ -53,13 +54,17 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 import torch
 from scipy.stats import binomtest
 
-import trilla
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import trilla  # noqa: E402
 from trilla import atomic
-from trilla.runs import INTERRUPTED, Run, find_runs, resumable
+from trilla.runs import INTERRUPTED, Run, find_runs, resumable  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 RESULTS = Path(__file__).parent / "results"
@@ -101,6 +106,7 @@ CONFIGS = {
     "60-epoch trilla train defaults": (None, [*LOGMEL, *SIXTY]),
 }
 MAIN = ["recipe", "recipe, no augmentation", "plain CNN"]  # item 1's three
+PLOTTED = [*MAIN, "trilla train defaults"]  # what a user chooses between; the item-2 variants stay in the tables
 
 
 def stored(store: Path) -> list[dict]:
@@ -172,6 +178,43 @@ def paired(work: Path, first: str, second: str) -> list[str]:
     return lines
 
 
+def plot(results: list[dict], path: Path) -> Path:
+    """Accuracy against data size per held-out library, each config's seeds as a bar from lowest to highest:
+    whether a config holds across sizes is read at a glance, where the tables need a row-by-row comparison."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    sizes = sorted({r["size"] for r in results})
+    for offset, name in enumerate(PLOTTED):
+        group = [r for r in results if r["config"] == name]
+        if not group:
+            continue
+        shown = [s for s in sizes if any(r["size"] == s for r in group)]
+        x = [s * 1.04 ** (offset - 1.5) for s in shown]  # side by side, not on top of each other
+        for ax, (key, library) in zip(axes, (("muse", "MuseScore General"), ("timgm", "TimGM6mb"))):
+            low = [min(r[key] for r in group if r["size"] == s) for s in shown]
+            high = [max(r[key] for r in group if r["size"] == s) for s in shown]
+            seeds = [sum(r["size"] == s for r in group) for s in shown]
+            middle = [(a + b) / 2 for a, b in zip(low, high)]
+            bars = ax.errorbar(x, middle, yerr=[[m - a for m, a in zip(middle, low)], [b - m for m, b in zip(middle, high)]],
+                               marker="o", capsize=4, label=name)
+            for xi, hi, n in zip(x, high, seeds):
+                if n == 1:  # one seed is a point, not a range: say so on the plot
+                    ax.annotate("1 seed", (xi, hi), textcoords="offset points", xytext=(0, 6), ha="center",
+                                fontsize=7, color=bars[0].get_color())
+            ax.set_title(f"tested on {library}")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("FluidR3 training clips per family")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (seeds: lowest to highest)")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def write(results: list[dict]) -> Path:
     lines = [
         "# Audio recipes across data sizes (`benchmarks/audio_sizes.py`)",
@@ -206,6 +249,8 @@ def write(results: list[dict]) -> Path:
                 span = lambda key: f"{min(r[key] for r in group):.3f}-{max(r[key] for r in group):.3f}"  # noqa: E731
                 lines.append(f"| {size} | {name} | {span('val')} | {span('muse')} | {span('timgm')} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    picture = plot(results, RESULTS / "audio_sizes.png")
+    lines += ["", f"![accuracy against data size, per held-out library]({picture.name})"]
     target = RESULTS / "audio_sizes.md"
     kept = target.read_text().partition(READING)[2] if target.exists() else ""
     target.write_text("\n".join(lines) + "\n" + (f"\n{READING}{kept}" if kept else ""))
