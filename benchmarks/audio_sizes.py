@@ -63,7 +63,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import trilla  # noqa: E402
-from trilla import atomic
+from trilla import atomic  # noqa: E402
 from trilla.runs import INTERRUPTED, Run, find_runs, resumable  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
