@@ -192,7 +192,7 @@ def plot(results: list[dict], path: Path) -> Path:
         for ax, (key, library) in zip(axes, (("muse", "MuseScore General"), ("timgm", "TimGM6mb"))):
             low = [min(r[key] for r in group if r["size"] == s) for s in shown]
             high = [max(r[key] for r in group if r["size"] == s) for s in shown]
-            seeds = [sum(r["size"] == s for r in group) for s in shown]
+            seeds = [len({r["seed"] for r in group if r["size"] == s}) for s in shown]  # a rerun of a seed is not a second seed
             middle = [(a + b) / 2 for a, b in zip(low, high)]
             bars = ax.errorbar(x, middle, yerr=[[m - a for m, a in zip(middle, low)], [b - m for m, b in zip(middle, high)]],
                                marker="o", capsize=4, label=name)

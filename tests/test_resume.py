@@ -10,7 +10,7 @@ import torch
 from trilla import load_config, resume, train
 from trilla.checkpoints import load_checkpoint
 from trilla.errors import TrillaError
-from trilla.runs import Run
+from trilla.runs import Run, checkpoint_state
 
 
 class Interrupted(BaseException):
@@ -29,7 +29,7 @@ class StopAfterEpoch(L.Callback):
 
 
 def _weights(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    return checkpoint_state(Run(run_dir).checkpoint("last"))
 
 
 def test_interrupted_run_resumes_to_identical_weights(folder, tmp_path):
