@@ -12,7 +12,7 @@ PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PURELIB := import sysconfig; print(sysconfig.get_path("purelib"))
 
-.PHONY: demo test install deepaas labelstudio system bench clean-venv
+.PHONY: demo test install deepaas labelstudio system bench bench-serve clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/guitar_bass_grid.py
 	$(BIN)/python benchmarks/embedding_train_speed.py
 	$(BIN)/python benchmarks/long_audio.py
+
+# trilla serve against deepaas-run on the same runs; the load generator is wrk.
+bench-serve: $(STAMP) $(DEEPAAS_STAMP)
+	command -v wrk >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk)
+	$(BIN)/python benchmarks/serve_speed.py
 
 clean-venv:
 	rm -rf $(VENV) $(DEEPAAS_VENV) $(LABELSTUDIO_VENV)

@@ -16,6 +16,7 @@ threads as wide as trilla serve's, then forward, in process, at the best of seve
 generator (wrk, `apt-get install wrk`; a Lua script cycles the uploads) shares the machine's cores with the
 servers; it is the same for every server.
 
+    make bench-serve    # installs wrk and DEEPaaS's virtualenv where missing, then runs this with its defaults
     .venv/bin/python benchmarks/serve_speed.py [--seconds 8] [--pictures 64] [--workers 2 4] [--wrk-threads 1]
 
 Writes the tables of benchmarks/results/serve_speed.md; its "## Reading" section is written by hand and kept.
