@@ -104,13 +104,13 @@ def multipart(body: bytes) -> bytes:
             + body + b"\r\n--trillabench--\r\n")
 
 
-def load(url: str, folder: Path, count: int, seconds: float, concurrency: int, threads: int) -> dict:
+def load(url: str, folder: Path, count: int, seconds: int, concurrency: int, threads: int) -> dict:
     """req/s, p50 and p99 latency (ms) from wrk: `concurrency` connections posting the uploads for `seconds`
     (after a 2-second warm-up)."""
     env = {**os.environ, "BODIES": str(folder), "COUNT": str(count)}
     script = folder / "post.lua"
     for duration in (2, seconds):
-        done = subprocess.run(["wrk", "-t", str(min(threads, concurrency)), "-c", str(concurrency), "-d", f"{duration:g}s", "--timeout", "30s", "-s", str(script), url],
+        done = subprocess.run(["wrk", "-t", str(min(threads, concurrency)), "-c", str(concurrency), "-d", f"{duration}s", "--timeout", "30s", "-s", str(script), url],
                               capture_output=True, text=True, env=env, check=True)
     requests, micros, errors, p50, p99 = done.stdout.split("RESULT ")[1].split()
     return {"rps": int(requests) / (int(micros) / 1e6), "p50": float(p50), "p99": float(p99), "failures": int(errors), "requests": int(requests)}
@@ -137,7 +137,7 @@ def ceiling(run, bodies: list[bytes], rounds: int = 3) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8, help="length of each measurement")
+    parser.add_argument("--seconds", type=int, default=8, help="length of each measurement, in whole seconds (as wrk takes it)")
     parser.add_argument("--pictures", type=int, default=64, help="distinct JPEG uploads, cycled")
     parser.add_argument("--workers", type=int, nargs="+", default=[2], help="also measure trilla serve --workers N for each N")
     parser.add_argument("--wrk-threads", type=int, default=1, help="the load generator's threads (at most one per connection)")
