@@ -67,16 +67,20 @@ def free_port() -> int:
 
 
 def start(command: list[str], ready: str, env: dict | None = None) -> subprocess.Popen:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    """Start a server and wait until `ready` answers 200; one that exits first fails at once, with its last words."""
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(ready, timeout=2).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.3)
     process.kill()
-    raise RuntimeError(f"{command[0]} did not start")
+    log.seek(0)
+    said = log.read().decode(errors="replace")[-2000:]
+    raise RuntimeError(f"{' '.join(command)} did not start (exit status {process.wait()}):\n{said}")
 
 
 WRK_SCRIPT = """
@@ -135,12 +139,19 @@ def ceiling(run, bodies: list[bytes], rounds: int = 3) -> tuple[float, int]:
     return best
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8, help="length of each measurement, in whole seconds (as wrk takes it)")
-    parser.add_argument("--pictures", type=int, default=64, help="distinct JPEG uploads, cycled")
-    parser.add_argument("--workers", type=int, nargs="+", default=[2], help="also measure trilla serve --workers N for each N")
-    parser.add_argument("--wrk-threads", type=int, default=1, help="the load generator's threads (at most one per connection)")
+    parser.add_argument("--seconds", type=positive, default=8, help="length of each measurement, in whole seconds (as wrk takes it)")
+    parser.add_argument("--pictures", type=positive, default=64, help="distinct JPEG uploads, cycled")
+    parser.add_argument("--workers", type=positive, nargs="+", default=[2], help="also measure trilla serve --workers N for each N")
+    parser.add_argument("--wrk-threads", type=positive, default=1, help="the load generator's threads (at most one per connection)")
     parser.add_argument("--deepaas", type=Path, default=DEEPAAS, help="the deepaas-run to start (with trilla's plugin installed)")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_speed.md", help="the results file; its Reading is kept")
     args = parser.parse_args()
@@ -191,7 +202,7 @@ def main() -> None:
 
 
 def write(rows, args) -> None:
-    many = [f"--workers {n}" for n in args.workers]
+    served = ["trilla serve", *(f"trilla serve --workers {n}" for n in args.workers)]
     lines = [
         "# Serving speed: trilla serve vs DEEPaaS (`benchmarks/serve_speed.py`)",
         "",
@@ -211,7 +222,6 @@ def write(rows, args) -> None:
               f"trilla / DEEPaaS at c=8 ({names}) | batching / --max-batch 1 at c=32 | trilla p99 ms at c=8 (goal < 60; {names}) |",
               "|---|---|---|---|---|---|---|"]
     for label, rate, batch, m in rows:
-        served = ["trilla serve", *(f"trilla serve {w}" for w in many)]
         best = "; ".join(f"{max(m[s, 8]['rps'], m[s, 32]['rps']) / rate:.2f}" for s in served)
         against = "; ".join(f"{m[s, 8]['rps'] / m['deepaas-run', 8]['rps']:.1f}x" for s in served)
         tails = "; ".join(f"{m[s, 8]['p99']:.1f}" for s in served)
