@@ -156,9 +156,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_speed.md", help="the results file; its Reading is kept")
     args = parser.parse_args()
     if not args.deepaas.exists():
-        sys.exit(f"{args.deepaas} is missing: run make deepaas first")
+        sys.exit(f"{args.deepaas} is missing: make bench-serve builds it (or make deepaas)")
     if shutil.which("wrk") is None:
-        sys.exit("the load generator is wrk: apt-get install wrk")
+        sys.exit("the load generator is wrk: make bench-serve installs it (or apt-get install wrk)")
     work = Path(tempfile.mkdtemp(prefix="trilla-serve-speed-"))
     data = pictures(work / "guitar_bass", 120)
     bodies = [p.read_bytes() for p in sorted(data.glob("*/*.jpg"))[: args.pictures]]
