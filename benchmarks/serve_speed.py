@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=positive, default=8, help="length of each measurement, in whole seconds (as wrk takes it)")
     parser.add_argument("--pictures", type=positive, default=64, help="distinct JPEG uploads, cycled")
     parser.add_argument("--workers", type=positive, nargs="+", default=[2], help="also measure trilla serve --workers N for each N")
+    parser.add_argument("--threads", type=positive, nargs="*", default=[],
+                        help="also measure trilla serve --threads N, batched and with --max-batch 1, for each N (torch's inference threads)")
     parser.add_argument("--wrk-threads", type=positive, default=1, help="the load generator's threads (at most one per connection)")
     parser.add_argument("--deepaas", type=Path, default=DEEPAAS, help="the deepaas-run to start (with trilla's plugin installed)")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_speed.md", help="the results file; its Reading is kept")
@@ -181,6 +183,8 @@ def main() -> None:
             "trilla serve": trilla_serve,
             "trilla serve --max-batch 1": [*trilla_serve, "--max-batch", "1"],
             **{f"trilla serve --workers {n}": [*trilla_serve, "--workers", str(n)] for n in args.workers},
+            **{f"trilla serve --threads {n}{batch}": [*trilla_serve, "--threads", str(n), *batch.split()]
+               for n in args.threads for batch in ("", " --max-batch 1")},
             "deepaas-run": [str(args.deepaas), "--listen-ip", "127.0.0.1"],
         }
         for server, command in servers.items():
@@ -190,7 +194,7 @@ def main() -> None:
             process = start(command, f"{base}/v2/models/", {"TRILLA_RUN": str(run.path)})
             try:
                 for concurrency in (8, 32):
-                    if server == "trilla serve --max-batch 1" and concurrency == 8:
+                    if server.endswith("--max-batch 1") and concurrency == 8:
                         continue
                     measured[server, concurrency] = result = load(f"{base}/v2/models/trilla/predict/", uploads, len(bodies), args.seconds, concurrency, args.wrk_threads)
                     print(label, server, concurrency, {k: round(v, 1) for k, v in result.items()}, flush=True)
@@ -218,15 +222,17 @@ def write(rows, args) -> None:
         for (server, concurrency), r in measured.items():
             lines.append(f"| {label} | {server} | {concurrency} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['failures']} |")
     names = "; ".join(["1 worker", *(f"{n} workers" for n in args.workers)])
+    threads = ["", *(f" --threads {n}" for n in args.threads)]
+    thread_names = "; ".join(["default threads", *(f"--threads {n}" for n in args.threads)])
     lines += ["", f"| model | ceiling (pictures/s, in process) | at batch | best trilla req/s / ceiling ({names}) | "
-              f"trilla / DEEPaaS at c=8 ({names}) | batching / --max-batch 1 at c=32 | trilla p99 ms at c=8 (goal < 60; {names}) |",
+              f"trilla / DEEPaaS at c=8 ({names}) | batching / --max-batch 1 at c=32 ({thread_names}) | trilla p99 ms at c=8 (goal < 60; {names}) |",
               "|---|---|---|---|---|---|---|"]
     for label, rate, batch, m in rows:
         best = "; ".join(f"{max(m[s, 8]['rps'], m[s, 32]['rps']) / rate:.2f}" for s in served)
         against = "; ".join(f"{m[s, 8]['rps'] / m['deepaas-run', 8]['rps']:.1f}x" for s in served)
         tails = "; ".join(f"{m[s, 8]['p99']:.1f}" for s in served)
-        batching = m["trilla serve", 32]["rps"] / m["trilla serve --max-batch 1", 32]["rps"]
-        lines.append(f"| {label} | {rate:.0f} | {batch} | {best} | {against} | {batching:.2f}x | {tails} |")
+        batching = "; ".join(f"{m[f'trilla serve{v}', 32]['rps'] / m[f'trilla serve{v} --max-batch 1', 32]['rps']:.2f}x" for v in threads)
+        lines.append(f"| {label} | {rate:.0f} | {batch} | {best} | {against} | {batching} | {tails} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kept = args.out.read_text().partition(READING)[2] if args.out.exists() else ""  # the hand-written reading stays
     args.out.write_text("\n".join(lines) + "\n" + (f"\n{READING}{kept}" if kept else ""))
