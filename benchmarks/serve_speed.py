@@ -10,6 +10,7 @@ posts to `POST /v2/models/<name>/predict/` of:
 - trilla serve with --workers N for each N of --workers (2 by default: two processes, each batching on its
   share of the cores, so the HTTP work of one no longer waits for the other's inference on the same
   interpreter lock),
+- with --threads N: trilla serve --threads N, batched and with --max-batch 1 (torch's inference threads),
 - deepaas-run (DEEPaaS 2.6 from `make deepaas`, one worker process, its default).
 The ceiling is the same work without HTTP: JPEG decode + the run's preprocessing on a pool of decoding
 threads as wide as trilla serve's, then forward, in process, at the best of several batch sizes. The load
@@ -17,7 +18,7 @@ generator (wrk, `apt-get install wrk`; a Lua script cycles the uploads) shares t
 servers; it is the same for every server.
 
     make bench-serve    # installs wrk and DEEPaaS's virtualenv where missing, then runs this with its defaults
-    .venv/bin/python benchmarks/serve_speed.py [--seconds 8] [--pictures 64] [--workers 2 4] [--wrk-threads 1]
+    .venv/bin/python benchmarks/serve_speed.py [--seconds 8] [--pictures 64] [--workers 2 4] [--threads 2] [--wrk-threads 1]
 
 Writes the tables of benchmarks/results/serve_speed.md; its "## Reading" section is written by hand and kept.
 """
@@ -43,6 +44,7 @@ from PIL import Image
 
 import trilla
 from trilla.predict import single_windows
+from trilla.serve.app import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -122,11 +124,11 @@ def load(url: str, folder: Path, count: int, seconds: int, concurrency: int, thr
 
 def ceiling(run, bodies: list[bytes], rounds: int = 3) -> tuple[float, int]:
     """Pictures per second of decode + preprocessing + forward in process, at the best batch size. Decoding
-    runs on as many threads as trilla serve's pool (PIL and the resizing release the interpreter lock), so
+    runs on as many threads as trilla serve's pool by default (PIL and the resizing release the interpreter lock), so
     that on many cores the ceiling is not one decoding thread's speed."""
     predictor = run.predictor()
     best = (0.0, 1)
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(Settings().decode_threads) as pool:
         for batch in (1, 8, 32, 64):
             rates = []
             for _ in range(rounds):
@@ -158,9 +160,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_speed.md", help="the results file; its Reading is kept")
     args = parser.parse_args()
     if not args.deepaas.exists():
-        sys.exit(f"{args.deepaas} is missing: make bench-serve builds it (or make deepaas)")
+        parser.error(f"{args.deepaas} is missing: make bench-serve builds it (or make deepaas)")
     if shutil.which("wrk") is None:
-        sys.exit("the load generator is wrk: make bench-serve installs it (or apt-get install wrk)")
+        parser.error("the load generator is wrk: make bench-serve installs it (or apt-get install wrk)")
     work = Path(tempfile.mkdtemp(prefix="trilla-serve-speed-"))
     data = pictures(work / "guitar_bass", 120)
     bodies = [p.read_bytes() for p in sorted(data.glob("*/*.jpg"))[: args.pictures]]
