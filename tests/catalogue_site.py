@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SLOW = "/c/solid-body/"
-CRAWL_DELAY = 0.1
+CRAWL_DELAY = 0.15
 
 # category -> (sub-categories, listing pages of product ids); "PH" is the shared placeholder picture,
 # "NI" a "no image" picture like the example the site file names.

@@ -94,8 +94,11 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     assert paths.count("/robots.txt") == 1 and paths.count("/img/large/g1.png") == 1 and paths.count("/img/large/PH.png") == 1
     flaky = [t for t, _, p, _ in log if p == "/img/large/b4.png"]
     assert len(flaky) == 2 and flaky[1] - flaky[0] >= 1.0  # a 503 with Retry-After: 1, retried after it
+    # robots.txt's Crawl-delay, though the site file says delay: 0. The times are taken in the shop's handler threads, so
+    # each gap carries their scheduling (16 ms seen on a loaded 2-core CI machine); 50 ms of slack still catches
+    # Scrapy's randomised delay (0.5x-1.5x), which falls under it on about one gap in six.
     gaps = [b[0] - a[0] for a, b in zip(log[1:], log[2:])]
-    assert min(gaps) >= CRAWL_DELAY * 0.9, min(gaps)  # robots.txt's Crawl-delay, though the site file says delay: 0
+    assert len(gaps) > 20 and min(gaps) >= CRAWL_DELAY - 0.05, min(gaps)
 
     before = len(shop.log)
     again = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "--resume", "-q")
