@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from concurrent.futures import ThreadPoolExecutor
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -162,6 +163,22 @@ def test_only_loopback_or_a_token_goes_without_a_warning():
     assert exposure("127.0.0.1", None) is None and exposure("::1", None) is None and exposure("localhost", None) is None
     assert exposure("0.0.0.0", "t") is None
     assert "without --token" in exposure("0.0.0.0", None) and "without --token" in exposure("myhost.example", None)
+
+
+def test_the_interpreter_hands_its_lock_over_every_millisecond_while_serving_and_not_after(server):
+    from fastapi.testclient import TestClient
+
+    from trilla.errors import TrillaError
+    from trilla.serve.app import create_app
+
+    _, run, _ = server
+    before = sys.getswitchinterval()
+    for options, interval in (({}, 0.001), ({"gil_switch_ms": 2.5}, 0.0025)):
+        with TestClient(create_app([run], **options)) as client:
+            assert client.get("/readyz").status_code == 200 and sys.getswitchinterval() == pytest.approx(interval)
+        assert sys.getswitchinterval() == before
+    with pytest.raises(TrillaError, match="gil_switch_ms must be positive"):
+        create_app([run], gil_switch_ms=0)
 
 
 def test_several_worker_processes_each_load_the_models_and_log_each_request(tmp_path):

@@ -468,6 +468,8 @@ def serve(
     max_wait_ms: float = typer.Option(1.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies (and fetched URLs) are refused with 413"),
     threads: int = typer.Option(0, "--threads", min=0, max=1024, help="torch threads for inference per process; 0: the cores the decoding threads leave"),
+    gil_switch_ms: float = typer.Option(1.0, "--gil-switch-ms", min=0.01, max=1000,
+                                        help="how often the interpreter may hand its lock to another thread (Python's own: 5)"),
     urls: bool = typer.Option(True, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),
     url_allow: list[str] = typer.Option([], "--url-allow", help="also fetch from this network or address:port (10.0.0.0/8, 127.0.0.1:8080)"),
     quiet: bool = QUIET,
@@ -489,7 +491,7 @@ def serve(
         raise TrillaError(f"--data-root {data_root} is not a folder")
     cores = max(1, (os.cpu_count() or 1) // workers)
     options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
-                   decode_threads=min(8, cores), torch_threads=threads or max(1, cores - min(8, cores)),
+                   decode_threads=min(8, cores), torch_threads=threads or max(1, cores - min(8, cores)), gil_switch_ms=gil_switch_ms,
                    data_root=None if data_root is None else str(data_root), trainings=workers == 1, urls=urls, url_allow=list(url_allow),
                    quiz_data=None if quiz_data is None else str(quiz_data))
     projects = [str(path) for path in label]
@@ -551,7 +553,7 @@ def label_serve(
 ) -> None:
     """Serve a labelling project's page at /label/NAME (the same server as trilla serve --label)."""
     serve(runs=run, label=[project], db=db, quiz_data=None, host=host, port=port, name=[], workers=1, token=token, data_root=None, max_batch=32,
-          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, urls=True, url_allow=[], quiet=quiet)
+          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, gil_switch_ms=1.0, urls=True, url_allow=[], quiet=quiet)
 
 
 @label_app.command("export")

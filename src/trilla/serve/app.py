@@ -9,6 +9,10 @@ exactly as training read its files; decoding runs on a thread pool and inference
 batcher (serve/batching.py), so the event loop only moves bytes. Once the models are loaded, the
 garbage collector is told to leave every object so far alone (`gc.freeze`): a full collection over them
 paused every request for 290 ms (benchmarks/serve_speed.py; p99 at 8 concurrent requests 228 ms -> 26 ms).
+While serving, the interpreter hands its lock between threads every millisecond instead of Python's five:
+torch releases the lock inside each operation and takes it back after, and under load the event loop
+holds it, so an inference thread waited up to the whole interval between two layers (T6 batched at 32
+concurrent requests on 2 cores: +15% requests per second, benchmarks/serve_speed.py).
 """
 
 from __future__ import annotations
@@ -151,6 +155,7 @@ class Settings:
     max_wait_ms: float = 1.0
     decode_threads: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     torch_threads: int | None = None  # intra-op threads for inference; None: leave torch's own setting
+    gil_switch_ms: float = 1.0  # the interpreter's switch interval while serving (Python's own: 5 ms), see the module docstring
     token: str | None = None
     data_root: Path | None = None
     trainings: bool = True
@@ -172,6 +177,8 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
     and the labelling pages of these projects; `options` are `Settings` fields (max_upload_mb,
     max_batch, max_wait_ms, token, data_root...)."""
     settings = Settings(**options)
+    if settings.gil_switch_ms <= 0:
+        raise TrillaError(f"gil_switch_ms must be positive, not {settings.gil_switch_ms}")
     projects = list(projects or [])
     if not runs and not projects:
         raise TrillaError("serve needs at least one run or labelling project")
@@ -205,9 +212,12 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         gc.freeze()  # what loading left (torch, the models: half a million objects) is never scanned again
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_ms / 1000)
         watcher = asyncio.create_task(_serve_finished(trainings, served, add))
         yield
         watcher.cancel()
+        sys.setswitchinterval(switch)
         await asyncio.get_running_loop().run_in_executor(None, trainings.close)
         for model in served.values():
             model.close()
