@@ -1,4 +1,4 @@
-"""Light imports and no import circles: `import trilla` and `trilla --help` load no network, and the
+"""Light imports and no import circles: `import trilla`, `trilla --help` and a harvest crawl load no network, and the
 package's modules import one another in layers."""
 
 import ast
@@ -21,6 +21,11 @@ def test_import_trilla_and_help_load_no_network():
     assert _loaded_after("import trilla; trilla.TrillaError; trilla.__version__") == []
     assert _loaded_after("from trilla.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass") == []
     assert "torch" in _loaded_after("import trilla; trilla.load_config"), "the lazy names still load what they need"
+
+
+def test_a_harvest_crawl_loads_no_network():
+    """A crawl needs Scrapy, not torch: its site file is checked with the schema's own explanations."""
+    assert _loaded_after("import trilla.harvest.crawl, trilla.harvest.spider, trilla.harvest.pictures, trilla.harvest.report") == []
 
 
 def _imports(path: Path, module: str) -> set[str]:

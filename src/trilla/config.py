@@ -7,11 +7,10 @@ by the parameter class that the chosen model registered, so each model declares 
 
 from __future__ import annotations
 
-import difflib
 import logging
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
@@ -23,7 +22,7 @@ from trilla.data.inputs.embeddings import EmbeddingsInput  # noqa: F401
 from trilla.data.inputs.image import ImageInput
 from trilla.errors import TrillaError
 from trilla.models import ModelParams, params_class
-from trilla.schema import Section
+from trilla.schema import Section, explain, short
 
 log = logging.getLogger("trilla")
 
@@ -244,6 +243,18 @@ class Config(Section):
     input: InputSection = ImageInput()
     model: SerializeAsAny[ModelParams] = Field(default_factory=lambda: params_class("small_cnn")())
     augment: AugmentSection | None = AugmentConfig()
+    dynamic_sections: ClassVar[tuple[str, ...]] = ("model", "input", "augment")
+
+    @classmethod
+    def section_schema(cls, part: str, raw: dict[str, Any]) -> type[BaseModel] | None:
+        """The model's parameters by its name; the input kind's input and augment sections by its type."""
+        if part == "model":
+            return params_class(raw.get("model", {}).get("name", "small_cnn"))
+        return _section_schema(part, raw)
+
+    @classmethod
+    def user_loc(cls, loc: list[str]) -> list[str]:
+        return _without_union_tags(loc)
 
     @model_validator(mode="before")
     @classmethod
@@ -329,7 +340,7 @@ def load_raw(
         except UnicodeDecodeError as err:
             raise TrillaError(f"config file {path} is not text (UTF-8): {err.reason} at byte {err.start}") from None
         except (yaml.YAMLError, ValueError) as err:
-            raise TrillaError(f"config file {path} is not valid YAML: {_short(err)}") from None
+            raise TrillaError(f"config file {path} is not valid YAML: {short(err)}") from None
         if not isinstance(raw, dict):
             raise TrillaError(f"config file {path} must hold a mapping of sections (data, model, train, run)")
     if data is not None:
@@ -350,17 +361,13 @@ def take_epochs_as_given(raw: dict[str, Any], keys: list[str]) -> None:
         train["min_steps"] = None
 
 
-def _short(err: Exception, limit: int = 300) -> str:
-    """An error's message cut to a readable length (a 5000-digit number is quoted whole otherwise)."""
-    text = str(err)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def validate_config(raw: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise TrillaError("invalid configuration:\n" + "\n".join(explain(e, raw) for e in err.errors())) from None
+        raise TrillaError("invalid configuration:\n" + "\n".join(explain(e, raw, Config) for e in err.errors())) from None
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -371,7 +378,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     try:
         value = yaml.safe_load(text) if text else None
     except (yaml.YAMLError, ValueError) as err:
-        raise TrillaError(f"--set {key}: the value is not valid YAML: {_short(err)}") from None
+        raise TrillaError(f"--set {key}: the value is not valid YAML: {short(err)}") from None
     set_dotted(raw, key, value)
 
 
@@ -452,54 +459,3 @@ def _without_union_tags(loc: list[str]) -> list[str]:
     return loc
 
 
-def explain(error: dict[str, Any], raw: dict[str, Any], root: type[BaseModel] | None = None) -> str:
-    """One line per problem: the dotted key, what is wrong, and what would be right (in the training
-    config, or in another schema `root` such as a harvest site's)."""
-    loc = _without_union_tags([str(p) for p in error["loc"]])
-    key = ".".join(loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        valid = _fields_at(loc[:-1], raw, root or Config)
-        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
-        hint = f"; did you mean '{'.'.join(loc[:-1] + close)}'?" if close else ""
-        return f"  {key}: unknown key{hint} Valid keys here: {', '.join(valid)}"
-    if kind == "literal_error":
-        allowed = [a.strip(" '") for a in error["ctx"]["expected"].replace(" or ", ", ").split(",")]
-        close = difflib.get_close_matches(str(error["input"]), allowed, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"  {key}: {error['input']!r} is not allowed{hint} Allowed values: {', '.join(allowed)}"
-    if kind == "value_error" and not key:  # a check across sections: its message names the keys; its input is the whole config
-        return f"  {error['ctx']['error']}"
-    return f"  {key}: {error['msg']} (got {_short(repr(error.get('input')), 80)})"
-
-
-def _fields_at(loc: list[str], raw: dict[str, Any], root: type[BaseModel]) -> list[str]:
-    """Valid field names of the section at `loc` (walks the schema, following list items)."""
-    model: Any = root
-    for part in loc:
-        if part == "model" and model is Config:
-            model = params_class(raw.get("model", {}).get("name", "small_cnn"))
-            continue
-        if part in ("input", "augment") and model is Config:
-            model = _section_schema(part, raw)
-            if model is None:
-                return []
-            continue
-        if part.isdigit():
-            continue
-        annotation = model.model_fields[part].annotation
-        model = next(
-            (t for t in (annotation, *_flatten_args(annotation)) if isinstance(t, type) and issubclass(t, BaseModel)),
-            None,
-        )
-        if model is None:
-            return []
-    return list(model.model_fields)
-
-
-def _flatten_args(annotation: Any) -> list[Any]:
-    out = []
-    for arg in typing.get_args(annotation):
-        out.append(arg)
-        out.extend(_flatten_args(arg))
-    return out

@@ -23,9 +23,8 @@ import yaml
 from parsel import Selector
 from pydantic import Field, ValidationError, field_validator
 
-from trilla.config import explain
 from trilla.errors import TrillaError
-from trilla.schema import Section
+from trilla.schema import Section, explain
 
 SKIP = "skip"
 LABEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")  # a folder name on every system
