@@ -12,7 +12,7 @@ paused every request for 290 ms (benchmarks/serve_speed.py; p99 at 8 concurrent 
 While serving, the interpreter hands its lock between threads every millisecond instead of Python's five:
 torch releases the lock inside each operation and takes it back after, and under load the event loop
 holds it, so an inference thread can wait up to the whole interval between two layers (T6 batched at 32
-concurrent requests on 2 cores: 1.05x-1.35x the requests per second over seven measurements,
+concurrent requests on 2 cores: 1.05x-1.35x the requests per second over eight measurements,
 benchmarks/serve_speed.py).
 """
 
