@@ -34,12 +34,12 @@ $(DEEPAAS_STAMP): $(STAMP) constraints.txt
 
 deepaas: $(DEEPAAS_STAMP)
 
-# Label Studio's SDK pins much of what trilla uses (numpy among them): it validates the tasks trilla
-# writes from a virtualenv of its own, reading nothing of $(VENV).
-$(LABELSTUDIO_STAMP):
+# Label Studio (the server and its SDK) pins much of what trilla uses (numpy, pandas, Django's tree): the
+# tests start a real Label Studio from a virtualenv of its own, which reads nothing of $(VENV).
+$(LABELSTUDIO_STAMP): constraints.txt
 	test -x $(LABELSTUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABELSTUDIO_VENV)
 	$(LABELSTUDIO_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LABELSTUDIO_VENV)/bin/python -m pip install --quiet -c constraints.txt label-studio-sdk
+	$(LABELSTUDIO_VENV)/bin/python -m pip install --quiet -c constraints.txt label-studio label-studio-sdk 'sentry-sdk<3'
 	touch $(LABELSTUDIO_STAMP)
 
 labelstudio: $(LABELSTUDIO_STAMP)

@@ -472,11 +472,15 @@ def serve(
                                         help="how often the interpreter may hand its lock to another thread (Python's own: 5)"),
     urls: bool = typer.Option(True, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),
     url_allow: list[str] = typer.Option([], "--url-allow", help="also fetch from this network or address:port (10.0.0.0/8, 127.0.0.1:8080)"),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="without --token, also answer requests for this host name (addresses, localhost, "
+                                         "--host and this machine's name always are)"),
     quiet: bool = QUIET,
 ) -> None:
     """Serve runs over a DEEPaaS-compatible REST API (Swagger UI at /api, schema at /swagger.json), with the
     predict page at / and the quiz at /quiz, and labelling projects at /label/NAME."""
     _setup_logging(quiet)
+    import socket
+
     import uvicorn
 
     from trilla.serve.app import ENVIRONMENT, create_app, exposure, log_access
@@ -493,7 +497,7 @@ def serve(
     options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
                    decode_threads=min(8, cores), torch_threads=threads or max(1, cores - min(8, cores)), gil_switch_ms=gil_switch_ms,
                    data_root=None if data_root is None else str(data_root), trainings=workers == 1, urls=urls, url_allow=list(url_allow),
-                   quiz_data=None if quiz_data is None else str(quiz_data))
+                   quiz_data=None if quiz_data is None else str(quiz_data), allowed_hosts=[host, socket.gethostname(), *allow_host])
     projects = [str(path) for path in label]
     level = "warning" if quiet else "info"
     log_access(quiet)
@@ -553,7 +557,7 @@ def label_serve(
 ) -> None:
     """Serve a labelling project's page at /label/NAME (the same server as trilla serve --label)."""
     serve(runs=run, label=[project], db=db, quiz_data=None, host=host, port=port, name=[], workers=1, token=token, data_root=None, max_batch=32,
-          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, gil_switch_ms=1.0, urls=True, url_allow=[], quiet=quiet)
+          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, gil_switch_ms=1.0, urls=True, url_allow=[], allow_host=[], quiet=quiet)
 
 
 @label_app.command("export")
@@ -566,9 +570,9 @@ def label_export(
 ) -> None:
     """Write what the annotators said: the majority label (or mean point), agreement and history per item."""
     _setup_logging(quiet)
-    from trilla.atomic import write_csv, write_text
+    from trilla.atomic import write_text
     from trilla.label import Project
-    from trilla.label.export import manifest
+    from trilla.label.export import write_manifest
     from trilla.label.labelstudio import labeling_config, to_labelstudio
     from trilla.runs import free_path
 
@@ -577,11 +581,8 @@ def label_export(
         raise TrillaError(f"--format is csv or labelstudio, not {format_!r}")
     target = free_path(out or project / ("labels.csv" if format_ == "csv" else "labelstudio.json"))
     if format_ == "csv":
-        table = manifest(opened)
-        if not len(table):
-            raise TrillaError(f"no item of {project} has an answer yet")
-        write_csv(target, table)
-        typer.echo(f"{len(table)} items; train on them with: trilla train --data {target}")
+        table, command = write_manifest(opened, target)
+        typer.echo(f"{len(table)} items; train on them with: {command}")
     else:
         tasks = to_labelstudio(opened)
         write_text(target, json.dumps(tasks, indent=1) + "\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from trilla.errors import TrillaError
+from trilla.spreadsheet import restore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -174,12 +175,14 @@ def read_csv(
 
     A path that leads out of the CSV's folder (`../../etc/passwd`, an absolute path elsewhere) is left
     out and listed unless `allow_outside`: a manifest someone else wrote, or one posted to a server,
-    must not make trilla read any file the process can. `label_column=None` reads unlabelled rows (the
+    must not make trilla read any file the process can. A cell trilla wrote with a leading quote, so that a
+    spreadsheet cannot run it (trilla.spreadsheet), is read as it was before. `label_column=None` reads unlabelled rows (the
     label then comes from other columns, e.g. affect coordinates, which the caller checks)."""
     listing = Listing()
     home = Path(os.path.realpath(manifest.parent))
     with manifest.open(newline="", encoding="utf-8-sig") as handle:
         rows = csv.DictReader(handle, dialect=_dialect(handle))
+        rows.fieldnames = [restore(name) for name in rows.fieldnames or []]
         wanted = [path_column, *([label_column] if label_column else []), *extra_columns]
         missing = [c for c in wanted if c not in (rows.fieldnames or [])]
         if missing:
@@ -188,6 +191,7 @@ def read_csv(
                 f"{rows.fieldnames}. Name them with data.path_column / data.label_column / data.metadata.<name>.column / data.targets."
             )
         for line, row in enumerate(rows, start=2):
+            row = {key: restore(value) if isinstance(value, str) else value for key, value in row.items()}
             raw_path = (row[path_column] or "").strip()
             label = (row[label_column] or "").strip() if label_column else ""
             if not raw_path or (label_column and not label):

@@ -27,6 +27,7 @@ from trilla.data.datamodule import load_data
 from trilla.evaluation.evaluate import predict_positions
 from trilla.errors import TrillaError, unknown_name
 from trilla.runs import Run, free_path
+from trilla.spreadsheet import defused, read_strings
 
 HISTORY = "label_history"
 log = logging.getLogger("trilla")
@@ -116,7 +117,7 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new
 
     A new label must be one the manifest's column already holds (a typo would otherwise become a class
     of its own), unless `new_class`; a column of numbers (affect coordinates) takes numbers."""
-    queue = pd.read_csv(queue_csv, keep_default_na=False, dtype=str)
+    queue = read_strings(queue_csv)
     if "manifest" not in queue or "path" not in queue:
         raise TrillaError(f"{queue_csv} is not a review queue (it has no manifest and path columns)")
     return merge(queue, apply, path_column, new_class)
@@ -133,7 +134,7 @@ def merge(queue: pd.DataFrame, apply: bool = False, path_column: str = "path", n
                 f"relabel merges into a CSV manifest; {manifest_path} is a folder. Write one with: trilla manifest {manifest_path} "
                 f"--out {manifest_path.name}.csv, train on that CSV, and review its runs"
             )
-        manifest = pd.read_csv(manifest_path, keep_default_na=False, dtype=str)
+        manifest = read_strings(manifest_path)
         if path_column not in manifest:
             raise TrillaError(f"{manifest_path} has no {path_column!r} column")
         resolved = {str((manifest_path.parent / p).resolve()) if not Path(p).is_absolute() else str(Path(p).resolve()): i
@@ -163,7 +164,7 @@ def merge(queue: pd.DataFrame, apply: bool = False, path_column: str = "path", n
         if apply and any(c["manifest"] == str(manifest_path) for c in changes):
             backup = free_path(manifest_path.with_name(f"{manifest_path.name}.{datetime.now():%Y%m%d-%H%M%S}.bak"))
             write_bytes(backup, manifest_path.read_bytes())
-            write_csv(manifest_path, manifest)
+            write_csv(manifest_path, defused(manifest))
     return pd.DataFrame(changes, columns=["manifest", "path", "column", "old", "new"])
 
 

@@ -10,15 +10,20 @@ distance of the points from their mean over the largest possible distance (2 * s
 
 from __future__ import annotations
 
-import json
 import math
+import os
+import shlex
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from trilla.atomic import write_csv
+from trilla.errors import TrillaError
 from trilla.label.project import Project
+from trilla.spreadsheet import defused
 
 
 def manifest(project: Project) -> pd.DataFrame:
@@ -50,11 +55,37 @@ def manifest(project: Project) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_manifest(project: Project, target: Path) -> tuple[pd.DataFrame, str]:
+    """Write the manifest to `target` and say the `trilla train` command that trains on it as written.
+
+    Paths inside the CSV's folder are written relative to it, so the project and its data move together;
+    the others stay absolute, and the command then allows them (`data.allow_outside`): the CSV is trilla's
+    own, not one a stranger posted. The command also says how the project's kind is trained."""
+    table = manifest(project)
+    if not len(table):
+        raise TrillaError(f"no item of {project.folder} has an answer yet")
+    home = Path(os.path.realpath(target.parent))
+    written, outside = [], False
+    for path in table["path"]:
+        real = Path(os.path.realpath(path))
+        outside |= not real.is_relative_to(home)
+        written.append(str(path) if not real.is_relative_to(home) else real.relative_to(home).as_posix())
+    write_csv(target, defused(table.assign(path=written)))
+    args = ["trilla", "train", "--data", str(target)]
+    if outside:
+        args += ["--set", "data.allow_outside=true"]
+    if project.kind == "multilabel":
+        args += ["--set", "task=multilabel"]
+    elif project.kind == "plane":  # the plane's first axis is the study's valence, its second arousal
+        args += [f"--set=data.targets.{axis}={name}" for axis, name in zip(("valence", "arousal"), project.axes)]
+    return table, shlex.join(args)
+
+
 def _history(project: Project) -> dict[int, str]:
     """Per item, every answer in order: `annotator: value (time)`, undone ones marked."""
     out: dict[int, list[str]] = {}
     for row in project.answers().itertuples():
-        value = "skipped" if row.value is None else json.loads(row.value)
+        value = "skipped" if row.skipped else row.value
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.created))
         out.setdefault(row.item, []).append(f"{row.annotator}: {value} ({stamp}{', undone' if row.undone else ''})")
     return {item: "; ".join(entries) for item, entries in out.items()}

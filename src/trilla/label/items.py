@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from trilla.data.inputs import input_kind
 from trilla.data.sources import walk
 from trilla.errors import TrillaError
+from trilla.spreadsheet import read_strings
 
 
 def media_of(path: Path) -> str | None:
@@ -27,7 +26,7 @@ def find_items(data: Path) -> list[tuple[Path, str, str | None]]:
         files, _ = walk(data)
         found = [(path.resolve(), media_of(path), path.parent.name if path.parent != data else None) for path in files]
     elif data.suffix.lower() == ".csv" and data.is_file():
-        table = pd.read_csv(data, dtype=str, keep_default_na=False)
+        table = read_strings(data)
         column = next((c for c in ("path", "file") if c in table.columns), None)
         if column is None:
             raise TrillaError(f"{data} needs a path (or file) column")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from trilla.atomic import write_text
 from trilla.errors import TrillaError
-from trilla.label.store import Answer, Base, Item, engine_for
+from trilla.label.store import DATABASE, Answer, Base, Item, engine_for
 
 KINDS = ("classes", "multilabel", "plane")
 PROJECT = "project.json"
@@ -48,7 +48,7 @@ class Project:
         path = self.folder / PROJECT
         if not path.is_file():
             raise TrillaError(f"{self.folder} is not a labelling project: it has no {PROJECT} (make one with trilla label new)")
-        self.spec = json.loads(path.read_text())
+        self.spec = _spec(path)
         self.engine = engine_for(db or self.spec.get("db"), self.folder)
         Base.metadata.create_all(self.engine)
 
@@ -95,6 +95,9 @@ class Project:
             raise TrillaError(f"a project labels {', '.join(KINDS)}, not {kind!r}")
         if (folder / PROJECT).exists():
             raise TrillaError(f"{folder} is already a labelling project; it is kept (choose another folder)")
+        if db is None and (folder / DATABASE).exists():
+            raise TrillaError(f"{folder} holds a {DATABASE} but no {PROJECT}: answers may be in it, so nothing is written there "
+                              f"(choose another folder, or restore {folder / PROJECT})")
         names = [n.strip() for n in names if n.strip()]
         if kind == "plane" and len(names) != 2:
             raise TrillaError(f"the plane has two axes (valence,arousal), not {len(names)}: {names}")
@@ -206,12 +209,16 @@ class Project:
     # --- the whole project -------------------------------------------------------------------------
 
     def answers(self) -> pd.DataFrame:
-        """Every answer ever given, undone ones too: item, path, annotator, value, created, seconds, undone."""
+        """Every answer ever given, undone ones too: item, path, annotator, value (the answer itself, None for
+        a skip), skipped, created, seconds, undone. A skip is its own column because how a DataFrame spells
+        a missing value changes between pandas versions (None in pandas 2, NaN in pandas 3)."""
         with Session(self.engine) as session:
             rows = session.execute(select(Answer, Item.path).join(Item, Item.id == Answer.item_id).order_by(Answer.id)).all()
-        return pd.DataFrame([{"item": a.item_id, "path": path, "annotator": a.annotator, "value": a.value, "created": a.created,
-                              "seconds": a.seconds, "undone": a.undone} for a, path in rows],
-                            columns=["item", "path", "annotator", "value", "created", "seconds", "undone"])
+        columns = ["item", "path", "annotator", "value", "skipped", "created", "seconds", "undone"]
+        frame = pd.DataFrame([{"item": a.item_id, "path": path, "annotator": a.annotator, "skipped": a.value is None, "created": a.created,
+                               "seconds": a.seconds, "undone": a.undone} for a, path in rows], columns=columns)
+        frame["value"] = pd.Series([None if a.value is None else json.loads(a.value) for a, _ in rows], index=frame.index, dtype=object)
+        return frame
 
     def standing(self) -> pd.DataFrame:
         """Per item and annotator, the answer that stands (skips and undone answers left out)."""
@@ -224,6 +231,23 @@ class Project:
             rows = session.execute(select(Item)).scalars().all()
         return pd.DataFrame([{"item": i.id, "path": i.path, "media": i.media, "given": i.given, "guess": i.guess,
                               "confidence": i.confidence} for i in rows])
+
+
+def _spec(path: Path) -> dict:
+    """project.json, checked: a person may have edited it, or a copy may have been cut short."""
+    fix = f"restore {path} from a backup, or make the project anew with trilla label new in another folder"
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise TrillaError(f"{path} is not readable JSON ({err}): {fix}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise TrillaError(f"{path} does not describe a labelling project (it needs a name and a kind): {fix}")
+    if spec.get("kind") not in KINDS:
+        raise TrillaError(f"{path} names the kind {spec.get('kind')!r}; a project labels {', '.join(KINDS)}: {fix}")
+    names = spec.get("axes" if spec["kind"] == "plane" else "classes")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) < 2:
+        raise TrillaError(f"{path} gives no {'axes' if spec['kind'] == 'plane' else 'classes'} for its kind {spec['kind']}: {fix}")
+    return spec
 
 
 def _guesses(run, paths: list[Path]) -> list[tuple[str | None, float | None]]:

@@ -19,6 +19,7 @@ from trilla.evaluation.review import editable
 from trilla.label.export import manifest
 from trilla.label.project import PROJECT, Project
 from trilla.runs import Run
+from trilla.spreadsheet import read_strings
 
 QUEUE = "review.csv"
 PLANE = ["valence", "arousal"]
@@ -71,7 +72,7 @@ def queue_from_project(project: Project) -> tuple[pd.DataFrame, int]:
     spec = project.review
     if spec is None:
         raise TrillaError(f"{project.folder} was not made by trilla review --label, so it holds no review queue")
-    queue = pd.read_csv(project.folder / spec["queue"], keep_default_na=False, dtype=str)
+    queue = read_strings(project.folder / spec["queue"])
     answered = manifest(project)
     said = answered.set_index("path").to_dict("index") if len(answered) else {}
     notes = []

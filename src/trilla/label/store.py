@@ -46,14 +46,41 @@ class Answer(Base):
     undone: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+DATABASE = "labels.db"
+
+
+class StorageError(TrillaError):
+    """The labelling database cannot be read or written: it is not a database, it is damaged, or
+    another program holds it locked. Says which file and what to do."""
+
+
+def storage_error(where: str, err: BaseException) -> StorageError:
+    """What a database error means to the person who owns `where` (a file or a database URL)."""
+    text = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+    if "locked" in text or "busy" in text:
+        fix = "another program holds it locked (a second trilla, a database browser): close that program and try again"
+    elif "not a database" in text or "malformed" in text or "disk image" in text:
+        fix = ("it is not a SQLite database or is damaged: restore it from a backup, or move it away and make the project anew "
+               "with trilla label new")
+    else:
+        fix = "check that it is reachable and writable"
+    return StorageError(f"the labelling database {where} cannot be used ({text}): {fix}")
+
+
 def engine_for(url: str | None, folder: Path) -> Engine:
-    """The project's database: `url` (postgresql://...), or labels.db in its folder."""
-    if url is None:
-        url = f"sqlite:///{Path(folder).resolve() / 'labels.db'}"
+    """The project's database: `url` (postgresql://...), or labels.db in its folder. Every database error
+    an operation meets is raised as a StorageError naming the database."""
+    file = str(Path(folder).resolve() / DATABASE)
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url or f"sqlite:///{file}", pool_pre_ping=True)
     except Exception as err:  # noqa: BLE001 - SQLAlchemy's errors for a bad URL or a missing driver vary
         raise TrillaError(f"cannot open the labelling database {url!r}: {err}") from None
+    where = file if url is None else engine.url.render_as_string(hide_password=True)
+
+    @event.listens_for(engine, "handle_error")
+    def explain(context) -> StorageError:
+        return storage_error(where, context.original_exception)
+
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

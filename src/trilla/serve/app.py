@@ -46,7 +46,9 @@ from trilla.data.store import default_cache_dir
 from trilla.errors import TrillaError
 from trilla.runs import Run
 from trilla.label.project import Project
+from trilla.label.store import StorageError
 from trilla.serve.failure import Failure
+from trilla.serve.hosts import HostCheck
 from trilla.serve.labelling import label_router
 from trilla.serve.pages import Pages, wants_html
 from trilla.serve.quiz import quiz_router
@@ -158,6 +160,7 @@ class Settings:
     torch_threads: int | None = None  # intra-op threads for inference; None: leave torch's own setting
     gil_switch_ms: float = 1.0  # the interpreter's switch interval while serving (Python's own: 5 ms), see the module docstring
     token: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None  # without a token, the Host names answered (addresses always are); None: any
     data_root: Path | None = None
     trainings: bool = True
     urls: bool = True
@@ -230,6 +233,8 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
     _swagger(app)
     pages = Pages(app, settings.token)
     app.add_middleware(UploadLimit, limit=int(settings.max_upload_mb * 2**20))
+    if settings.token is None and settings.allowed_hosts is not None:
+        app.add_middleware(HostCheck, names=tuple(settings.allowed_hosts))
     observe.install(app)  # outermost: a 413 for an upload over the limit is counted too
 
     def meta(name: str) -> ModelMeta:
@@ -245,7 +250,9 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), settings.token.encode()):
-            raise HTTPException(401, "trainings need the server's token: Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
+            what = "labelling answers" if request.url.path.startswith("/label/") else "quiz answers" if request.url.path.startswith("/quiz") else "trainings"
+            raise HTTPException(401, f"{what} need the server's token (the --token it was started with): give it on the page, "
+                                     "or send Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
 
     async def fetched(url: str) -> bytes | ItemError:
         try:
@@ -406,6 +413,10 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
     @app.exception_handler(ItemError)
     async def unreadable(request: Request, error: ItemError):
         return JSONResponse({"message": str(error)}, status_code=400)
+
+    @app.exception_handler(StorageError)
+    async def storage(request: Request, error: StorageError):
+        return JSONResponse({"message": str(error)}, status_code=503, headers={"Retry-After": "5"})
 
     return app
 

@@ -61,7 +61,7 @@ class Stats(BaseModel):
 def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
     """Routes for these projects; `guard` is the dependency state-changing requests pass (token and
     CSRF), `render(template, **values)` the page renderer."""
-    router = APIRouter(prefix="/label", tags=["label"], responses=failures(401, 403, 404, 422))
+    router = APIRouter(prefix="/label", tags=["label"], responses=failures(401, 403, 404, 422, 503))
 
     def project_of(name: str) -> Project:
         if name not in projects:
