@@ -20,11 +20,11 @@ def main(config_path: str, tasks_path: str) -> int:
     regions = 0
     for task in tasks:
         if not interface.validate_task({"data": task["data"]}):  # the SDK's validate_task fails on tasks with annotations
-            errors.append(f"task {task['id']}: its data has no value for the config's object tag")
+            errors.append(f"task {task.get('id')}: its data has no value for the config's object tag")
         for annotation in task.get("annotations", []):
             for region in annotation["result"]:
                 regions += 1
-                errors += [f"task {task['id']}: {e}" for e in interface.validate_region(region, return_errors=True)]
+                errors += [f"task {task.get('id')}: {e}" for e in interface.validate_region(region, return_errors=True)]
     print(json.dumps({"tasks": len(tasks), "regions": regions, "errors": errors}))
     return 1 if errors else 0
 

@@ -16,7 +16,7 @@ from conftest import make_image_folder, make_tone_folder, trilla
 from trilla.errors import TrillaError
 from trilla.label import Project
 from trilla.label.export import agreement, manifest
-from trilla.label.labelstudio import from_labelstudio, labeling_config, to_labelstudio
+from trilla.label.labelstudio import email_of, from_labelstudio, labeling_config, to_labelstudio
 
 
 @pytest.fixture
@@ -101,15 +101,76 @@ def test_label_studio_tasks_round_trip_into_a_new_project(tmp_path, pictures):
     project = Project.create(tmp_path / "p", pictures, "multilabel", ["alpha", "beta"])
     for k, item in enumerate(project.items()["item"]):
         project.answer(item, "ann", ["alpha", "beta"][: k % 3])
-    tasks = to_labelstudio(project)
+    export = to_labelstudio(project)
+    tasks = export["tasks"]
     assert len(tasks) == 6 and tasks[1]["annotations"][0]["result"][0]["value"]["choices"] == ["alpha"]
+    assert export["document_root"] == str(tmp_path) and export["storage"] == str(pictures)
+    assert tasks[0]["data"]["image"] == "/data/local-files/?d=pics/alpha/alpha_000.png"
     assert labeling_config(project, "image").startswith('<View><Image name="item" value="$image"/><Choices')
-    export = tmp_path / "export.json"
-    export.write_text(json.dumps(tasks + [{"id": 99, "data": {"image": "/nowhere.png"}, "annotations": []}]))
+    assert export["users"] == [{"email": "ann@trilla.invalid", "username": "ann", "trilla_annotator": "ann"}]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks + [{"id": 99, "data": {"image": "/nowhere.png"}, "annotations": []}]))
     other = Project.create(tmp_path / "q", pictures, "multilabel", ["alpha", "beta"])
-    added, skipped = from_labelstudio(other, export)
-    assert added == 6 and len(skipped) == 1 and "no such item" in skipped[0]
+    added, skipped = from_labelstudio(other, path, progress=False)
+    assert added == 6 and skipped == ["task 99: no item's file is /nowhere.png"]
     assert other.standing().sort_values("item")["value"].tolist() == project.standing().sort_values("item")["value"].tolist()
+    assert from_labelstudio(other, path, progress=False)[0] == 0  # a second import adds nothing
+
+
+def test_annotators_get_stable_distinct_label_studio_addresses():
+    assert email_of("ann") == "ann@trilla.invalid" and email_of("carla@example.org") == "carla@example.org"
+    assert email_of("Bob Smith") == email_of("Bob Smith") != email_of("bob-smith")
+    assert email_of("<script>") .endswith("@trilla.invalid") and email_of("") .startswith("annotator-")
+
+
+def test_malformed_label_studio_exports_are_left_out_and_listed_never_attached_elsewhere(tmp_path, pictures):
+    project = Project.create(tmp_path / "p", pictures, "classes", ["alpha", "beta"])
+    items = project.items()
+    good = [{"id": 1, "data": {"image": f"/data/local-files/?d=pics/{Path(p).parent.name}/{Path(p).name}", "trilla_item": int(i)},
+             "annotations": [{"completed_by": {"email": "ann@example.org"}, "result": [
+                 {"from_name": "label", "to_name": "item", "type": "choices", "value": {"choices": ["alpha"]}}]}]}
+            for i, p in zip(items["item"][:2], items["path"][:2])]
+    choice = good[0]["annotations"][0]
+    bad = [
+        {"id": 10, "data": "pics/alpha/alpha_000.png", "annotations": [choice]},
+        {"id": 11, "data": {"image": good[0]["data"]["image"]}, "annotations": {"0": choice}},
+        {"id": 12, "data": {"image": good[0]["data"]["image"], "trilla_item": True}, "annotations": [choice]},
+        {"id": 13, "data": {"image": good[0]["data"]["image"], "trilla_item": 1.9}, "annotations": [choice]},
+        {"id": 14, "data": {"image": good[0]["data"]["image"]}, "annotations": [{**choice, "result": "alpha"}]},
+        {"id": 15, "data": {"image": good[1]["data"]["image"], "trilla_item": good[0]["data"]["trilla_item"]}, "annotations": [choice]},
+        {"id": 16, "data": {"image": good[0]["data"]["image"]}, "annotations": [{"result": choice["result"]}]},
+        "a task that is a string",
+        {"id": 18, "data": {"image": "alpha_000.png"}, "annotations": [choice]},  # found by its name: the answer is there already
+    ]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(good + bad))
+    result = trilla("label", "import", tmp_path / "p", export)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "2 answers imported, 8 left out" in result.stdout, result.stdout + result.stderr
+    for reason in ("task 10: not a task with a data object", "task 11: its annotations are not a list", "task 12: its trilla_item True",
+                   "task 13: its trilla_item 1.9", "task 14, ann@example.org: its result is not a list", "task 15: its trilla_item",
+                   "task 16: an annotation without a known annotator", "task #10 of the file: not a task"):
+        assert reason in result.stderr, (reason, result.stderr)
+    standing = project.standing()
+    assert sorted(standing["item"]) == sorted(int(i) for i in items["item"][:2])  # nothing landed on a third item
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"tasks": ')
+    refused = trilla("label", "import", tmp_path / "p", broken, check=False)
+    assert refused.returncode == 2 and "not a readable Label Studio JSON export" in refused.stderr
+
+
+def test_ten_thousand_answers_import_at_once(tmp_path):
+    pictures = make_image_folder(tmp_path / "pics", {"alpha": 100, "beta": 100}, size=8)
+    project = Project.create(tmp_path / "p", pictures, "classes", ["alpha", "beta"])
+    tasks = to_labelstudio(project)["tasks"]
+    for task in tasks:
+        task["annotations"] = [{"completed_by": {"email": f"a{n}@example.org"}, "result": [
+            {"from_name": "label", "to_name": "item", "type": "choices", "value": {"choices": [["alpha", "beta"][n % 2]]}}]} for n in range(50)]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    result = trilla("label", "import", tmp_path / "p", export)
+    assert "10000 answers imported, 0 left out" in result.stdout
+    assert len(project.standing()) == 10000 and project.standing()["annotator"].nunique() == 50
 
 
 LABELSTUDIO = Path(__file__).resolve().parents[1] / ".venv-labelstudio" / "bin" / "python"

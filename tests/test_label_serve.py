@@ -33,7 +33,10 @@ def test_answers_need_the_csrf_header_and_the_token_and_media_come_by_id_only(pr
         nxt = httpx.get(f"{base}/label/shop/api/next", params={"annotator": "ann"}).json()["item"]
         body = {"annotator": "ann", "item": nxt["id"], "value": "alpha", "seconds": 2.5}
         assert httpx.post(f"{base}/label/shop/api/answer", json=body, headers={"Authorization": "Bearer tok"}).status_code == 403
-        assert httpx.post(f"{base}/label/shop/api/answer", json=body, headers={"X-CSRF-Token": csrf}).status_code == 401
+        untokened = httpx.post(f"{base}/label/shop/api/answer", json=body, headers={"X-CSRF-Token": csrf})
+        assert untokened.status_code == 401 and untokened.json()["message"].startswith("labelling answers need the server's token")
+        rebound = httpx.get(f"{base}/label/shop", headers={"Host": "rebind.example", "Accept": "text/html"})
+        assert rebound.status_code == 200  # with a token the answers are guarded anyway: any Host is served
         both = {"X-CSRF-Token": csrf, "Authorization": "Bearer tok"}
         answered = httpx.post(f"{base}/label/shop/api/answer", json=body, headers=both)
         assert answered.status_code == 200 and answered.json()["item"]["position"] == 1
@@ -48,6 +51,22 @@ def test_answers_need_the_csrf_header_and_the_token_and_media_come_by_id_only(pr
         assert httpx.get(f"{base}/label/nothing/api/next", params={"annotator": "x"}).status_code == 404
     [row] = project.answers().itertuples()
     assert (row.annotator, row.value, row.seconds) == ("ann", "alpha", 2.5)
+
+
+def test_without_a_token_only_requests_for_the_servers_own_names_are_answered(project):
+    """A DNS-rebinding page comes under its own name: it cannot read the page (and its CSRF token) or answer."""
+    with serving("--label", project.folder, "-q", "--allow-host", "labels.lan") as (base, _, _):
+        port = base.rsplit(":", 1)[1]
+        page = {"Accept": "text/html"}
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "labels.lan", f"[::1]:{port}", "192.0.2.7"):
+            assert httpx.get(f"{base}/label/shop", headers={**page, "Host": host}).status_code == 200, host
+        for host in (f"rebind.example:{port}", "localhost.rebind.example", "", "[::1"):
+            refused = httpx.get(f"{base}/label/shop", headers={**page, "Host": host})
+            assert refused.status_code == 400 and "own names" in refused.json()["message"], host
+        csrf = csrf_of(base, "shop")
+        body = {"annotator": "ann", "item": int(project.items()["item"].iloc[0]), "value": "alpha"}
+        sneaked = httpx.post(f"{base}/label/shop/api/answer", json=body, headers={"X-CSRF-Token": csrf, "Host": "rebind.example"})
+        assert sneaked.status_code == 400 and project.answers().empty
 
 
 def test_a_killed_server_loses_no_acknowledged_answer(project):

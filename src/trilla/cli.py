@@ -565,11 +565,15 @@ def label_export(
     project: Path = typer.Argument(..., help="the project folder"),
     format_: str = typer.Option("csv", "--format", help="csv (a manifest trilla train reads) or labelstudio (tasks with annotations)"),
     out: Optional[Path] = typer.Option(None, "--out", help="where to write it; default: PROJECT/labels.csv or PROJECT/labelstudio.json"),
+    media_root: Optional[Path] = typer.Option(None, "--media-root", help="labelstudio: Label Studio's local-files document root, a folder "
+                                              "that holds every item; default: the parent of the items' folder"),
     db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
     quiet: bool = QUIET,
 ) -> None:
     """Write what the annotators said: the majority label (or mean point), agreement and history per item."""
     _setup_logging(quiet)
+    import shlex
+
     from trilla.atomic import write_text
     from trilla.label import Project
     from trilla.label.export import write_manifest
@@ -584,13 +588,22 @@ def label_export(
         table, command = write_manifest(opened, target)
         typer.echo(f"{len(table)} items; train on them with: {command}")
     else:
-        tasks = to_labelstudio(opened)
-        write_text(target, json.dumps(tasks, indent=1) + "\n")
+        export = to_labelstudio(opened, media_root)
+        write_text(target, json.dumps(export["tasks"], indent=1) + "\n")
+        users = free_path(target.with_name(f"{target.stem}.users.json"))
+        write_text(users, json.dumps(export["users"], indent=1) + "\n")
         configs = []
         for media in sorted(set(opened.items()["media"])):  # Label Studio needs one labelling config per kind of media
             configs.append(free_path(target.with_name(f"{target.stem}.{media}.xml")))
             write_text(configs[-1], labeling_config(opened, media) + "\n")
-        typer.echo(f"{len(tasks)} Label Studio tasks; the labelling config to paste into Label Studio: {', '.join(map(str, configs))}")
+        root = shlex.quote(export["document_root"])
+        typer.echo(f"{len(export['tasks'])} Label Studio tasks with {sum(len(t['annotations']) for t in export['tasks'])} annotations by "
+                   f"{len(export['users'])} annotators. In Label Studio (docs: Label Studio and trilla in the README):\n"
+                   f"  1. start it with: LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root} label-studio start\n"
+                   f"  2. create the users in {users} (POST /api/users/ with each email and username)\n"
+                   f"  3. create a project with the labelling config in {', '.join(map(str, configs))}\n"
+                   f"  4. add a Local Files source storage on {export['storage']} (do not sync it: the tasks bring the files)\n"
+                   f"  5. import {target}")
     typer.echo(str(target))
 
 
@@ -617,15 +630,25 @@ def label_stats(
 def label_import(
     project: Path = typer.Argument(..., help="the project folder"),
     export: Path = typer.Argument(..., help="a Label Studio JSON export (tasks with annotations)"),
+    users: list[Path] = typer.Option([], "--users", help="Label Studio's users (its /api/users answer saved as JSON), to name the annotators "
+                                     "of an export that gives user ids; PROJECT/labelstudio.users.json is read too"),
     db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
     quiet: bool = QUIET,
 ) -> None:
-    """Read a Label Studio export's annotations into the project as answers (by annotator)."""
+    """Read a Label Studio export's annotations into the project as answers (by annotator); importing the
+    same export twice adds nothing."""
     _setup_logging(quiet)
     from trilla.label import Project
     from trilla.label.labelstudio import from_labelstudio
 
-    added, skipped = from_labelstudio(Project(project, db), export)
+    known = []
+    for path in [*users, *[p for p in [project / "labelstudio.users.json"] if p.is_file()]]:
+        try:
+            given = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise TrillaError(f"--users {path} is not readable JSON: {err}") from None
+        known += given if isinstance(given, list) else given.get("results", []) if isinstance(given, dict) else []
+    added, skipped = from_labelstudio(Project(project, db), export, known, progress=not quiet)
     for reason in skipped:
         logging.getLogger("trilla").warning("left out: %s", reason)
     typer.echo(f"{added} answers imported, {len(skipped)} left out")

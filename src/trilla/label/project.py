@@ -173,6 +173,14 @@ class Project:
             session.add(Answer(item_id=item_id, annotator=annotator, value=stored, created=time.time(),
                                seconds=max(0.0, min(float(seconds), 86400.0))))
 
+    def answer_many(self, answers: list[tuple[int, str, Any]]) -> None:
+        """Store answers (item, annotator, value) in one transaction: an import of ten thousand takes a
+        second, not the minute one transaction each would."""
+        stored = [(item, annotator, json.dumps(self.check(value))) for item, annotator, value in answers]
+        now = time.time()
+        with Session(self.engine) as session, session.begin():
+            session.add_all(Answer(item_id=item, annotator=annotator, value=value, created=now, seconds=0.0) for item, annotator, value in stored)
+
     def check(self, value: Any) -> Any:
         """The value as stored, or ValueError saying what this project takes."""
         if self.kind == "classes":
