@@ -42,7 +42,8 @@ def site(tmp_path_factory):
     Project.create(root / "shop", tolabel, "classes", ["alpha", "beta"])
     Project.create(root / "feelings", make_tone_folder(root / "tones", {"low": 2, "high": 2}, seconds=(1.5, 1.5)), "plane", ["valence", "arousal"])
     Project.create(root / "evil", tolabel, "classes", [EVIL, "beta"])
-    with serving(run.path, "-q", "--label", root / "shop", "--label", root / "feelings", "--label", root / "evil",
+    Project.create(root / "three", make_image_folder(root / "few", {"alpha": 2, "beta": 1}, size=32, seed=7), "classes", ["alpha", "beta"])
+    with serving(run.path, "-q", "--label", root / "shop", "--label", root / "feelings", "--label", root / "evil", "--label", root / "three",
                  env={"TRILLA_CACHE": str(root / "cache")}) as (base, _, _):
         yield base, run, data, root
 
@@ -63,7 +64,7 @@ def page(browser):
 
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_upload_and_predict_shows_each_files_top1_and_a_gradcam_overlay(site, page):
@@ -74,18 +75,47 @@ def test_upload_and_predict_shows_each_files_top1_and_a_gradcam_overlay(site, pa
     assert page.title() == "predict · trilla" and httpx.get(base + "/").json()["versions"][0]["id"] == "v2"  # a program still gets JSON
     page.set_input_files("#files", [str(f) for f in files])
     page.wait_for_function("document.querySelectorAll('.result .bar-row').length >= 6")
-    cards = page.query_selector_all(".result")  # newest first: the last file's card leads
-    shown = {card.query_selector(".name").inner_text(): card.query_selector(".bar-row span").inner_text() for card in cards}
-    assert shown == {f.name: label for f, label in zip(files, expected)}
+    cards = page.query_selector_all(".result")  # in the order the files were chosen
+    assert [card.query_selector(".name").inner_text() for card in cards] == [f.name for f in files]
+    assert [card.query_selector(".bar-row span").inner_text() for card in cards] == expected
+    assert not any(card.query_selector(".heat").is_visible() for card in cards)  # no broken overlay before it is asked for
+    assert all(card.query_selector(".thumb").is_visible() for card in cards)
     cards[0].query_selector(".cam").click()
     page.wait_for_function("(() => { const i = document.querySelector('.result .heat'); return i && !i.hidden && i.naturalWidth > 0; })()")
     shot(page, "predict")
 
 
+def test_large_photos_get_one_request_each_and_a_sound_for_a_picture_model_is_refused_on_the_page(site, page, tmp_path):
+    """Five 4.8 MB photos chosen at once exceed the 20 MB upload limit together, not one by one."""
+    import numpy as np
+    from PIL import Image
+
+    base, run, _, _ = site
+    rng = np.random.default_rng(0)
+    photos = []
+    for n in range(5):
+        photos.append(tmp_path / f"photo_{n}.png")
+        Image.fromarray(rng.integers(0, 256, (1270, 1270, 3), dtype=np.uint8)).save(photos[-1], compress_level=0)
+    assert all(4.5e6 < p.stat().st_size < 5.1e6 for p in photos) and sum(p.stat().st_size for p in photos) > 20 * 2**20
+    tone = make_tone_folder(tmp_path / "tones", {"low": 1}) / "low"
+    sound = next(tone.iterdir())
+    page.goto(base + "/")
+    sizes = []
+    page.on("request", lambda request: request.url.startswith(base + "/predict") and sizes.append(len(request.post_data_buffer or b"")))
+    page.set_input_files("#files", [str(p) for p in photos] + [str(sound)])
+    page.wait_for_function("document.querySelectorAll('.result').length === 6 && !document.querySelector('.result.waiting')", timeout=60000)
+    assert all(len(card.query_selector_all(".bar-row")) == 2 for card in page.query_selector_all(".result")[:5])
+    cards = page.query_selector_all(".result")
+    assert [c.query_selector(".name").inner_text() for c in cards] == [p.name for p in photos] + [sound.name]
+    assert cards[-1].query_selector(".bars").inner_text() == f"this is a sound; the model {page.input_value('#model')} takes pictures"
+    assert len(sizes) == 5 and max(sizes) < 20 * 2**20  # one request per photo, none for the sound
+
+
 def test_a_five_round_quiz_ends_with_both_scores_and_a_high_score(site, page):
     base, _, _, _ = site
     page.goto(base + "/quiz")
-    page.fill("#player", "Ada")
+    page.fill("#player-name", "Ada")
+    assert page.query_selector("#player-name").bounding_box()["width"] < 400  # a name field, not a banner
     page.fill("#rounds", "5")
     with page.expect_response("**/quiz/api/start") as started:
         page.click("#start")
@@ -94,6 +124,10 @@ def test_a_five_round_quiz_ends_with_both_scores_and_a_high_score(site, page):
         page.wait_for_function(f"document.getElementById('counter').textContent === 'round {n + 1} of 5'")
         page.keyboard.press("1")
         page.wait_for_function("document.getElementById('verdict').textContent.includes('The model said')")
+        verdict = page.query_selector("#verdict")
+        right = verdict.inner_text().startswith("Right")
+        assert verdict.get_attribute("class") == ("right" if right else "wrong")
+        assert verdict.evaluate("e => getComputedStyle(e).color") == ("rgb(27, 122, 58)" if right else "rgb(176, 0, 32)")
         if n == 4:
             shot(page, "quiz")
         page.keyboard.press("Enter")
@@ -101,6 +135,8 @@ def test_a_five_round_quiz_ends_with_both_scores_and_a_high_score(site, page):
     assert final.startswith("You ") and "of 5, the model" in final
     page.wait_for_function("document.querySelectorAll('#scores tr').length >= 1")
     assert page.inner_text("#scores tr td") == "Ada"
+    for part, items in (("#you-missed-part", "#you-missed li"), ("#model-missed-part", "#model-missed li")):
+        assert page.query_selector(part).is_visible() == bool(page.query_selector_all(items)), part  # no heading over an empty list
 
 
 def start_labelling(page, base: str, project: str, annotator: str) -> int:
@@ -175,8 +211,15 @@ def test_a_click_on_the_plane_is_stored_where_it_was_clicked_and_the_sound_plays
     for name, (valence, arousal) in QUADRANT_SIGNS.items():  # each quadrant's name is drawn in its own quadrant
         label = page.query_selector(f"#plane .quadrant:text-is('{name}')").bounding_box()
         assert (label["x"] + label["width"] / 2 - middle[0]) * valence > 0 and (label["y"] + label["height"] / 2 - middle[1]) * arousal < 0, name
+    assert not page.query_selector("#point").is_visible() and page.inner_text("#coords") == "valence –, arousal –"  # no point before a click
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('message').textContent.startsWith('click the plane first')")
     target = (0.3, -0.6)  # valence, arousal; the plane spans -1.1..1.1 on both axes, arousal upwards
     page.mouse.click(box["x"] + (target[0] + 1.1) / 2.2 * box["width"], box["y"] + (1.1 - target[1]) / 2.2 * box["height"])
+    assert page.query_selector("#point").is_visible()
+    shown = [float(part.split()[1]) for part in page.inner_text("#coords").split(", ")]
+    assert shown == pytest.approx(target, abs=0.02)
+    assert page.query_selector("#plane .quadrant").evaluate("e => getComputedStyle(e).fill") == "rgb(68, 68, 68)"  # legible, not light grey
     shot(page, "label_plane")
     page.keyboard.press("Enter")
     page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
@@ -189,6 +232,40 @@ def test_a_click_on_the_plane_is_stored_where_it_was_clicked_and_the_sound_plays
     page.keyboard.press("Enter")  # still "1 of" done afterwards (a second answer to the same item): wait for the page to move on
     page.wait_for_function(f"!document.getElementById('counter').textContent.includes('item {item} ')")
     assert project.show(item, "dee").answer[1] == pytest.approx(stored[1] + 0.04, abs=1e-6)
+
+
+def test_skipped_items_come_back_and_after_the_last_answer_back_and_undo_still_work(site, page):
+    base, _, _, root = site
+    project = Project(root / "three")
+    names = set(Path(p).name for p in project.items()["path"])
+    first = start_labelling(page, base, "three", "fay")
+    assert page.inner_text("#filename") in names and page.query_selector("#picture").bounding_box()["width"] >= 400
+    page.keyboard.press("s")
+    for n in (1, 2):
+        page.wait_for_function(f"document.getElementById('counter').textContent.startsWith('{n} of')")
+        page.keyboard.press("1")
+    page.wait_for_selector("#done", state="visible")
+    assert "1 item you skipped is still without your answer" in page.inner_text("#done-text")
+    assert page.query_selector("#back").is_visible() and page.query_selector("#undo").is_visible()
+    assert page.inner_text("#stats").startswith("2 of 3 items answered by 1 annotator")  # one annotator, not "1 annotators"
+    page.keyboard.press("u")  # the last answer is taken back, and its item shown again
+    page.wait_for_selector("#work", state="visible")
+    last = shown_item(page)
+    assert project.show(last, "fay").answer is None
+    page.keyboard.press("2")
+    page.wait_for_selector("#done", state="visible")
+    page.keyboard.press("b")
+    page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {last} ')")
+    assert 'your answer: "beta"' in page.inner_text("#counter")
+    page.keyboard.press("2")  # the same answer again: back to the end
+    page.wait_for_selector("#done", state="visible")
+    page.keyboard.press("Enter")  # go over the skipped item
+    page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {first} ')")
+    assert "you skipped it" in page.inner_text("#counter")
+    page.keyboard.press("1")
+    page.wait_for_selector("#done", state="visible")
+    assert page.inner_text("#done-text") == "Every item has your answer. Thank you." and not page.query_selector("#revisit").is_visible()
+    assert project.show(first, "fay").answer == "alpha"
 
 
 def test_names_from_users_and_files_are_shown_as_text_never_run(site, page, tmp_path):

@@ -534,6 +534,8 @@ def label_new(
 ) -> None:
     """Make a labelling project over a folder or CSV of pictures or sounds."""
     _setup_logging(quiet)
+    import shlex
+
     from trilla.label import Project
     from trilla.runs import Run
 
@@ -542,7 +544,8 @@ def label_new(
         raise TrillaError("say what is labelled with exactly one of --classes, --multilabel or --plane")
     kind, names = given[0]
     made = Project.create(project, data, kind, _names(names), db, None if run is None else Run(run))
-    typer.echo(f"{len(made.items())} items to label ({kind}: {', '.join(made.classes or made.axes)}); serve it with: trilla label serve {project}")
+    typer.echo(f"{len(made.items())} items to label ({kind}: {', '.join(made.classes or made.axes)}); "
+               f"serve it with: {shlex.join(['trilla', 'label', 'serve', str(project)])}")
 
 
 @label_app.command("serve")

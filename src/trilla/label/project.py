@@ -40,6 +40,8 @@ class Shown:
     total: int
     answer: Any = None  # this annotator's current answer to it
     given: str | None = None  # the label under review (only in a review project)
+    name: str = ""  # the file's name, so the annotator can say which item they mean
+    skipped: bool = False  # this annotator's standing answer to it is a skip
 
 
 class Project:
@@ -149,11 +151,17 @@ class Project:
             total = session.scalar(select(func.count()).select_from(Item))
         answer = mine.get(item_id)
         return Shown(item.id, item.media, len(mine), total, None if answer is None or answer.value is None else json.loads(answer.value),
-                     item.given if self.review is not None else None)
+                     item.given if self.review is not None else None, Path(item.path).name, answer is not None and answer.value is None)
 
-    def next_item(self, annotator: str) -> Shown | None:
+    def skipped(self, annotator: str) -> list[int]:
+        """The items whose standing answer by this annotator is a skip, the one skipped longest ago first."""
+        with Session(self.engine) as session:
+            return [a.item_id for a in sorted(self._current(session, annotator), key=lambda a: a.id) if a.value is None]
+
+    def next_item(self, annotator: str, revisit: bool = False) -> Shown | None:
         """The item this annotator has not seen with the fewest annotators so far (with a run or a review:
-        the one the models are least sure of); None when they have seen every item."""
+        the one the models are least sure of); None when they have seen every item. With `revisit`, once
+        every item is seen, the one they skipped longest ago: skipped items come back when asked for."""
         with Session(self.engine) as session:
             standing = self._current(session)
             seen = {a.item_id for a in standing if a.annotator == annotator}
@@ -163,7 +171,10 @@ class Project:
                     counts[a.item_id] = counts.get(a.item_id, 0) + 1
             items = session.execute(select(Item.id, Item.confidence)).all()
         left = [((c if c is not None else 2.0) if self.guided else 0.0, counts.get(i, 0), i) for i, c in items if i not in seen]
-        return self.show(min(left)[2], annotator) if left else None
+        if left:
+            return self.show(min(left)[2], annotator)
+        again = self.skipped(annotator) if revisit else []
+        return self.show(again[0], annotator) if again else None
 
     def answer(self, item_id: int, annotator: str, value: Any, seconds: float = 0.0) -> None:
         """Store one answer (None: skipped) in its own transaction."""

@@ -273,7 +273,7 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
     def versions(request: Request):
         if wants_html(request):
             return pages.render("predict.html", request, models=[(name, served[name].meta) for name in served],
-                                urls=settings.urls, projects=[p.name for p in projects])
+                                urls=settings.urls, projects=[p.name for p in projects], max_upload=int(settings.max_upload_mb * 2**20))
         return Versions(versions=[version()], links=[Link(rel="help", type="text/html", href="/api"),
                                                      Link(rel="describedby", href="/swagger.json")])
 

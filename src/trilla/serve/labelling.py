@@ -29,10 +29,13 @@ class ItemView(BaseModel):
     total: int
     answer: Any = Field(None, description="this annotator's current answer to it")
     given: str | None = Field(None, description="the label under review (review projects only)")
+    name: str = Field("", description="the file's name")
+    skipped: bool = Field(False, description="this annotator's standing answer to it is a skip")
 
 
 class Next(BaseModel):
-    item: ItemView | None = Field(description="null when this annotator has seen every item")
+    item: ItemView | None = Field(description="null when this annotator has seen every item (or, revisiting, every skipped one)")
+    skipped: int = Field(0, description="items this annotator has skipped and not answered since")
 
 
 class Posted(BaseModel):
@@ -40,6 +43,7 @@ class Posted(BaseModel):
     item: int | None = None
     value: Any = None
     seconds: float = Field(0.0, ge=0, le=86400)
+    revisit: bool = Field(False, description="the next item may be one this annotator skipped (once every item is seen)")
 
 
 class ProjectView(BaseModel):
@@ -68,11 +72,13 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
             raise HTTPException(404, f"no labelling project {name!r}")
         return projects[name]
 
-    def view(name: str, shown: Shown | None) -> Next:
+    def view(name: str, shown: Shown | None, annotator: str) -> Next:
+        skipped = len(project_of(name).skipped(annotator))
         if shown is None:
-            return Next(item=None)
+            return Next(item=None, skipped=skipped)
         return Next(item=ItemView(id=shown.id, media=shown.media, url=f"/label/{name}/media/{shown.id}", position=shown.position,
-                                  total=shown.total, answer=shown.answer, given=shown.given))
+                                  total=shown.total, answer=shown.answer, given=shown.given, name=shown.name, skipped=shown.skipped),
+                    skipped=skipped)
 
     @router.get("/{name}", response_class=HTMLResponse, include_in_schema=False)
     def page(name: str, request: Request):
@@ -86,14 +92,15 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
                            quadrants={k: list(v) for k, v in QUADRANT_SIGNS.items()}, guesses=project.guided)
 
     @router.get("/{name}/api/next", response_model=Next)
-    def next_item(name: str, annotator: str = Query(..., min_length=1, max_length=200)) -> Next:
-        return view(name, project_of(name).next_item(annotator))
+    def next_item(name: str, annotator: str = Query(..., min_length=1, max_length=200),
+                  revisit: bool = Query(False, description="once every item is seen, the one skipped longest ago")) -> Next:
+        return view(name, project_of(name).next_item(annotator, revisit), annotator)
 
     @router.get("/{name}/api/item/{item}", response_model=Next)
     def one(name: str, item: int, annotator: str = Query(..., min_length=1, max_length=200)) -> Next:
         project = project_of(name)
         try:
-            return view(name, project.show(item, annotator))
+            return view(name, project.show(item, annotator), annotator)
         except KeyError:
             raise HTTPException(404, f"no item {item} in {name}") from None
 
@@ -101,7 +108,7 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
     def back(name: str, annotator: str = Query(..., min_length=1, max_length=200), before: int | None = None) -> Next:
         project = project_of(name)
         found = project.previous(annotator, before)
-        return view(name, None if found is None else project.show(found, annotator))
+        return view(name, None if found is None else project.show(found, annotator), annotator)
 
     def record(name: str, posted: Posted, value: Any) -> Next:
         """Store `value` (None: a skip) for the posted item; the annotator's next item."""
@@ -114,7 +121,7 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
             raise HTTPException(404, f"no item {posted.item} in {name}") from None
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        return view(name, project.next_item(posted.annotator))
+        return view(name, project.next_item(posted.annotator, posted.revisit), posted.annotator)
 
     @router.post("/{name}/api/answer", response_model=Next, dependencies=[Depends(guard)])
     def answer(name: str, posted: Posted) -> Next:
@@ -128,7 +135,7 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
     def undo(name: str, posted: Posted) -> Next:
         project = project_of(name)
         found = project.undo(posted.annotator)
-        return view(name, None if found is None else project.show(found, posted.annotator))
+        return view(name, None if found is None else project.show(found, posted.annotator), posted.annotator)
 
     @router.get("/{name}/api/guess/{item}")
     def guess(name: str, item: int) -> dict[str, Any]:

@@ -6,8 +6,9 @@
   const api = (path) => `/label/${encodeURIComponent(project)}/api/${path}`;
   const $ = (id) => document.getElementById(id);
   const picture = $("picture"), sound = $("sound"), player = $("player"), wave = $("wave");
+  const axes = JSON.parse(root.dataset.axes);
   let annotator = localStorage.getItem("trilla-annotator") || "";
-  let item = null, shownAt = 0, point = null, chosen = new Set();
+  let item = null, shownAt = 0, point = null, chosen = new Set(), started = false, revisiting = false, skippedLeft = 0;
   $("annotator").value = annotator;
 
   function say(text) { trilla.text($("message"), text); }
@@ -21,41 +22,35 @@
     }
     const dot = $("point");
     if (dot) {
-      dot.hidden = point === null;
+      dot.toggleAttribute("hidden", point === null);  // an SVG element has no hidden property: the attribute it is
       if (point) { dot.setAttribute("cx", point[0]); dot.setAttribute("cy", -point[1]); }
+      trilla.text($("coords"), point ? `${axes[0]} ${point[0].toFixed(2)}, ${axes[1]} ${point[1].toFixed(2)}` : `${axes[0]} –, ${axes[1]} –`);
     }
   }
 
-  async function drawWave(url) {
-    const context = wave.getContext("2d");
-    context.clearRect(0, 0, wave.width, wave.height);
-    try {
-      const data = await (await fetch(url)).arrayBuffer();
-      const decoded = await new OfflineAudioContext(1, 1, 44100).decodeAudioData(data);
-      const samples = decoded.getChannelData(0), step = Math.max(1, Math.floor(samples.length / wave.width));
-      context.fillStyle = "#2a6f97";
-      for (let x = 0; x < wave.width; x++) {
-        let peak = 0;
-        for (let i = x * step; i < Math.min(samples.length, (x + 1) * step); i++) peak = Math.max(peak, Math.abs(samples[i]));
-        const h = Math.max(1, peak * wave.height);
-        context.fillRect(x, (wave.height - h) / 2, 1, h);
-      }
-    } catch (err) { say("no waveform: " + err.message); }
+  function finished(skipped) {
+    item = null; skippedLeft = skipped;
+    $("work").hidden = true; $("done").hidden = false;
+    player.pause();
+    trilla.text($("done-text"), skipped
+      ? `Every item has been shown to you; ${trilla.plural(skipped, "item")} you skipped ${skipped === 1 ? "is" : "are"} still without your answer.`
+      : "Every item has your answer. Thank you.");
+    $("revisit").hidden = !skipped;
+    if (skipped) $("revisit").focus();
   }
 
   function show(next) {
-    item = next.item;
     trilla.text($("guessed"), "");
-    if (!item) {
-      $("work").hidden = true; $("done").hidden = false;
-      player.pause();
-      return stats();
-    }
+    $("moves").hidden = false;
+    if (!next.item) { finished(next.skipped); return stats(); }
+    item = next.item;
     $("work").hidden = false; $("done").hidden = true;
     shownAt = performance.now();
     point = kind === "plane" && Array.isArray(item.answer) ? item.answer.slice() : null;
     chosen = new Set(kind === "multilabel" && Array.isArray(item.answer) ? item.answer : []);
-    trilla.text($("counter"), `${item.position} of ${item.total} done · item ${item.id}` + (item.answer !== null ? " · your answer: " + JSON.stringify(item.answer) : ""));
+    const mine = item.skipped ? " · you skipped it" : item.answer !== null ? " · your answer: " + JSON.stringify(item.answer) : "";
+    trilla.text($("counter"), `${item.position} of ${item.total} done · item ${item.id}` + mine);
+    trilla.text($("filename"), item.name);
     if ($("given")) trilla.text($("given"), item.given || "none");
     $("bar").style.width = `${(100 * item.position) / Math.max(1, item.total)}%`;
     const audio = item.media === "audio";
@@ -63,9 +58,10 @@
     if (audio) {
       player.src = item.url;
       player.play().catch(() => say("press R (or the play button) to listen"));
-      drawWave(item.url);
+      trilla.drawWave(wave, item.url).catch((err) => say("no waveform: " + err.message));
     } else {
       player.pause();
+      picture.alt = item.name;
       picture.src = item.url;
     }
     mark();
@@ -76,9 +72,10 @@
     try { show(await promise); say(""); } catch (err) { say(err.message); }
   }
   const seconds = () => (performance.now() - shownAt) / 1000;
-  const send = (value) => item && run(trilla.post(api("answer"), {annotator, item: item.id, value, seconds: seconds()}));
+  const send = (value) => item && run(trilla.post(api("answer"), {annotator, item: item.id, value, seconds: seconds(), revisit: revisiting}));
   const confirm = () => {
-    if (kind === "plane") { if (point) send([point[0], point[1]]); else say("click the plane first"); }
+    if (!item) { if (skippedLeft) $("revisit").click(); return; }
+    if (kind === "plane") { if (point) send([point[0], point[1]]); else say("click the plane first (or move the point with the arrow keys)"); }
     else if (kind === "multilabel") send([...chosen]);
   };
 
@@ -86,7 +83,7 @@
     try {
       const s = await trilla.get(api("stats"));
       const alpha = s.agreement.alpha;
-      trilla.text($("stats"), `${s.answered} of ${s.items} items answered by ${s.annotators.length} annotators` +
+      trilla.text($("stats"), `${s.answered} of ${s.items} items answered by ${trilla.plural(s.annotators.length, "annotator")}` +
         (alpha === null || alpha === undefined ? "" : ` · Krippendorff's alpha ${alpha.toFixed(2)}`));
     } catch (err) { /* stats are a courtesy */ }
   }
@@ -96,6 +93,7 @@
     if (!annotator) return say("type your name first");
     localStorage.setItem("trilla-annotator", annotator);
     $("annotator").blur();  // the keys answer from now on, not type into the name
+    started = true; revisiting = false;
     run(trilla.get(api("next") + "?annotator=" + encodeURIComponent(annotator)));
   }
   $("start").addEventListener("click", begin);
@@ -108,9 +106,13 @@
     });
   }
   if ($("confirm")) $("confirm").addEventListener("click", confirm);
-  $("skip").addEventListener("click", () => item && run(trilla.post(api("skip"), {annotator, item: item.id, seconds: seconds()})));
+  $("skip").addEventListener("click", () => item && run(trilla.post(api("skip"), {annotator, item: item.id, seconds: seconds(), revisit: revisiting})));
   $("back").addEventListener("click", () => run(trilla.get(api("back") + `?annotator=${encodeURIComponent(annotator)}` + (item ? `&before=${item.id}` : ""))));
   $("undo").addEventListener("click", () => run(trilla.post(api("undo"), {annotator})));
+  $("revisit").addEventListener("click", () => {
+    revisiting = true;
+    run(trilla.get(api("next") + `?annotator=${encodeURIComponent(annotator)}&revisit=true`));
+  });
   $("replay").addEventListener("click", () => { player.currentTime = 0; player.play(); });
   if ($("guess")) $("guess").addEventListener("click", async () => {
     if (!item) return;
@@ -120,9 +122,7 @@
       : g.predictions[0].votes !== undefined ? "the models' votes: " + g.predictions.map(votes).join(", ")
       : "model: " + g.predictions.map(share).join(", "));
   });
-  wave.addEventListener("click", (e) => {
-    if (player.duration) { player.currentTime = (e.offsetX / wave.clientWidth) * player.duration; player.play(); }
-  });
+  trilla.seekOnClick(wave, player);
 
   const plane = $("plane");
   if (plane) {
@@ -135,15 +135,17 @@
   }
 
   document.addEventListener("keydown", (e) => {
-    if (!item || e.target.tagName === "INPUT") return;
+    if (!started || e.target.tagName === "INPUT") return;
     const key = e.key;
+    if (key === "b" || key === "B") return $("back").click();
+    if (key === "u" || key === "U" || (key === "z" && (e.ctrlKey || e.metaKey))) return $("undo").click();
+    if (key === "Enter") { e.preventDefault(); return confirm(); }
+    if (!item) return;
     if (/^[1-9]$/.test(key) && kind !== "plane") {
       const button = document.querySelectorAll(".choice")[Number(key) - 1];
       if (button) button.click();
-    } else if (key === "Enter") { e.preventDefault(); confirm(); }
+    }
     else if (key === "s" || key === "S") $("skip").click();
-    else if (key === "b" || key === "B") $("back").click();
-    else if (key === "u" || key === "U" || (key === "z" && (e.ctrlKey || e.metaKey))) $("undo").click();
     else if ((key === "r" || key === "R" || key === " ") && item.media === "audio") { e.preventDefault(); $("replay").click(); }
     else if ((key === "g" || key === "G") && $("guess")) $("guess").click();
     else if (kind === "plane" && key.startsWith("Arrow")) {
