@@ -44,6 +44,75 @@ def make_image_folder(root: Path, counts: dict[str, int], size: int = 24, mode: 
     return root
 
 
+def instrument_picture(rng: np.random.Generator, kind: str, size: int = 128) -> Image.Image:
+    """A drawn acoustic guitar (wooden body, round sound hole, six strings) or electric bass (coloured body,
+    long neck, four strings, pickups), turned a little: pictures a person recognises in a screenshot."""
+    from PIL import ImageDraw
+
+    background = tuple(int(v) for v in rng.integers(215, 250, size=3))
+    image = Image.new("RGB", (128, 128), background)
+    draw = ImageDraw.Draw(image)
+    guitar = kind == "guitar"
+    body = tuple(int(v) for v in (rng.integers(150, 215), rng.integers(90, 140), rng.integers(30, 70))) if guitar else \
+        tuple(int(v) for v in rng.integers(20, 200, size=3))
+    neck_top, strings = (18, 6) if guitar else (4, 4)
+    low, up = ((64, 94, 30, 24), (64, 64, 22, 18)) if guitar else ((64, 104, 24, 18), (62, 84, 17, 14))
+    for x, y, rx, ry in (low, up):
+        draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=body, outline=(40, 30, 20), width=2)
+    draw.rectangle((60, neck_top, 68, 84 if guitar else 96), fill=(110, 70, 40))
+    draw.rectangle((57, neck_top - 14, 71, neck_top), fill=(70, 45, 25))
+    for k in range(strings // 2):
+        for side in (-1, 1):
+            draw.ellipse((64 + side * 10 - 2, neck_top - 12 + 5 * k - 2, 64 + side * 10 + 2, neck_top - 12 + 5 * k + 2), fill=(200, 200, 200))
+    if guitar:
+        draw.ellipse((55, 70, 73, 88), fill=(25, 15, 10))
+    else:
+        draw.rectangle((56, 88, 72, 93), fill=(20, 20, 20))
+        draw.rectangle((56, 100, 72, 105), fill=(20, 20, 20))
+    for k in range(strings):
+        x = 61 + k * 6 / max(1, strings - 1)
+        draw.line((x, neck_top, x, 112 if guitar else 116), fill=(235, 235, 225), width=1)
+    turned = image.rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC, fillcolor=background,
+                          translate=tuple(int(v) for v in rng.integers(-8, 9, size=2)))
+    return turned.resize((size, size), Image.LANCZOS) if size != 128 else turned
+
+
+def make_instrument_folder(root: Path, counts: dict[str, int], size: int = 128, seed: int = 0) -> Path:
+    """guitar/<n>.png and bass/<n>.png drawn by `instrument_picture`."""
+    rng = np.random.default_rng(seed)
+    for kind, count in counts.items():
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            instrument_picture(rng, kind, size).save(root / kind / f"{kind}_{i:03d}.png")
+    return root
+
+
+def melody_clip(mood: str, sr: int, seed: int = 0) -> np.ndarray:
+    """Four plucked notes: a major arpeggio going up ('happy') or a minor one going down ('sad'), so the
+    waveform shows four attacks and the ear hears a tune."""
+    rng = np.random.default_rng(seed)
+    root = 220.0 * 2 ** (rng.integers(0, 5) / 12)
+    steps = [0, 4, 7, 12] if mood == "happy" else [12, 7, 3, 0]
+    notes = []
+    for step in steps:
+        t = np.arange(int(0.35 * sr)) / sr
+        tone = sum(np.sin(2 * np.pi * root * 2 ** (step / 12) * h * t) / h for h in (1, 2, 3))
+        notes.append(tone * np.exp(-5 * t))
+    clip = np.concatenate(notes)
+    return (0.3 * clip + 0.005 * rng.standard_normal(len(clip))).astype(np.float32)
+
+
+def make_melody_folder(root: Path, counts: dict[str, int], sr: int = 16000) -> Path:
+    """happy/<n>.wav and sad/<n>.wav drawn by `melody_clip`."""
+    import soundfile as sf
+
+    for mood, count in counts.items():
+        (root / mood).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            sf.write(root / mood / f"{mood}_{i:03d}.wav", melody_clip(mood, sr, seed=i), sr)
+    return root
+
+
 TRILLA = [sys.executable, "-m", "trilla"]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import make_image_folder, make_tone_folder, serving, trilla
+from conftest import make_image_folder, make_instrument_folder, make_melody_folder, make_tone_folder, serving, trilla
 from trilla import load_config, train
 from trilla.data.affect import QUADRANT_SIGNS
 from trilla.label import Project
@@ -36,11 +36,11 @@ def browser():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("pages")
-    data = make_image_folder(root / "shapes", {"alpha": 16, "beta": 16}, size=32)
+    data = make_instrument_folder(root / "instruments", {"guitar": 16, "bass": 16})
     run = train(load_config(data=data, overrides=["data.image_size=32", "train.epochs=6", "train.progress=false", f"run.dir={root / 'runs'}"]))
-    tolabel = make_image_folder(root / "tolabel", {"alpha": 6, "beta": 6}, size=32, seed=5)
-    Project.create(root / "shop", tolabel, "classes", ["alpha", "beta"])
-    Project.create(root / "feelings", make_tone_folder(root / "tones", {"low": 2, "high": 2}, seconds=(1.5, 1.5)), "plane", ["valence", "arousal"])
+    tolabel = make_instrument_folder(root / "tolabel", {"guitar": 6, "bass": 6}, seed=5)
+    Project.create(root / "shop", tolabel, "classes", ["guitar", "bass"])
+    Project.create(root / "feelings", make_melody_folder(root / "tunes", {"happy": 2, "sad": 2}), "plane", ["valence", "arousal"])
     Project.create(root / "evil", tolabel, "classes", [EVIL, "beta"])
     Project.create(root / "three", make_image_folder(root / "few", {"alpha": 2, "beta": 1}, size=32, seed=7), "classes", ["alpha", "beta"])
     with serving(run.path, "-q", "--label", root / "shop", "--label", root / "feelings", "--label", root / "evil", "--label", root / "three",
@@ -69,7 +69,7 @@ def shot(page, name: str) -> None:
 
 def test_upload_and_predict_shows_each_files_top1_and_a_gradcam_overlay(site, page):
     base, run, data, _ = site
-    files = [data / "alpha" / "alpha_003.png", data / "beta" / "beta_004.png", data / "beta" / "beta_011.png"]
+    files = [data / "guitar" / "guitar_003.png", data / "bass" / "bass_004.png", data / "bass" / "bass_011.png"]
     expected = [r["predictions"][0]["label"] for r in run.predict(files, top_k=2)]
     page.goto(base + "/")
     assert page.title() == "predict · trilla" and httpx.get(base + "/").json()["versions"][0]["id"] == "v2"  # a program still gets JSON
@@ -181,24 +181,24 @@ def test_two_annotators_label_twelve_pictures_with_the_keyboard_and_the_export_t
     assert str(root / "shop.csv") in exported.stdout and (table["annotators"] == 2).all() and (table["agreement"] == 1).all()
     trained = trilla("train", "--data", root / "shop.csv", "--set", "train.epochs=1", "--set", "data.image_size=16",
                      "--set", f"run.dir={root / 'runs2'}", "--set", "train.progress=false", "-q")
-    assert Run(trained.stdout.strip().splitlines()[-1]).classes == ["alpha", "beta"]
+    assert Run(trained.stdout.strip().splitlines()[-1]).classes == ["bass", "guitar"]
 
 
 def test_undo_restores_the_previous_answer(site, page):
     base, _, _, root = site
     project = Project(root / "shop")
     first = start_labelling(page, base, "shop", "cid")
-    page.keyboard.press("1")  # alpha
+    page.keyboard.press("1")  # guitar
     page.wait_for_function("document.getElementById('counter').textContent.startsWith('1 of')")
-    page.keyboard.press("b")  # back to the first item, answered alpha
+    page.keyboard.press("b")  # back to the first item, answered guitar
     page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {first} ')")
-    page.keyboard.press("2")  # a second thought: beta; the page moves on to another item
+    page.keyboard.press("2")  # a second thought: bass; the page moves on to another item
     page.wait_for_function(f"!document.getElementById('counter').textContent.includes('item {first} ')")
-    assert project.show(first, "cid").answer == "beta"
+    assert project.show(first, "cid").answer == "bass"
     page.keyboard.press("u")
     page.wait_for_function(f"document.getElementById('counter').textContent.includes('item {first} ')")
-    assert 'your answer: "alpha"' in page.inner_text("#counter") and project.show(first, "cid").answer == "alpha"
-    assert page.get_attribute(".choice[data-value='alpha']", "aria-pressed") == "true"
+    assert 'your answer: "guitar"' in page.inner_text("#counter") and project.show(first, "cid").answer == "guitar"
+    assert page.get_attribute(".choice[data-value='guitar']", "aria-pressed") == "true"
 
 
 def test_a_click_on_the_plane_is_stored_where_it_was_clicked_and_the_sound_plays(site, page):
@@ -276,7 +276,7 @@ def test_names_from_users_and_files_are_shown_as_text_never_run(site, page, tmp_
     page.wait_for_selector(".choice")
     assert page.inner_text(".choice") == f"1 {EVIL}"
     strange = tmp_path / "<img src=x onerror=window.pwned=3>.png"
-    strange.write_bytes((site[2] / "alpha" / "alpha_001.png").read_bytes())
+    strange.write_bytes((site[2] / "guitar" / "guitar_001.png").read_bytes())
     page.goto(base + "/")
     page.set_input_files("#files", [str(strange)])
     page.wait_for_selector(".result .bar-row")
@@ -295,7 +295,7 @@ def test_suspected_mislabels_are_relabelled_in_the_browser_and_written_back_with
     files = sorted(data.rglob("*.png"))
     rows = pd.DataFrame({"path": [str(f.relative_to(data)) for f in files], "label": [f.parent.name for f in files]})
     flipped = [0, len(files) - 1]
-    rows.loc[flipped, "label"] = ["beta", "alpha"]
+    rows.loc[flipped, "label"] = ["guitar", "bass"]  # files[0] is a bass, files[-1] a guitar
     rows.to_csv(data / "shapes.csv", index=False)
     trilla("review", run.path, "--data", data / "shapes.csv", "--min-votes", "1", "--label", root / "recheck", "-q")
     project = Project(root / "recheck")
@@ -317,6 +317,6 @@ def test_suspected_mislabels_are_relabelled_in_the_browser_and_written_back_with
     trilla("relabel", "--from-project", root / "recheck", "--apply", "-q")
     fixed = pd.read_csv(data / "shapes.csv", keep_default_na=False)
     assert (fixed["label"] == [f.parent.name for f in files]).all()
-    assert "label: beta -> alpha (project recheck, 1 annotators, agreement 1.00: eve: alpha (" in fixed.loc[0, "label_history"]
+    assert "label: guitar -> bass (project recheck, 1 annotator, agreement 1.00: eve: bass (" in fixed.loc[0, "label_history"]
     assert fixed.loc[1, "label_history"] == ""  # a label the run agreed with has no history
     assert len(list(data.glob("shapes.csv.*.bak"))) == 1

@@ -83,7 +83,7 @@ def queue_from_project(project: Project) -> tuple[pd.DataFrame, int]:
             continue
         for field, column in spec["columns"].items():
             queue.at[at, f"new_{column}"] = str(row[field])
-        notes.append(f"project {project.name}, {row['annotators']} annotators, agreement {row['agreement']:.2f}: "
+        notes.append(f"project {project.name}, {row['annotators']} annotator{'' if row['annotators'] == 1 else 's'}, agreement {row['agreement']:.2f}: "
                      + row["label_history"].replace("; ", ", "))
     queue["relabel_note"] = notes
     return queue, len(queue) - sum(1 for note in notes if note)

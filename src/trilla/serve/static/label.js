@@ -130,6 +130,7 @@
       const at = new DOMPoint(e.clientX, e.clientY).matrixTransform(plane.getScreenCTM().inverse());
       point = [Math.max(-1, Math.min(1, at.x)), Math.max(-1, Math.min(1, -at.y))];
       mark();
+      say("");
       plane.focus();
     });
   }
