@@ -78,15 +78,16 @@ def run_printed(printed: str, cwd: Path) -> Path:
 def test_the_export_trains_with_the_command_it_prints(tmp_path, layout):
     """`label new shop --data photos/`, answer, export: the printed command trains on every answered item,
     whether the pictures sit outside the project folder (absolute paths) or inside it (relative)."""
-    work = tmp_path / "my work"  # a space in a folder name: the printed command quotes it
-    photos = work / ("photos" if layout == "data beside the project" else "shop/photos")
+    work = tmp_path / "work"
+    photos = work / ("photos" if layout == "data beside the project" else "my shop/photos")
     make_image_folder(photos, {"guitar": 6, "bass": 6})
-    trilla("label", "new", "shop", "--data", photos.relative_to(work), "--classes", "guitar,bass", "-q", cwd=work)
-    project = Project(work / "shop")
+    made = trilla("label", "new", "my shop", "--data", photos.relative_to(work), "--classes", "guitar,bass", cwd=work)
+    assert "serve it with: trilla label serve 'my shop'" in made.stdout  # a command that pastes into a shell
+    project = Project(work / "my shop")
     for row in project.items().itertuples():
         project.answer(int(row.item), "ann", row.given)
-    exported = trilla("label", "export", "shop", cwd=work)
-    table = pd.read_csv(work / "shop" / "labels.csv")
+    exported = trilla("label", "export", "my shop", cwd=work)
+    table = pd.read_csv(work / "my shop" / "labels.csv")
     if layout == "data inside the project":
         assert table["path"].str.startswith("photos/").all() and "allow_outside" not in exported.stdout
     else:

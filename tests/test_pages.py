@@ -320,3 +320,24 @@ def test_suspected_mislabels_are_relabelled_in_the_browser_and_written_back_with
     assert "label: guitar -> bass (project recheck, 1 annotator, agreement 1.00: eve: bass (" in fixed.loc[0, "label_history"]
     assert fixed.loc[1, "label_history"] == ""  # a label the run agreed with has no history
     assert len(list(data.glob("shapes.csv.*.bak"))) == 1
+
+
+def test_a_sound_quiz_draws_the_waveform_and_r_plays_it_again(browser, tmp_path):
+    tunes = make_melody_folder(tmp_path / "tunes", {"happy": 10, "sad": 10})
+    run = train(load_config(data=tunes, overrides=["train.epochs=1", "train.progress=false", f"run.dir={tmp_path / 'runs'}"]))
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    with serving(run.path, "-q", env={"TRILLA_CACHE": str(tmp_path / "cache")}) as (base, _, _):
+        page.goto(base + "/quiz")
+        page.fill("#player-name", "Ada")
+        page.fill("#rounds", "2")
+        page.click("#start")
+        page.wait_for_selector("#wave", state="visible")
+        assert not page.query_selector("#picture").is_visible()
+        page.wait_for_function("""(() => { const c = document.getElementById('wave');
+            const pixels = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            for (let i = 3; i < pixels.length; i += 4) if (pixels[i]) return true; return false; })()""")  # the waveform is drawn
+        page.wait_for_function("document.getElementById('player-audio').currentTime > 0.5", timeout=15000)
+        page.keyboard.press("r")
+        assert page.evaluate("document.getElementById('player-audio').currentTime") < 0.5  # R started it over
+    context.close()
