@@ -5,6 +5,7 @@ purpose (error bodies, trilla's extra fields) the README says so, and this test 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -67,6 +68,25 @@ def test_the_same_mistakes_get_the_same_status_codes(both):
         codes = [getattr(httpx, method)(base + path, follow_redirects=False, timeout=60, **kwargs).status_code for base in (ours, theirs)]
         assert codes[0] == codes[1], (method, path, codes)
     assert httpx.get(f"{ours}/v2/models/trilla/predict/", timeout=10).status_code == httpx.get(f"{theirs}/v2/models/trilla/predict/", timeout=10).status_code == 405
+
+
+def test_deepaas_trainings_meet_the_same_guard_as_trilla_serve(both, tmp_path):
+    """A path override through deepaas-run's own train route never trains: the plugin refuses it as
+    trilla serve does (DEEPaaS reports the refusal as the training's error)."""
+    ours, theirs, data = both
+    elsewhere = make_image_folder(tmp_path / "elsewhere", {"x": 6, "y": 6})
+    runs_before = sorted((data.parent / "runs").iterdir())
+    for base in (ours, theirs):
+        answer = httpx.post(f"{base}/v2/models/trilla/train/", params={"overrides": [f"data.path={elsewhere}"]}, timeout=60)
+        if base == ours:
+            assert answer.status_code == 422 and "cannot change a path" in answer.json()["message"]
+            continue
+        key = answer.json()["uuid"]
+        deadline = time.monotonic() + 120
+        while (state := httpx.get(f"{base}/v2/models/trilla/train/{key}", timeout=10).json())["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert state["status"] == "error" and "cannot change a path" in state.get("message", ""), state
+    assert sorted((data.parent / "runs").iterdir()) == runs_before  # no run was made on the other folder
 
 
 def test_a_training_answers_with_deepaas_keys_and_more(both):

@@ -58,6 +58,15 @@ def test_training_routes_need_the_token_and_refuse_paths_outside_the_data_root(a
         ({"overrides": ["data.class_list=/etc/passwd"]}, "cannot change a path"),
         ({"overrides": ["train.epoch=3"]}, "epochs"),  # the config's own did-you-mean
         ({"epochs": 0}, "greater than or equal to 1"),
+        ({"overrides": [f"data.path={api[2] / 'private' / 'secret'}"]}, "data.path: a training over HTTP cannot change a path"),
+        ({"overrides": [f"data={{path: {api[2] / 'private' / 'secret'}}}"]}, "cannot change a path"),
+        ({"data": "shapes", "overrides": ["data.path=/etc"]}, "cannot change a path"),
+        ({"overrides": ["data.allow_outside=true"]}, "data.allow_outside"),
+        ({"overrides": ["model={name: timm, pretrained: /etc/passwd}"]}, "model.pretrained: a training over HTTP cannot change a path"),
+        ({"data": "shapes\x00/x"}, "no NUL character"),
+        ({"data": "a" * 5000}, "at most 1000 characters"),
+        ({"overrides": ["train.epochs=100000"]}, "at most 1000 epochs"),
+        ({"overrides": ["train.min_steps=100000000"]}, "train.min_steps"),
     ]:
         answer = httpx.post(url, headers=AUTH, params=params)
         assert answer.status_code == 422 and reason in answer.json()["message"], (params, answer.text)
@@ -88,10 +97,12 @@ def test_a_finished_training_is_listed_with_progress_and_served_as_a_new_model(a
 
 def test_cancelling_ends_the_subprocess_marks_its_run_and_loses_nothing_else(api):
     base, run, _ = api
-    started = httpx.post(f"{base}/v2/models/shapes/train/", headers=AUTH, params={"epochs": 5000}).json()
+    started = httpx.post(f"{base}/v2/models/shapes/train/", headers=AUTH, params={"epochs": 1000}).json()
     key = started["uuid"]
     until(lambda: httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json()["progress"]["epoch"] >= 1)
     assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # the server answers while it trains
+    second = httpx.post(f"{base}/v2/models/shapes/train/", headers=AUTH, params={"epochs": 1})
+    assert second.status_code == 429 and "--max-trainings 1" in second.json()["message"] and second.headers["retry-after"]
     cancelled = httpx.delete(f"{base}/v2/models/shapes/train/{key}", headers=AUTH, timeout=60).json()
     assert cancelled["status"] == "cancelled"
     child = Run(run.path.parent / cancelled["run"])
@@ -99,6 +110,21 @@ def test_cancelling_ends_the_subprocess_marks_its_run_and_loses_nothing_else(api
     assert Run(run.path).status == "finished"
     assert httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json()["status"] == "cancelled"
     assert cancelled["run"] not in [m["name"] for m in httpx.get(f"{base}/v2/models/").json()["models"]]
+
+
+def test_without_a_data_root_a_training_keeps_the_runs_own_data(api):
+    """The one guard both trilla serve and the DEEPaaS plugin use, on a server started without --data-root."""
+    from trilla.serve.trainings import Refused, guarded
+
+    _, run, root = api
+    config, given = guarded(run, None, 3, ["train.lr=0.01"], None)
+    assert config.data.path == run.config.data.path and config.train.epochs == 3
+    for overrides in (["data.path=/etc"], [f"data.path={root / 'private' / 'secret'}"], [f"data={{path: {root}}}"],
+                      [f"data.test_path={root / 'private'}"], ["data.store=/tmp/elsewhere"]):
+        with pytest.raises(Refused, match="cannot change a path"):
+            guarded(run, None, None, overrides, None)
+    with pytest.raises(Refused, match="takes no data paths"):
+        guarded(run, "shapes", None, [], None)
 
 
 def test_a_run_folder_without_its_config_yet_is_not_read(tmp_path):

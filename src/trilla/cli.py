@@ -464,6 +464,8 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, max=256, help="server processes, each loading the models (trainings need 1)"),
     token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that trainings and labelling answers require"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="trainings over HTTP may read data inside this folder only"),
+    max_trainings: int = typer.Option(1, "--max-trainings", min=1, max=64, help="trainings over HTTP running at once (more: 429)"),
+    max_epochs: int = typer.Option(1000, "--max-epochs", min=1, max=100_000, help="the most epochs a training over HTTP may run"),
     max_batch: int = typer.Option(32, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
     max_wait_ms: float = typer.Option(1.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies (and fetched URLs) are refused with 413"),
@@ -496,7 +498,8 @@ def serve(
     cores = max(1, (os.cpu_count() or 1) // workers)
     options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
                    decode_threads=min(8, cores), torch_threads=threads or max(1, cores - min(8, cores)), gil_switch_ms=gil_switch_ms,
-                   data_root=None if data_root is None else str(data_root), trainings=workers == 1, urls=urls, url_allow=list(url_allow),
+                   data_root=None if data_root is None else str(data_root), trainings=workers == 1,
+                   max_trainings=max_trainings, max_epochs=max_epochs, urls=urls, url_allow=list(url_allow),
                    quiz_data=None if quiz_data is None else str(quiz_data), allowed_hosts=[host, socket.gethostname(), *allow_host])
     projects = [str(path) for path in label]
     level = "warning" if quiet else "info"
@@ -559,7 +562,8 @@ def label_serve(
     quiet: bool = QUIET,
 ) -> None:
     """Serve a labelling project's page at /label/NAME (the same server as trilla serve --label)."""
-    serve(runs=run, label=[project], db=db, quiz_data=None, host=host, port=port, name=[], workers=1, token=token, data_root=None, max_batch=32,
+    serve(runs=run, label=[project], db=db, quiz_data=None, host=host, port=port, name=[], workers=1, token=token, data_root=None,
+          max_trainings=1, max_epochs=1000, max_batch=32,
           max_wait_ms=1.0, max_upload_mb=20.0, threads=0, gil_switch_ms=1.0, urls=True, url_allow=[], allow_host=[], quiet=quiet)
 
 

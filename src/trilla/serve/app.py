@@ -41,6 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from trilla.config import MAX_EPOCHS
 from trilla.data.inputs import ItemError
 from trilla.data.store import default_cache_dir
 from trilla.errors import TrillaError
@@ -54,7 +55,7 @@ from trilla.serve.pages import Pages, wants_html
 from trilla.serve.quiz import quiz_router
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.served import ServedModel
-from trilla.serve.trainings import Refused, Trainings
+from trilla.serve.trainings import Busy, Refused, Trainings
 from trilla.version import __version__
 
 access_log = logging.getLogger("trilla.access")
@@ -163,6 +164,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] | None = None  # without a token, the Host names answered (addresses always are); None: any
     data_root: Path | None = None
     trainings: bool = True
+    max_trainings: int = 1  # trainings over HTTP running at once; more are answered 429
+    max_epochs: int = MAX_EPOCHS  # the most epochs a training over HTTP may run, however asked
     urls: bool = True
     url_allow: tuple[str, ...] = ()
     url_timeout: float = 10.0
@@ -211,7 +214,9 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
 
     for name, run in zip(names, runs):
         add(name, run)
-    trainings = Trainings(settings.data_root)
+    if settings.max_trainings < 1 or not 1 <= settings.max_epochs <= MAX_EPOCHS:
+        raise TrillaError(f"max_trainings must be at least 1 and max_epochs in 1..{MAX_EPOCHS}")
+    trainings = Trainings(settings.data_root, settings.max_trainings, settings.max_epochs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -358,7 +363,7 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
 
     @app.post("/v2/models/{name}/train/", response_model=TrainingState, tags=["train"], dependencies=train_guard,
               summary="Start a training from this model's config (a new run beside it)",
-              responses={401: {"model": Failure}, 404: {"model": Failure}, 422: {"model": Failure}})
+              responses={401: {"model": Failure}, 404: {"model": Failure}, 422: {"model": Failure}, 429: {"model": Failure}})
     def train(name: str,
               data: str | None = Query(None, description="data folder or CSV, relative to the server's --data-root; default: the run's own"),
               epochs: int | None = Query(None, ge=1, le=100000, description="epochs to train"),
@@ -366,6 +371,8 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
         base = known(name).run
         try:
             started = trainings.start(name, base, data, epochs, overrides)
+        except Busy as err:
+            raise HTTPException(429, str(err), headers={"Retry-After": "30"}) from None
         except Refused as err:
             raise HTTPException(422, str(err)) from None
         return TrainingState(**started.describe())

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from trilla.runs import Run
 from trilla.serve.app import label_links
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.served import describe
+from trilla.serve.trainings import Refused, guarded
 from trilla.version import __version__
 
 
@@ -98,16 +100,23 @@ def get_train_args() -> dict[str, Any]:
     from webargs import fields
 
     return {
+        "data": fields.Str(required=False, missing=None, description="data folder or CSV, relative to $TRILLA_DATA_ROOT; default: the run's own"),
         "epochs": fields.Int(required=False, missing=None, description="epochs to train"),
         "overrides": fields.List(fields.Str(), required=False, missing=[], description="config overrides, as trilla train --set"),
     }
 
 
-def train(epochs: int | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A training from the run's config on its own data, beside it; DEEPaaS runs it in a worker process
-    and cancels it by ending that process."""
+def train(data: str | None = None, epochs: int | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A training from the run's config (on its own data, or on `data` inside $TRILLA_DATA_ROOT), beside
+    it, checked as trilla serve checks its trainings (`guarded`); DEEPaaS runs it in a worker process and
+    cancels it by ending that process."""
     run = _run()
-    given = [*(overrides or []), *([f"train.epochs={epochs}"] if epochs else []), f"run.dir={run.path.parent.resolve()}", "train.progress=false"]
+    root = os.environ.get("TRILLA_DATA_ROOT")
+    try:
+        _, checked = guarded(run, data, epochs, list(overrides or []), Path(root) if root else None)
+    except Refused as err:
+        raise _Refusal(422, str(err)) from None
+    given = [*checked, f"run.dir={run.path.parent.resolve()}", "train.progress=false"]
     done = subprocess.run([sys.executable, "-m", "trilla", "train", str(run.path / "config.yaml"), "-q", *(f"--set={item}" for item in given)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -4,7 +4,8 @@ a cancelled or crashed training takes nothing else down.
 A training starts from a served run's config with the client's overrides. The client never names a
 path on the server: data comes from a path relative to the operator's `--data-root` (refused when the
 server has none), checked to stay inside it, and an override that would change any other path of the
-config (run.dir, a weights file, a class list) is refused. The new run goes beside the served one,
+config (data.path itself, run.dir, a weights file, a class list) is refused, whatever form it takes.
+`guarded` is that check, for trilla serve's route and the DEEPaaS plugin alike. The new run goes beside the served one,
 named `<model>-<uuid>`; once it has finished it is served as a model of its own.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trilla import runs
-from trilla.config import Config, load_config
+from trilla.config import MAX_EPOCHS, Config, load_config
 from trilla.errors import TrillaError
 from trilla.runs import Run
 
@@ -93,47 +94,95 @@ class Training:
         return lines[-1] if lines else f"trilla train ended with code {self.process.returncode}"
 
 
+class Busy(Refused):
+    """As many trainings as the server allows are running (answered with 429)."""
+
+
+MAX_TEXT = 1000  # longest data path or override a request may give
+
+
+def guarded(base: Run, data: str | None, epochs: int | None, overrides: list[str], data_root: Path | None,
+            max_epochs: int = MAX_EPOCHS) -> tuple[Config, list[str]]:
+    """The config a training over HTTP (trilla serve's route or the DEEPaaS plugin's) will run, and the
+    command-line overrides that give it; Refused for anything that would leave the data root.
+
+    The check is on the config the overrides resolve to, not on their spelling, so `data.path=...`,
+    `data={path: ...}` and a path under another key all meet it: every path-valued key stays the base
+    run's. New data comes only through `data`, inside `data_root`, and then with `data.allow_outside`
+    off; epochs stay under `max_epochs`."""
+    given = [str(item) for item in overrides]
+    if len(given) > 100 or any(len(item) > MAX_TEXT or "\x00" in item for item in given):
+        raise Refused(f"at most 100 overrides of at most {MAX_TEXT} characters each, with no NUL character")
+    for item in given:
+        key = item.partition("=")[0].strip()
+        if key.split(".")[0] == "run":
+            raise Refused(f"{key}: where runs go is the server's choice")
+    if epochs is not None:
+        given.append(f"train.epochs={epochs}")
+    config = _load(base, given)
+    before, after = _paths(base.config.model_dump()), _paths(config.model_dump())
+    changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+    if changed:
+        raise Refused(f"{', '.join(changed)}: a training over HTTP cannot change a path on the server"
+                      + (" (give data=FOLDER inside the data root instead)" if "data.path" in changed else ""))
+    if data is not None:
+        given += [f"data.path={data_path(data, data_root)}", "data.allow_outside=false"]
+        config = _load(base, given)
+    if config.data.allow_outside and not base.config.data.allow_outside:
+        raise Refused("data.allow_outside: a training over HTTP reads no file outside its data's folder")
+    if config.train.epochs > max_epochs:
+        raise Refused(f"train.epochs {config.train.epochs}: this server trains at most {max_epochs} epochs")
+    if config.train.min_steps != base.config.train.min_steps:
+        raise Refused("train.min_steps: it raises the epochs past what the request says; set train.epochs instead")
+    return config, given
+
+
+def _load(base: Run, given: list[str]) -> Config:
+    try:
+        return load_config(base.path / runs.CONFIG, given)
+    except TrillaError as err:
+        raise Refused(str(err)) from None
+    except (OSError, ValueError) as err:  # a path the file system cannot even look up
+        raise Refused(f"the overrides name a path the server cannot use: {err}") from None
+
+
+def data_path(data: str, data_root: Path | None) -> Path:
+    """`data`, a path relative to the data root, checked to stay inside it."""
+    if data_root is None:
+        raise Refused("this server takes no data paths (start it with --data-root FOLDER to allow data inside FOLDER)")
+    if len(data) > MAX_TEXT or "\x00" in data:
+        raise Refused(f"data: a path of at most {MAX_TEXT} characters with no NUL character")
+    if Path(data).is_absolute():
+        raise Refused(f"data {data!r}: give a path relative to the server's data root")
+    root = Path(data_root).resolve()
+    try:
+        path = (root / data).resolve()
+        exists = path.exists()
+    except (OSError, ValueError) as err:
+        raise Refused(f"data {data[:100]!r} is not a path the server can look up: {err}") from None
+    if path != root and root not in path.parents:
+        raise Refused(f"data {data!r} leads outside the server's data root")
+    if not exists:
+        raise Refused(f"data {data!r} does not exist in the server's data root")
+    return path
+
+
 class Trainings:
-    def __init__(self, data_root: Path | None):
+    def __init__(self, data_root: Path | None, max_running: int = 1, max_epochs: int = MAX_EPOCHS):
         self.data_root = None if data_root is None else Path(data_root).resolve()
+        self.max_running = max_running
+        self.max_epochs = max_epochs
         self.scratch = Path(tempfile.mkdtemp(prefix="trilla-trainings-"))  # the children's logs
         self.items: dict[str, Training] = {}
 
     def resolved(self, base: Run, data: str | None, epochs: int | None, overrides: list[str]) -> tuple[Config, list[str]]:
-        """The config the training will run, and the command-line overrides that give it; Refused for a
-        path outside the data root or an override that changes a path."""
-        given = list(overrides)
-        for item in given:
-            key = item.partition("=")[0].strip()
-            if key.split(".")[0] == "run":
-                raise Refused(f"{key}: where runs go is the server's choice")
-        if epochs is not None:
-            given.append(f"train.epochs={epochs}")
-        if data is not None:
-            given.append(f"data.path={self.data_path(data)}")
-        try:
-            config = load_config(base.path / runs.CONFIG, given)
-        except TrillaError as err:
-            raise Refused(str(err)) from None
-        before, after = _paths(base.config.model_dump()), _paths(config.model_dump())
-        changed = sorted(key for key in set(before) | set(after) if key != "data.path" and before.get(key) != after.get(key))
-        if changed:
-            raise Refused(f"{', '.join(changed)}: a training over HTTP cannot change a path on the server")
-        return config, given
-
-    def data_path(self, data: str) -> Path:
-        if self.data_root is None:
-            raise Refused("this server takes no data paths (start it with --data-root FOLDER to allow data inside FOLDER)")
-        if Path(data).is_absolute():
-            raise Refused(f"data {data!r}: give a path relative to the server's data root")
-        path = (self.data_root / data).resolve()
-        if path != self.data_root and self.data_root not in path.parents:
-            raise Refused(f"data {data!r} leads outside the server's data root")
-        if not path.exists():
-            raise Refused(f"data {data!r} does not exist in the server's data root")
-        return path
+        return guarded(base, data, epochs, overrides, self.data_root, self.max_epochs)
 
     def start(self, model: str, base: Run, data: str | None, epochs: int | None, overrides: list[str]) -> Training:
+        running = sum(1 for training in self.items.values() if training.status == "running")
+        if running >= self.max_running:
+            raise Busy(f"{running} training{'s' if running != 1 else ''} running, as many as this server allows (--max-trainings "
+                       f"{self.max_running}): try again when one has finished")
         _, given = self.resolved(base, data, epochs, overrides)
         key = uuid.uuid4().hex
         run_name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model).strip('-.')[:80] or 'model'}-{key[:8]}"  # glob-safe
@@ -174,6 +223,8 @@ def _paths(dumped: dict, prefix: str = "") -> dict[str, str]:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             found.update(_paths(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            found.update(_paths({str(k): v for k, v in enumerate(value)}, f"{name}."))
         elif isinstance(value, Path):
             found[name] = str(value)
     return found
