@@ -49,6 +49,9 @@ def test_training_routes_need_the_token_and_refuse_paths_outside_the_data_root(a
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
         refused = httpx.post(url, headers=headers)
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", refused.text
+        assert refused.json()["message"].startswith("trainings need the server's token")
+    quiz = httpx.post(f"{base}/quiz/api/start", json={"model": "shapes", "player": "x", "rounds": 1})
+    assert quiz.status_code == 401 and quiz.json()["message"].startswith("the quiz needs the server's token")
     assert httpx.get(url).status_code == 401
     for params, reason in [
         ({"data": "../private/secret"}, "outside the server's data root"),

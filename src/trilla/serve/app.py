@@ -255,8 +255,9 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), settings.token.encode()):
-            what = "labelling answers" if request.url.path.startswith("/label/") else "quiz answers" if request.url.path.startswith("/quiz") else "trainings"
-            raise HTTPException(401, f"{what} need the server's token (the --token it was started with): give it on the page, "
+            path = request.url.path
+            what = "labelling answers need" if path.startswith("/label/") else "the quiz needs" if path.startswith("/quiz") else "trainings need"
+            raise HTTPException(401, f"{what} the server's token (the --token it was started with): give it on the page, "
                                      "or send Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
 
     async def fetched(url: str) -> bytes | ItemError:
