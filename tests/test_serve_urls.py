@@ -4,6 +4,7 @@ the server reach what only it can reach refused before a connection is made."""
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 
@@ -166,3 +167,92 @@ def test_allowed_networks_parse_or_say_why_not():
         Allowed.parse("intranet/8")
     with pytest.raises(ValueError, match="port must be a number"):
         Allowed.parse("10.0.0.1:http")
+
+
+class Dribbler:
+    """A loopback host that sends its response headers one byte every `every` seconds (bounded: it stops
+    after `limit` seconds or when the client hangs up), counting the connections it got."""
+
+    def __init__(self, every: float = 0.5, limit: float = 20.0):
+        import socket
+
+        self.every, self.limit, self.connections = every, limit, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._dribble, args=(connection,), daemon=True).start()
+
+    def _dribble(self, connection):
+        started = time.monotonic()
+        with connection:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Padding: " + b"x" * 1000:
+                if time.monotonic() - started > self.limit:
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(self.every)
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_host_that_dribbles_its_headers_neither_outlives_the_deadline_nor_holds_up_uploads(host):
+    _, _, run = host
+    slow = Dribbler()
+    try:
+        with serving(run.path, "-q", "--url-allow", f"127.0.0.1:{slow.port}", "--url-deadline", "4") as (base, _, _):
+            results: dict[str, object] = {}
+
+            def ask_slow():
+                started = time.monotonic()
+                results["answer"] = ask(base, *[f"http://127.0.0.1:{slow.port}/pic{n}.png" for n in range(4)])
+                results["seconds"] = time.monotonic() - started
+
+            asking = threading.Thread(target=ask_slow)
+            asking.start()
+            deadline = time.monotonic() + 10
+            while slow.connections < 4 and time.monotonic() < deadline:  # every fetch is under way
+                time.sleep(0.05)
+            assert slow.connections == 4
+            for _ in range(3):  # uploads meanwhile answer at once: no decoding thread waits on the slow host
+                started = time.monotonic()
+                upload = httpx.post(f"{base}/v2/models/shapes/predict/", files={"data": ("p.png", Pictures.picture, "image/png")}, timeout=30)
+                assert upload.status_code == 200 and time.monotonic() - started < 1.0, time.monotonic() - started
+            asking.join(30)
+            answer = results["answer"]
+            assert answer.status_code == 400 and "took more than 4 s" in answer.json()["message"], answer.text
+            assert results["seconds"] < 8  # the deadline counts the headers: not the minutes a byte every 0.5 s would take
+    finally:
+        slow.close()
+
+
+@pytest.mark.parametrize("address, carried", [
+    ("2002:a00:1::1", "10.0.0.1"),  # 6to4
+    ("2002:7f00:1::", "127.0.0.1"),
+    ("64:ff9b::a9fe:a9fe", "169.254.169.254"),  # NAT64: the cloud metadata address
+    ("64:ff9b::c0a8:101", "192.168.1.1"),
+    ("::10.1.2.3", "10.1.2.3"),  # IPv4-compatible
+    ("::ffff:172.16.0.1", "172.16.0.1"),  # IPv4-mapped
+])
+def test_ipv6_addresses_that_carry_a_private_ipv4_one_are_refused(address, carried):
+    """The check only: nothing is sent (the resolver is the test's)."""
+    fetcher = Fetcher(allowed=(), resolve=lambda name, _: [address])
+    with pytest.raises(ItemError, match=rf"refused to fetch images\.test: .*\({re.escape(carried)}\) inside an? "):
+        fetcher.check("http://images.test/x.png")
+
+
+def test_teredo_is_refused_and_public_ipv4_inside_ipv6_is_not():
+    with pytest.raises(ItemError, match="Teredo"):
+        Fetcher(allowed=(), resolve=lambda name, _: ["2001:0:4136:e378:8000:63bf:3fff:fdd2"]).check("http://t.test/")
+    for public in ("2002:5db8:d822::1", "64:ff9b::5db8:d822"):  # 93.184.216.34 by 6to4 and NAT64
+        assert Fetcher(allowed=(), resolve=lambda name, _, a=public: [a]).check("http://p.test/")[1] == public

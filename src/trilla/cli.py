@@ -474,6 +474,7 @@ def serve(
                                         help="how often the interpreter may hand its lock to another thread (Python's own: 5)"),
     urls: bool = typer.Option(True, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),
     url_allow: list[str] = typer.Option([], "--url-allow", help="also fetch from this network or address:port (10.0.0.0/8, 127.0.0.1:8080)"),
+    url_deadline: float = typer.Option(30.0, "--url-deadline", min=0.1, max=3600, help="seconds a URL fetch may take, headers included"),
     allow_host: list[str] = typer.Option([], "--allow-host", help="without --token, also answer requests for this host name (addresses, localhost, "
                                          "--host and this machine's name always are)"),
     quiet: bool = QUIET,
@@ -499,7 +500,7 @@ def serve(
     options = dict(max_upload_mb=max_upload_mb, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
                    decode_threads=min(8, cores), torch_threads=threads or max(1, cores - min(8, cores)), gil_switch_ms=gil_switch_ms,
                    data_root=None if data_root is None else str(data_root), trainings=workers == 1,
-                   max_trainings=max_trainings, max_epochs=max_epochs, urls=urls, url_allow=list(url_allow),
+                   max_trainings=max_trainings, max_epochs=max_epochs, urls=urls, url_allow=list(url_allow), url_deadline=url_deadline,
                    quiz_data=None if quiz_data is None else str(quiz_data), allowed_hosts=[host, socket.gethostname(), *allow_host])
     projects = [str(path) for path in label]
     level = "warning" if quiet else "info"
@@ -564,7 +565,7 @@ def label_serve(
     """Serve a labelling project's page at /label/NAME (the same server as trilla serve --label)."""
     serve(runs=run, label=[project], db=db, quiz_data=None, host=host, port=port, name=[], workers=1, token=token, data_root=None,
           max_trainings=1, max_epochs=1000, max_batch=32,
-          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, gil_switch_ms=1.0, urls=True, url_allow=[], allow_host=[], quiet=quiet)
+          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, gil_switch_ms=1.0, urls=True, url_allow=[], url_deadline=30.0, allow_host=[], quiet=quiet)
 
 
 @label_app.command("export")

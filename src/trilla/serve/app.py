@@ -168,7 +168,9 @@ class Settings:
     max_epochs: int = MAX_EPOCHS  # the most epochs a training over HTTP may run, however asked
     urls: bool = True
     url_allow: tuple[str, ...] = ()
-    url_timeout: float = 10.0
+    url_timeout: float = 10.0  # connect and read, each
+    url_deadline: float = 30.0  # a whole URL fetch, from the lookup to the last byte
+    url_fetches: int = 16  # URL fetches in flight at once (on the event loop); more wait their turn
     quiz_data: Path | None = None  # the quiz's labelled items; default: each run's test split
     quiz_scores: Path | None = None  # the high-score table; default: $TRILLA_CACHE/quiz_scores.db
 
@@ -200,7 +202,9 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
         allowed = tuple(Allowed.parse(text) for text in settings.url_allow)
     except ValueError as err:
         raise TrillaError(str(err)) from None
-    fetcher = Fetcher(max_bytes=int(settings.max_upload_mb * 2**20), read_timeout=settings.url_timeout, allowed=allowed)
+    fetcher = Fetcher(max_bytes=int(settings.max_upload_mb * 2**20), read_timeout=settings.url_timeout, deadline=settings.url_deadline,
+                      allowed=allowed)
+    fetch_slots = asyncio.Semaphore(settings.url_fetches)
     pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="trilla-decode")
     if settings.torch_threads:
         import torch
@@ -262,7 +266,8 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
 
     async def fetched(url: str) -> bytes | ItemError:
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fetcher.fetch, url)
+            async with fetch_slots:
+                return await fetcher.fetch_async(url)
         except ItemError as err:
             return err
 

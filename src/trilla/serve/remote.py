@@ -6,16 +6,19 @@ public one (not loopback, private, link-local, multicast, reserved or unspecifie
 allowed it (`--url-allow 10.1.2.0/24` or `--url-allow 127.0.0.1:8080`), and the connection goes to
 that checked address (the Host header and TLS SNI keep the name), so a second lookup that answers
 differently (DNS rebinding) is never made. Redirects are followed by hand, each hop checked the same
-way. The connect and read timeouts, the overall deadline and the size cap hold while the body streams.
+way. The connect and read timeouts hold per operation, the size cap while the body streams, and one
+deadline over the whole fetch, from the lookup to the last byte with the headers between. Fetches run
+on the event loop (the lookup on a thread), never on the pool that decodes uploads, so a slow host
+holds no decoding thread.
 
 Written by hand on httpx: no maintained package pins the connection to the address it checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Callable
@@ -64,10 +67,34 @@ class Allowed:
         return address in self.network and (self.port is None or self.port == port)
 
 
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 one carries to its destination, and how: mapped, 6to4, NAT64, or
+    IPv4-compatible (a Teredo address carries its client's, obfuscated, and is refused on its own)."""
+    if address.ipv4_mapped is not None:
+        return "IPv4-mapped", address.ipv4_mapped
+    if address.sixtofour is not None:
+        return "6to4", address.sixtofour
+    last = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in network for network in NAT64):
+        return "NAT64", last
+    if address in IPV4_COMPATIBLE and int(address) > 1:
+        return "IPv4-compatible", last
+    return None
+
+
 def refusal(address: Address) -> str | None:
     """Why a client may not make the server connect to `address`, or None for a public address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return refusal(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.teredo is not None:
+            return "a Teredo address (it tunnels to an IPv4 host)"
+        carried = embedded(address)
+        if carried is not None:
+            why = refusal(carried[1])
+            return None if why is None else f"{why} ({carried[1]}) inside {'an' if carried[0][0] in 'AEIOU' else 'a'} {carried[0]} address"
     for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):  # most telling first
         if getattr(address, f"is_{kind}"):
             return f"a {kind.replace('_', '-')} address"
@@ -108,18 +135,30 @@ class Fetcher:
         return parsed, addresses[0]
 
     def fetch(self, url: str) -> bytes:
-        """The body at `url`, at most `max_bytes`; ItemError (with the reason) for anything refused or failed."""
-        started = time.monotonic()
+        """`fetch_async` for a caller without an event loop (the DEEPaaS plugin's worker)."""
+        return asyncio.run(self.fetch_async(url))
+
+    async def fetch_async(self, url: str) -> bytes:
+        """The body at `url`, at most `max_bytes`; ItemError (with the reason) for anything refused or failed.
+        The deadline runs from the name's lookup to the last byte, headers included: a host that sends
+        its answer a byte at a time never resets it, as it resets the read timeout."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await self._fetch(url)
+        except TimeoutError:
+            raise ItemError(f"{url} took more than {self.deadline:g} s") from None
+
+    async def _fetch(self, url: str) -> bytes:
         timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
         headers = {"User-Agent": f"trilla/{__version__} (URL predict)"}
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
             for _ in range(self.max_redirects + 1):
-                target, address = self.check(url)
+                target, address = await asyncio.to_thread(self.check, url)
                 pinned = target.copy_with(host=address)
                 request = client.build_request("GET", pinned, headers={**headers, "Host": _host_header(target)},
                                                extensions={"sni_hostname": target.host} if target.scheme == "https" else {})
                 try:
-                    response = client.send(request, stream=True)
+                    response = await client.send(request, stream=True)
                 except httpx.TimeoutException as err:
                     raise ItemError(f"{target.host} did not answer in time") from err
                 except httpx.HTTPError as err:
@@ -131,23 +170,21 @@ class Fetcher:
                         continue
                     if response.status_code != 200:
                         raise ItemError(f"{url} answered {response.status_code}")
-                    return self._body(response, url, started)
+                    return await self._body(response, url)
                 finally:
-                    response.close()
+                    await response.aclose()
         raise ItemError(f"{url}: more than {self.max_redirects} redirects")
 
-    def _body(self, response: httpx.Response, url: str, started: float) -> bytes:
+    async def _body(self, response: httpx.Response, url: str) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise ItemError(f"{url} is {int(declared) / 2**20:.1f} MB, over the {self.max_bytes / 2**20:g} MB limit")
         chunks, size = [], 0
         try:
-            for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise ItemError(f"{url} is over the {self.max_bytes / 2**20:g} MB limit")
-                if time.monotonic() - started > self.deadline:
-                    raise ItemError(f"{url} took more than {self.deadline:g} s")
                 chunks.append(chunk)
         except httpx.TimeoutException as err:
             raise ItemError(f"{url} stopped sending") from err
