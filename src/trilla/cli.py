@@ -514,7 +514,17 @@ def serve(
         return
     os.environ[ENVIRONMENT] = json.dumps({"runs": [str(path) for path in runs], "names": name, "projects": projects, "db": db,
                                           "options": options, "quiet": quiet})
-    uvicorn.run("trilla.serve.app:app_from_environment", factory=True, workers=workers, host=host, port=port, log_level=level, access_log=False)
+    import shutil
+    import tempfile
+
+    metrics = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="trilla-metrics-")
+    if metrics:  # each worker writes its counts there; /metrics sums them
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+    try:
+        uvicorn.run("trilla.serve.app:app_from_environment", factory=True, workers=workers, host=host, port=port, log_level=level, access_log=False)
+    finally:
+        if metrics:
+            shutil.rmtree(metrics, ignore_errors=True)
 
 
 label_app = typer.Typer(no_args_is_help=True, help="Labelling projects: make one, serve its page, export what the annotators said.")

@@ -591,9 +591,16 @@ class Metrics:
             }))
 
     def exposition(self) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        """Every process's counts: with $PROMETHEUS_MULTIPROC_DIR (trilla serve --workers N sets it) each
+        worker writes its values there, and whichever worker answers sums them (prometheus-client's
+        multiprocess mode)."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def label_links(labels: list[str]) -> dict[str, list[str]]:
