@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder, serving
+from conftest import make_image_folder, serving, trilla
 from trilla import load_config, train
 
 
@@ -204,3 +204,15 @@ def test_several_worker_processes_each_load_the_models_and_log_each_request(tmp_
     predicted = [line for line in lines if line["route"] == "/v2/models/{name}/predict/"]
     assert len(predicted) == 30 and all(line["status"] == 200 and line["model"] == "shapes" and line["ms"] > 0 for line in predicted)
     assert {line["pid"] for line in predicted} == {int(pid) for pid in workers}  # both answered: the sum above is over two processes
+
+
+def test_a_run_whose_classes_file_disagrees_with_its_checkpoint_is_refused(tmp_path):
+    """Metadata and predictions name the same classes: an edited classes.json is not served."""
+    data = make_image_folder(tmp_path / "shapes", {"alpha": 8, "beta": 8})
+    run = train(load_config(data=data, overrides=["data.image_size=16", "train.epochs=1", "train.progress=false", f"run.dir={tmp_path / 'runs'}"]))
+    (run.path / "classes.json").write_text('["cat", "dog"]')
+    for command in (["serve", run.path, "--port", "0"], ["predict", run.path, data / "alpha" / "alpha_000.png"]):
+        refused = trilla(*command, check=False, timeout=120)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert f"{run.path / 'classes.json'} lists ['cat', 'dog'], but the checkpoint" in refused.stderr
+        assert "trained on ['alpha', 'beta']" in refused.stderr

@@ -217,11 +217,13 @@ class Run:
         if key not in self._predictors:
             from trilla.predict import Predictor
 
-            thresholds = self.thresholds
-            self._predictors[key] = Predictor(
-                self.checkpoint("best"), self.config, self.record.get("data", {}), device, tta,
-                thresholds=[thresholds[c] for c in self.classes] if thresholds else None,
-            )
+            checkpoint, thresholds = self.checkpoint("best"), self.thresholds
+            predictor = Predictor(checkpoint, self.config, self.record.get("data", {}), device, tta,
+                                  thresholds=[thresholds.get(c, 0.5) for c in self.classes] if thresholds else None)
+            if predictor.classes != self.classes:  # what the answers and the metadata name must be what the model learnt
+                raise TrillaError(f"{self.path / CLASSES} lists {self.classes}, but the checkpoint {checkpoint} was trained on "
+                                  f"{predictor.classes}: put the checkpoint's classes back into {CLASSES} (or retrain the run)")
+            self._predictors[key] = predictor
         return self._predictors[key]
 
     def forget_predictors(self) -> None:
