@@ -78,9 +78,16 @@ def test_several_files_at_once_each_get_their_own_answer(server):
 
 def test_the_schema_documents_every_answer_and_the_swagger_ui_loads_nothing_from_elsewhere(server):
     base, _, _ = server
-    schema = httpx.get(f"{base}/swagger.json").json()
+    schema = httpx.get(f"{base}/openapi.json").json()
     assert {"/", "/v2/", "/v2/models/", "/v2/models/{name}/", "/v2/models/{name}/predict/", "/predict"} <= set(schema["paths"])
     assert {"ModelMeta", "Prediction", "ManyAnswers", "Failure"} <= set(schema["components"]["schemas"])
+    deepaas = httpx.get(f"{base}/swagger.json").json()  # DEEPaaS's format: one path per model, formData, definitions
+    assert deepaas["swagger"] == "2.0" and {"ModelMeta", "Prediction", "Failure"} <= set(deepaas["definitions"])
+    predict = deepaas["paths"]["/v2/models/shapes/predict/"]["post"]
+    assert {(p["name"], p["in"], p["type"]) for p in predict["parameters"]} == {("data", "formData", "file"), ("urls", "query", "array"),
+                                                                                ("top_k", "query", "integer")}
+    assert predict["responses"]["200"]["schema"] == {"$ref": "#/definitions/Prediction"}
+    assert "components" not in json.dumps(deepaas) and "anyOf" not in json.dumps(deepaas)
     page = httpx.get(f"{base}/docs").text
     assert "/swagger-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower() and "https://" not in page
     assert httpx.get(f"{base}/swagger-assets/swagger-ui-bundle.js").status_code == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime
 import sys
 import time
 
@@ -86,6 +87,10 @@ def test_a_finished_training_is_listed_with_progress_and_served_as_a_new_model(a
     done = until(lambda: (t := httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json())["status"] != "running" and t)
     assert done["status"] == "done", done
     assert done["progress"]["epoch"] == 2 and done["progress"]["epochs"] == 2 and "val/loss" in done["progress"]["metrics"]
+    result = done["result"]  # DEEPaaS's own keys of a finished training
+    assert result["output"]["run"] == done["run"] and "test/accuracy" in result["output"]["metrics"]
+    assert datetime.strptime(result["finish_date"], "%Y-%m-%d %H:%M:%S.%f") > datetime.strptime(done["date"], "%Y-%m-%d %H:%M:%S.%f")
+    assert result["duration"].startswith("0:0")
     [listed] = httpx.get(f"{base}/v2/models/shapes/train/", headers=AUTH).json()
     assert listed["uuid"] == key
     new = until(lambda: httpx.get(f"{base}/v2/models/shapes/train/{key}", headers=AUTH).json().get("model"))

@@ -2,7 +2,8 @@
 cone-snail study served its model through) so that a DEEPaaS client or dashboard works unchanged.
 
 `create_app(runs)` builds the FastAPI app over already loaded runs; `trilla serve` only starts uvicorn
-on it. Every answer is a pydantic model, so the OpenAPI schema (`/swagger.json`) documents its shape.
+on it. Every answer is a pydantic model, so the OpenAPI schema (`/openapi.json`, and DEEPaaS's Swagger 2.0 at
+`/swagger.json`) documents its shape.
 The Swagger UI's scripts and styles ship in the `swagger-ui-bundle` package: the page loads nothing
 from elsewhere. Preprocessing is the run's own (`Run.predictor`, bytes in), so an upload is read
 exactly as training read its files; decoding runs on a thread pool and inference on each model's
@@ -55,6 +56,7 @@ from trilla.serve.pages import Pages, wants_html
 from trilla.serve.quiz import quiz_router
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.served import ServedModel
+from trilla.serve.swagger2 import swagger2
 from trilla.serve.trainings import Busy, Refused, Trainings
 from trilla.version import __version__
 
@@ -148,6 +150,8 @@ class TrainingState(BaseModel):
     progress: Progress
     run: str | None = Field(None, description="the new run's folder name, once it exists")
     model: str | None = Field(None, description="the name it is served under, once it is done")
+    result: dict[str, Any] | None = Field(None, description="DEEPaaS's result of a finished training: output (the run and its metrics), "
+                                          "finish_date, duration")
 
 
 @dataclass
@@ -236,10 +240,11 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
             model.close()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="trilla", version=__version__, openapi_url="/swagger.json", docs_url=None, redoc_url=None,
+    app = FastAPI(title="trilla", version=__version__, openapi_url="/openapi.json", docs_url=None, redoc_url=None,
                   description="DEEPaaS-compatible API over trained trilla runs", lifespan=lifespan)
     app.router.redirect_slashes = False  # DEEPaaS answers a missing trailing slash with 308, done below
     _swagger(app)
+    app.get("/swagger.json", include_in_schema=False)(lambda: JSONResponse(swagger2(app.openapi(), list(served))))
     pages = Pages(app, settings.token)
     app.add_middleware(UploadLimit, limit=int(settings.max_upload_mb * 2**20))
     if settings.token is None and settings.allowed_hosts is not None:
@@ -291,6 +296,11 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
     @app.get("/v2/", response_model=Version, tags=["versions"], summary="V2 API version information")
     def version() -> Version:
         return Version(links=[Link(rel="self", href="/v2/")])
+
+    @app.get("/v2/debug/", status_code=204, response_class=Response, tags=["debug"],
+             summary="Debug information: none, as deepaas-run answers without --debug-endpoint")
+    def debug() -> Response:
+        return Response(status_code=204)
 
     @app.get("/v2/models/", response_model=Models, tags=["models"], summary="The loaded models and their metadata")
     def models() -> Models:
@@ -415,7 +425,10 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
     async def http_error(request: Request, error: StarletteHTTPException):
         if error.status_code == 404 and not request.url.path.endswith("/") and _routes_with_slash(app, request):
             return RedirectResponse(request.url.replace(path=request.url.path + "/"), status_code=308)
-        return JSONResponse({"message": str(error.detail)}, status_code=error.status_code, headers=getattr(error, "headers", None))
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405:  # Starlette names the first matching route's methods; DEEPaaS names every one
+            headers["Allow"] = ",".join(_methods(app, request))
+        return JSONResponse({"message": str(error.detail)}, status_code=error.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def bad_arguments(request: Request, error: RequestValidationError):
@@ -612,6 +625,17 @@ def label_links(labels: list[str]) -> dict[str, list[str]]:
     }
 
 
+def _methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route answers at this request's path."""
+    from starlette.routing import Match
+
+    found = set()
+    for route in app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE and getattr(route, "methods", None):
+            found |= set(route.methods)
+    return sorted(found)
+
+
 def _routes_with_slash(app: FastAPI, request: Request) -> bool:
     from starlette.routing import Match
 
@@ -627,7 +651,7 @@ def _swagger(app: FastAPI) -> None:
     app.mount("/swagger-assets", StaticFiles(directory=Path(swagger_ui_bundle.swagger_ui_path)), name="swagger-assets")
 
     def page() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/swagger.json", title="trilla API", swagger_js_url="/swagger-assets/swagger-ui-bundle.js",
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="trilla API", swagger_js_url="/swagger-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/swagger-assets/swagger-ui.css", swagger_favicon_url="/swagger-assets/favicon-32x32.png")
 
     app.get("/api", include_in_schema=False)(page)

@@ -46,6 +46,7 @@ class Training:
     cancelled: bool = False
     served_as: str | None = None
     run_path: Path | None = field(default=None)
+    ended: datetime | None = None  # when the child was first seen to have ended
 
     def run(self) -> Run | None:
         """The run folder the child created, once it is a run (`runs.is_run`): a status request while the
@@ -60,6 +61,7 @@ class Training:
         code = self.process.poll()
         if code is None:
             return "running"
+        self.ended = self.ended or datetime.now()
         if self.cancelled:
             return "cancelled"
         return "done" if code == 0 else "error"
@@ -80,6 +82,10 @@ class Training:
         answer["progress"] = progress
         if answer["status"] == "error":
             answer["message"] = self.error()
+        if answer["status"] == "done" and run is not None:  # DEEPaaS's result of a finished training
+            started = datetime.fromisoformat(self.date)
+            answer["result"] = {"output": {"run": run.id, "metrics": {k: v for k, v in run.metrics.items() if isinstance(v, (int, float))}},
+                                "finish_date": str(self.ended), "duration": str(self.ended - started)}
         if self.served_as:
             answer["model"] = self.served_as
         return answer
@@ -193,7 +199,7 @@ class Trainings:
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         args = {"data": data, "epochs": epochs, "overrides": list(overrides)}
-        training = Training(key, model, str(datetime.now()), args, run_name, runs_root, process, log)
+        training = Training(key, model, datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f"), args, run_name, runs_root, process, log)
         self.items[key] = training
         return training
 
