@@ -20,11 +20,14 @@ def test_folder_tree_labels_and_problems(tmp_path):
     (root / "empty").mkdir()
     (root / "loose.png").write_bytes((root / "cat" / "cat_000.png").read_bytes())
     (root / "dog" / ".DS_Store").write_text("finder noise")
+    (root / "README.md").write_text("where these came from")  # notes beside the classes are no data, and no problem
+    (root / "provenance.csv").write_text("path,label\n")
     listing = read_source(root)
     assert sorted({s.label for s in listing.samples}) == ["cat", "dog"]
     assert len(listing.samples) == 5
     reasons = {p.path.split("/")[-1]: p.reason for p in listing.problems}
     assert "empty" in reasons["empty"] and "not inside a class folder" in reasons["loose.png"]
+    assert set(reasons) == {"empty", "loose.png"}
 
 
 def test_csv_manifest_resolves_relative_paths(tmp_path):

@@ -39,13 +39,13 @@ def expected_files(base: str) -> dict[str, str]:
 
 
 def harvested(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("*/*.png"))}
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("*/*.png")) if not p.parent.name.startswith(".")}
 
 
 def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(shop, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "-q")
-    assert done.stdout.strip().splitlines()[-1] == str(out / "report.md") and "11 pictures in" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == str(out / ".harvest" / "report.md") and "11 pictures in" in done.stdout
     files = expected_files(shop.base)
     assert sorted(harvested(out)) == sorted(files)
     provenance = pd.read_csv(out / "provenance.csv", keep_default_na=False)
@@ -65,7 +65,7 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     assert rows.loc[[f for f in files if "/b8-" in f][0], "category_path"] == "instruments/old-basses"  # the link's name, though it redirected
     assert rows.loc[[f for f in files if "/b4-" in f][0], "listing_page"] == f"{shop.base}/c/basses/?page=2"  # the page count's second page
 
-    report = (out / "report.md").read_text()
+    report = (out / ".harvest" / "report.md").read_text()
     assert ("11 pictures kept from 27 product tiles in labelled listings (15 pictures downloaded); 2 placeholders skipped, "
             "2 duplicates left out, 1 conflicts left out, 4 errors, 0 products in listings no rule labels.") in report
     assert "| guitar | 6 | [contact_guitar.png](contact_guitar.png) |" in report and "| bass | 5 | [contact_bass.png](contact_bass.png) |" in report
@@ -84,7 +84,7 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     assert "over the limit of 40 Mpx (limits.max_pixels) |" in report
     assert f"| http://127.0.0.1:{shop.port}/img/large/b9.png | larger than limits.max_image_mb (0.2 MB) |" in report
     for label in EXPECTED:
-        assert (out / f"contact_{label}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / ".harvest" / f"contact_{label}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     log = list(shop.log)
     assert {host for _, host, _, _ in log} == {f"127.0.0.1:{shop.port}"}  # nothing from localhost, the other host
@@ -143,7 +143,7 @@ def test_a_harvest_killed_mid_crawl_resumes_without_fetching_anything_twice(shop
     assert shop.requested(SLOW), "the crawl never reached the slow page"
     os.killpg(crawler.pid, signal.SIGKILL)  # while the slow page is on its way: nothing else is in flight (concurrency 1)
     crawler.wait()
-    assert not (out / "report.md").exists() and list((out / ".harvest" / "pictures").iterdir())  # some pictures, no result yet
+    assert not (out / ".harvest" / "report.md").exists() and list((out / ".harvest" / "pictures").iterdir())  # some pictures, no result yet
     fetched_before = len(shop.log)
     done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "--resume", "-q")
     assert "11 pictures in" in done.stdout and len(shop.log) > fetched_before
@@ -168,6 +168,40 @@ def test_a_bad_site_file_is_refused_before_anything_is_fetched(shop, tmp_path):
     assert shop.log == [] and not (tmp_path / "out").exists()
 
 
+def test_domains_and_link_selectors_a_newcomer_gets_wrong_are_refused_before_a_request(shop, tmp_path):
+    """Each of these crawled nothing (or a wrong tree) with exit 0 before; now each is an error naming the fix."""
+    text = (tmp_path / "site.yaml").read_text()
+    port = shop.port
+    cases = [
+        (text.replace("allowed_domains: [127.0.0.1]", f'allowed_domains: ["127.0.0.1:{port}"]'),
+         f"'127.0.0.1:{port}' is not a host name: write '127.0.0.1'"),
+        (text.replace("allowed_domains: [127.0.0.1]", 'allowed_domains: ["http://127.0.0.1"]'), "write '127.0.0.1'"),
+        (text.replace(f"http://127.0.0.1:{port}/c/instruments/", f"http://localhost:{port}/c/instruments/"),
+         f"the start URL http://localhost:{port}/c/instruments/ is on localhost, which allowed_domains ['127.0.0.1'] does not include"),
+        (text.replace('"nav.sub a::attr(href)"', '"nav.sub a"'), "selectors.categories: Value error, 'nav.sub a' picks elements, not their links: "
+                                                                 "end it with ::attr(href), as in nav.sub a::attr(href)"),
+    ]
+    for n, (changed, says) in enumerate(cases):
+        assert changed != text, says
+        (tmp_path / f"case{n}.yaml").write_text(changed)
+        refused = trilla("harvest", "crawl", tmp_path / f"case{n}.yaml", tmp_path / "out", "--dry-run", check=False)
+        assert refused.returncode == 2 and says in refused.stderr, (says, refused.stderr)
+    assert shop.log == []
+
+
+def test_the_harvested_folder_trains_without_a_warning_and_the_console_stays_quiet(shop, tmp_path):
+    out = tmp_path / "out"
+    done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", tmp_path / "cache")
+    assert "Overridden settings" not in done.stderr and "Dumping Scrapy stats" not in done.stderr  # Scrapy's dumps need -v
+    assert len(done.stderr.splitlines()) < 10, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".harvest", "bass", "guitar", "provenance.csv"]  # the report and sheets are not data
+    trained = trilla("train", "--data", out, "--set", "train.epochs=1", "--set", "data.image_size=16", "--set", f"run.dir={tmp_path / 'runs'}")
+    assert "WARNING" not in trained.stderr, trained.stderr
+    assert Run(trained.stdout.strip().splitlines()[-1]).record["data"]["samples"] == 11
+    verbose = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "again", "--cache", tmp_path / "cache", "--dry-run", "-v")
+    assert "Dumping Scrapy stats" in verbose.stderr
+
+
 def test_pictures_from_product_pages_with_a_cap_per_label_and_robots_ignored_only_when_asked(shop, tmp_path):
     text = (tmp_path / "site.yaml").read_text().replace("  image: img\n", "  image: img.main\n  product_page: true\n")
     (tmp_path / "pages.yaml").write_text(text + "per_label_cap: 3\n")
@@ -176,7 +210,7 @@ def test_pictures_from_product_pages_with_a_cap_per_label_and_robots_ignored_onl
     kept = pd.read_csv(out / "provenance.csv")
     assert kept.groupby("label").size().to_dict() == {"bass": 3, "guitar": 3}
     assert set(kept["product_url"]) <= {f"{shop.base}/p/{pid}-model" for pids in EXPECTED.values() for pid in pids}
-    assert "over the per-label cap" in (out / "report.md").read_text()
+    assert "over the per-label cap" in (out / ".harvest" / "report.md").read_text()
     pages = pd.Series([path for _, _, path, _ in shop.log if path.startswith("/p/")]).value_counts()
     assert (pages == 1).all() and "/p/c1-model" in pages  # c1 is in two listings; its page is read once
 
@@ -217,7 +251,7 @@ def test_max_items_stops_the_downloads_and_still_reports(shop, tmp_path):
     fetched = {path for _, _, path, _ in shop.log if path.startswith("/img/large/")}  # (a redirect adds its target)
     kept = pd.read_csv(out / "provenance.csv")
     assert len(fetched) == 3 and len(kept) <= 3 and set(kept["image_url"]) <= {shop.base + path for path in fetched}
-    assert done.stdout.strip().splitlines()[-1] == str(out / "report.md")
+    assert done.stdout.strip().splitlines()[-1] == str(out / ".harvest" / "report.md")
 
 
 def test_a_start_url_that_cannot_be_read_is_an_error_not_an_empty_harvest(tmp_path):

@@ -277,12 +277,13 @@ def harvest_clips(
 @harvest_app.command("crawl")
 def harvest_crawl(
     site: Path = typer.Argument(..., help="SITE.yaml: start URLs, allowed domains, selectors, label rules"),
-    out: Path = typer.Argument(..., help="folder for <label>/<picture>, provenance.csv, report.md and contact sheets"),
+    out: Path = typer.Argument(..., help="folder for <label>/<picture> and provenance.csv (the report and contact sheets go to OUT/.harvest)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="walk the category tree without downloading pictures and print it"),
     max_items: Optional[int] = typer.Option(None, "--max-items", min=1, help="download at most this many pictures"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted harvest into OUT (pages already fetched come from the cache)"),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="do not obey the site's robots.txt (only for a site you may crawl so)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="the HTTP cache folder; default $TRILLA_CACHE/harvest/http"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also Scrapy's own log: its settings, every page's progress, its statistics"),
     quiet: bool = QUIET,
 ) -> None:
     """Harvest labelled pictures from a catalogue site: walk its category tree, label each branch by the
@@ -292,7 +293,7 @@ def harvest_crawl(
 
     if ignore_robots:
         logging.getLogger("trilla").warning("--ignore-robots: the site's robots.txt is not obeyed")
-    result = crawl(site, out, dry_run, max_items, resume, ignore_robots, cache, quiet)
+    result = crawl(site, out, dry_run, max_items, resume, ignore_robots, cache, verbose)
     if dry_run:
         typer.echo(tree(result.ledger))
         return

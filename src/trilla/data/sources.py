@@ -128,14 +128,17 @@ def walk(folder: Path) -> tuple[list[Path], list[Problem]]:
     return sorted(files), problems
 
 
+MEDIA: set[str] = set()  # the suffixes of the files input kinds read, added as each kind registers (trilla.data.inputs)
+
+
 @register_source("folder", accepts=lambda p: p.is_dir())
 def read_folder(root: Path, *, extra_columns: list[str] = (), label_level: int | None = None, **_: str) -> Listing:
     """A <class>/<file> tree, as torchvision's ImageFolder reads it: the top-level folder is the label.
 
     With `label_level` the label is that part of each file's path below `root` instead (-2 is the
     file's folder: Species in Region/Species/photo.jpg). Metadata comes from path levels, not columns.
-    Everything found that cannot be used (a loop, a broken link, a file outside any class folder) is
-    listed with its reason.
+    Everything found that cannot be used (a loop, a broken link, a picture or sound outside any class
+    folder) is listed with its reason; other files beside the class folders are passed over in silence.
     """
     if extra_columns:
         raise TrillaError(
@@ -158,10 +161,11 @@ def read_folder(root: Path, *, extra_columns: list[str] = (), label_level: int |
             problems[i] = Problem(problem.path, f"class folder '{Path(problem.path).name}' is empty; class left out")
     for path in found:
         parts = path.relative_to(root).parts
-        if len(parts) == 1:
-            listing.problems.append(Problem(str(path), "not inside a class folder"))
-        else:
+        if len(parts) > 1:
             listing.samples.append(Sample(path, parts[0]))
+        elif path.suffix.lower() in MEDIA or not MEDIA:  # a picture or sound that no class folder holds
+            listing.problems.append(Problem(str(path), "not inside a class folder"))
+        # other files beside the class folders (a README, a manifest, a harvest's provenance.csv) are no data: left alone
     return listing
 
 

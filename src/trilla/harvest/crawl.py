@@ -10,7 +10,8 @@ a run that was stopped (Ctrl-C, or `kill -9`) and started again with `--resume` 
 the cache and fetches only what it never received. Scrapy's JOBDIR would not do here: it saves its queue
 only when the crawl closes cleanly. The same cache lets a dry run's pages serve the real run.
 Pictures are kept under their SHA-1 in OUT/.harvest until the crawl ends; pictures.py then decides
-what goes where, and report.py writes provenance.csv, report.md and the contact sheets.
+what goes where, and report.py writes OUT/provenance.csv and, in OUT/.harvest, report.md and the
+contact sheets.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from pathlib import Path
 from trilla.data.store import default_cache_dir
 from trilla.errors import TrillaError
 from trilla.harvest.site import Site, load_site
-from trilla.harvest.spider import Ledger, Node
+from trilla.harvest.spider import STAGING, Ledger, Node
 from trilla.version import __version__
 
-STAGING = ".harvest"
 DONE = "finished"
 TRANSIENT = [429, 500, 502, 503, 504, 522, 524, 408]  # answers retried, and never cached
 
@@ -38,7 +38,7 @@ class Crawled:
     kept: int = 0
 
 
-def settings_for(site: Site, ignore_robots: bool, cache: Path, quiet: bool) -> dict:
+def settings_for(site: Site, ignore_robots: bool, cache: Path, verbose: bool) -> dict:
     polite = site.politeness
     return {
         "USER_AGENT": polite.user_agent or f"trilla-harvest/{__version__}",
@@ -66,14 +66,14 @@ def settings_for(site: Site, ignore_robots: bool, cache: Path, quiet: bool) -> d
         "HTTPCACHE_IGNORE_HTTP_CODES": TRANSIENT,
         "REDIRECT_ENABLED": True,
         "DEPTH_PRIORITY": 0,
-        "LOG_LEVEL": "WARNING" if quiet else "INFO",
+        "LOG_LEVEL": "INFO" if verbose else "WARNING",  # Scrapy's settings and statistics dumps only when asked
         "LOG_FORMAT": "%(levelname)s %(name)s: %(message)s",
         "TELNETCONSOLE_ENABLED": False,
     }
 
 
 def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | None = None, resume: bool = False,
-          ignore_robots: bool = False, cache: Path | None = None, quiet: bool = False) -> Crawled:
+          ignore_robots: bool = False, cache: Path | None = None, verbose: bool = False) -> Crawled:
     """Walk the site; unless `dry_run`, download, sort and report its pictures into `out`."""
     from scrapy import signals
     from scrapy.crawler import CrawlerProcess
@@ -92,7 +92,7 @@ def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | No
         staging.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()
     cache = cache or default_cache_dir().parent / "harvest" / "http"
-    process = CrawlerProcess(settings_for(site, ignore_robots, cache, quiet))
+    process = CrawlerProcess(settings_for(site, ignore_robots, cache, verbose))
     crawler = process.create_crawler(CatalogueSpider)
 
     def closed(spider, reason):

@@ -1,4 +1,5 @@
-"""What a harvest tells a person: OUT/provenance.csv (where every kept picture came from), OUT/report.md
+"""What a harvest tells a person: OUT/provenance.csv (where every kept picture came from; a manifest to
+train on), and in OUT/.harvest/ (where training never looks: a hidden folder is no data) report.md
 (counts per label and category path, placeholders, duplicates, conflicts, errors, branches not walked)
 and a contact sheet per label (contact_<label>.png), so what each label holds is seen at a glance."""
 
@@ -15,20 +16,20 @@ from trilla.data.images import open_picture
 from trilla.evaluation.report import markdown_table, plot_grid
 from trilla.harvest.pictures import PROVENANCE, Assembly
 from trilla.harvest.site import Site
-from trilla.harvest.spider import Ledger
+from trilla.harvest.spider import STAGING, Ledger
 
 SHEET = 48  # pictures on a contact sheet, spread over the label's files
 THUMB = 96
 
 
 def contact_sheet(out: Path, label: str, files: list[str]) -> Path:
-    """A grid of up to SHEET of a label's pictures (evenly spread over its sorted files), named."""
+    """A grid of up to SHEET of a label's pictures (evenly spread over its sorted files), named, in OUT/.harvest."""
     chosen = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, min(SHEET, len(files))).round().astype(int))]
     thumbs = []
     for file in chosen:
         with open_picture(out / file) as img:
             thumbs.append(np.asarray(ImageOps.pad(img.convert("RGB"), (THUMB, THUMB), color=(255, 255, 255))))
-    path = out / f"contact_{label}.png"
+    path = out / STAGING / f"contact_{label}.png"
     plot_grid(thumbs, [Path(f).stem[:18] for f in chosen], path, title=f"{label}: {len(chosen)} of {len(files)} pictures", columns=8)
     return path
 
@@ -87,4 +88,4 @@ def write_report(out: Path, site: Site, ledger: Ledger, assembly: Assembly, igno
         f"Train on it: `trilla train --data {out / PROVENANCE}` (the kept pictures, with their provenance as columns).",
         "",
     ]
-    return write_text(out / "report.md", "\n".join(lines))
+    return write_text(out / STAGING / "report.md", "\n".join(lines))

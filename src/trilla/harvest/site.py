@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from parsel import Selector
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trilla.errors import TrillaError
 from trilla.schema import Section, explain
@@ -64,6 +64,19 @@ class Selectors(Section):
             except Exception as err:  # noqa: BLE001 - cssselect and lxml raise their own kinds for a bad selector
                 kind = "XPath" if value.startswith("xpath:") else "CSS"
                 raise ValueError(f"bad {kind} selector {value!r}: {err}") from None
+        return value
+
+    @field_validator("categories", "product_link", "next_page")
+    @classmethod
+    def _links(cls, value: str | None) -> str | None:
+        """A link selector must pick the link, not the element: the element's HTML is no URL."""
+        if value is None:
+            return value
+        if value.startswith("xpath:"):
+            if not re.search(r"/@[\w:-]+\s*$", value):
+                raise ValueError(f"{value!r} picks elements, not their links: end it with /@href")
+        elif not re.search(r"::attr\([\w:-]+\)\s*$", value):
+            raise ValueError(f"{value!r} picks elements, not their links: end it with ::attr(href), as in {value.strip()}::attr(href)")
         return value
 
 
@@ -133,6 +146,26 @@ class Site(Section):
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _hosts(cls, domains: list[str]) -> list[str]:
+        """Host names alone, as Scrapy's offsite filter compares them: a port or a scheme never matches."""
+        for domain in domains:
+            host = urlsplit(domain if "//" in domain else f"//{domain}").hostname or ""
+            if domain != host and domain.lower() != host:
+                raise ValueError(f"{domain!r} is not a host name: write {host!r} (every port and both schemes of it are allowed)"
+                                 if host else f"{domain!r} is not a host name")
+        return domains
+
+    @model_validator(mode="after")
+    def _starts_allowed(self) -> "Site":
+        for url in self.start_urls:
+            if not allowed(url, self.allowed_domains):
+                host = urlsplit(url).hostname
+                raise ValueError(f"the start URL {url} is on {host}, which allowed_domains {self.allowed_domains} does not include: "
+                                 f"add {host!r} (localhost and 127.0.0.1 are different names)")
+        return self
 
     @field_validator("labels")
     @classmethod

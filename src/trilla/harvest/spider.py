@@ -27,6 +27,7 @@ from trilla.atomic import write_bytes
 from trilla.data.images import ImageError, open_picture
 from trilla.harvest.site import SKIP, Site, allowed, label_for, select, select_nodes
 
+STAGING = ".harvest"  # OUT/.harvest: the pictures while the crawl runs, then the report and contact sheets (a hidden folder is no data)
 REFUSED = "refused.tsv"  # pictures refused while downloading (too large): the one failure the HTTP cache cannot remember
 TOO_LARGE = "larger than limits.max_image_mb"
 FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}

@@ -21,6 +21,7 @@ from typing import IO, Any, ClassVar
 import numpy as np
 from pydantic import ValidationError
 
+from trilla.data.sources import MEDIA
 from trilla.errors import TrillaError, unknown_name
 from trilla.schema import Section
 
@@ -205,6 +206,7 @@ def register_input(cls: type[InputKind]) -> type[InputKind]:
     if cls.name in _KINDS:
         raise ValueError(f"input kind {cls.name!r} is registered twice")
     _KINDS[cls.name] = cls()
+    MEDIA.update(cls.suffixes)  # a folder tree's loose files of these kinds are reported, other files left alone
     return cls
 
 
