@@ -3,7 +3,9 @@ skip, listings of several pages (a next link, or a page count), placeholder thum
 in two categories, a resized copy, a picture under two labels, a broken link, a 404 picture, redirects,
 a slow page, a flaky picture (503 once, with Retry-After), a page posing as a picture, a robots.txt
 that disallows one branch and asks for a Crawl-delay, a decompression bomb and a picture over the size
-limit, and a link to another host. Every request is logged (time, host, path, user agent)."""
+limit, a link to another host, on every listing links to itself and to its sorted and faceted
+variants (the same listing under other queries), and a parent listing that shows its descendants'
+products (electric guitars shows solid-body's g1 and electric-basses' b11). Every request is logged (time, host, path, user agent)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ CRAWL_DELAY = 0.15
 TREE = {
     "instruments": (["guitars", "basses", "ukuleles", "hidden-basses", "broken", "old-basses", "OUTSIDE"], []),
     "guitars": (["electric-guitars", "acoustic-guitars", "guitar-sets"], []),
-    "electric-guitars": (["solid-body"], [["g1", "g2", "g3", "g4:PH"], ["g5", "g6", "g7:PH"]]),
+    "electric-guitars": (["solid-body", "electric-basses"], [["g1", "g2", "g3", "g4:PH", "b11"], ["g5", "g6", "g7:PH"]]),
+    "electric-basses": ([], [["b11"]]),  # listed by its parent too, as shops list descendants' products: a bass, not a guitar
     "solid-body": ([], [["g8", "g1", "g9", "g10:PH"]]),
     "acoustic-guitars": ([], [["g11", "g12", "c1", "g13:PH", "g14:NI"]]),
     "guitar-sets": ([], [["s1", "s2"]]),
@@ -37,7 +40,7 @@ PRODUCTS = {p.split(":")[0]: (p.split(":") + [p])[1] for _, pages in TREE.values
 PAGE_COUNT = {"basses"}  # listings that show "1 / 2" instead of a next link
 EXPECTED = {  # what a harvest keeps: the largest of each picture, once, under its one label
     "guitar": ["g1", "g11", "g2", "g3", "g5", "g8"],
-    "bass": ["b1", "b2", "b4", "b5", "b8"],
+    "bass": ["b1", "b11", "b2", "b4", "b5", "b8"],
 }
 
 
@@ -157,6 +160,9 @@ def serve_shop():
             links = "".join(
                 f'<a href="http://localhost:{shop.port}/c/outside/">Outlet</a>' if sub == "OUTSIDE" else f'<a href="/c/{sub}/">{sub}</a>'
                 for sub in subs)
+            if pages:  # a listing's own refinements: the same listing under other queries, and itself
+                links += (f'<a href="/c/{name}/?sort=price">by price</a><a href="/c/{name}/?selected_facets=colour%3Ared#top">red</a>'
+                          f'<a href="/c/{name}/">{name}</a>')
             tiles = ""
             if pages:
                 for product in pages[page - 1]:

@@ -91,7 +91,9 @@ def test_examples_validate():
     for path in examples:  # training configs, and the harvest's site files
         load_site(path) if "start_urls" in yaml.safe_load(path.read_text()) else load_config(path)
     shop = load_site(Path(__file__).parent.parent / "examples" / "shop_guitar_bass.yaml")
-    for path, label in ((["guitars-and-basses"], "guitar"), (["guitars-and-basses", "electric-basses"], "bass"),
+    for path, label in ((["guitars-and-basses"], None), (["guitars-and-basses", "keyboards"], None),  # the root is walked, labels nothing
+                        (["guitars-and-basses", "basses", "4-string-basses"], "bass"), (["guitars-and-basses", "strings"], "skip"),
+                        (["guitars-and-basses", "electric-basses"], "bass"),
                         (["guitars-and-basses", "electric-guitars", "guitar-sets"], "skip"), (["guitars-and-basses", "bass-amps"], "skip"),
                         (["guitars-and-basses", "ukuleles"], "skip"), (["guitars-and-basses", "acoustic-guitars", "dreadnought"], "guitar")):
         assert label_for(shop.rules, path)[0] == label, path

@@ -107,7 +107,7 @@ def test_a_training_answers_with_deepaas_keys_and_more(both):
     assert set(deepaas) <= set(mine) and mine["status"] == deepaas["status"] == "running"
     for base, key in ((ours, mine["uuid"]), (theirs, deepaas["uuid"])):
         listed = httpx.get(f"{base}/v2/models/trilla/train/", timeout=10).json()
-        assert [t["uuid"] for t in listed] == [key]
+        assert [t["uuid"] for t in listed if t["status"] == "running"] == [key]  # (the guard test's refused one is listed as an error)
     cancelled = httpx.delete(f"{ours}/v2/models/trilla/train/{mine['uuid']}", timeout=60)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     # DEEPaaS 2.6 ends the training but fails its own answer (its pool returns None for a cancelled task, and

@@ -151,6 +151,9 @@ def tree(ledger: Ledger) -> str:
         walk(root, "", True, True)
     labelled = sum(n.products for n in nodes if n.label and not n.skipped)
     skipped = sum(1 for n in nodes if n.skipped)
+    for start, keys in ledger.unmatched.items():
+        if keys:
+            lines.append(f"on the start page {start} these selectors found nothing: {', '.join(f'selectors.{k}' for k in keys)}")
     lines.append(f"{len(nodes)} categories, {skipped} skipped; {labelled} products in labelled listings, "
                  f"{ledger.unlabelled} in listings without a label")
     return "\n".join(lines)

@@ -77,9 +77,20 @@ def file_name(product_url: str, image_url: str, ext: str, digits: int = 8) -> st
     return f"{stem}-{hashlib.sha1(image_url.encode()).hexdigest()[:digits]}.{ext}"
 
 
+def deepest(tiles: list[Tile]) -> list[Tile]:
+    """The tiles that say what each product is: a shop lists its descendants' products on a parent
+    category's pages too, so a tile yields to one of the same product in a descendant of its listing's
+    category (guitars-and-basses shows the basses' products; the product is what basses says)."""
+    listed: dict[str, list[tuple[str, ...]]] = {}
+    for tile in tiles:
+        listed.setdefault(tile.product_url, []).append(tile.path)
+    return [tile for tile in tiles
+            if not any(len(path) > len(tile.path) and path[: len(tile.path)] == tile.path for path in listed[tile.product_url])]
+
+
 def assemble(ledger: Ledger, site: Site, site_dir: Path, out: Path) -> Assembly:
     seen: dict[str, list[Tile]] = {}
-    for tile in ledger.tiles:
+    for tile in deepest(ledger.tiles):
         seen.setdefault(tile.image_url, []).append(tile)
     pictures = [p for url, p in ledger.pictures.items() if url in seen]
     examples = _example_hashes(site, site_dir)

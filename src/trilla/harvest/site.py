@@ -3,10 +3,11 @@
 A catalogue is a tree of category pages from the start URLs; a category page links to sub-categories
 and may be a listing of product tiles (each a product link and a thumbnail), spread over pages; with
 `selectors.product_page` the picture is taken from each product's own page instead. Label
-rules are `pattern -> label` lines, regular expressions searched (case-insensitively) in the names on a
-category's way (the last part of each category's URL, and the breadcrumb's items): a branch any `skip`
-rule matches is not walked; otherwise the deepest name a rule matches gives the label, and a branch no
-rule matches is walked for sub-categories that do match, its own products left out.
+rules are `pattern -> label` lines matched against the names on a category's way (the last part of each
+category's URL, and the breadcrumb's items): whole words by default (`matches`), a regular expression
+when the pattern is one. A branch any `skip` rule matches is not walked; otherwise the deepest name a
+rule matches gives the label, and a branch no rule matches is walked for sub-categories that do match,
+its own products left out.
 
 Unknown keys get the training config's did-you-mean errors; a selector that does not parse, a rule
 that is no `pattern -> label` or a pattern that is no regular expression fails before anything is
@@ -27,6 +28,7 @@ from trilla.errors import TrillaError
 from trilla.schema import Section, explain
 
 SKIP = "skip"
+WALK = "walk"  # a rule label: walk the branch, but its name labels nothing (a root like guitars-and-basses)
 LABEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")  # a folder name on every system
 
 
@@ -130,9 +132,12 @@ class Site(Section):
     start_urls: list[str] = Field(min_length=1, description="the root categories")
     allowed_domains: list[str] = Field(min_length=1, description="host names whose pages and pictures may be fetched")
     selectors: Selectors
-    labels: list[str] = Field(min_length=1, description="'pattern -> label' rules; label 'skip' drops the branch")
+    labels: list[str] = Field(min_length=1, description="'pattern -> label' rules; label 'skip' drops the branch, 'walk' walks it "
+                              "without its name labelling anything")
     image_rewrite: list[Rewrite] = []
     listing_query: str | None = Field(None, description="added to every listing URL, e.g. 'limit=100' for 100 products a page")
+    keep_query: list[str] = Field([], description="query parameters that make a category link another category; the others (facets, "
+                                  "sorting, page size, page) name the same listing")
     per_label_cap: int | None = Field(None, ge=1, description="at most this many pictures per label")
     duplicate_distance: int = Field(4, ge=0, le=32, description="perceptual-hash bits within which two pictures are one")
     placeholders: Placeholders = Placeholders()
@@ -180,21 +185,58 @@ class Site(Section):
 
     @property
     def label_names(self) -> list[str]:
-        return list(dict.fromkeys(r.label for r in self.rules if r.label != SKIP))
+        return list(dict.fromkeys(r.label for r in self.rules if r.label not in (SKIP, WALK)))
 
 
 def rule_of(line: str) -> Rule:
     pattern, arrow, label = line.rpartition("->")
     pattern, label = pattern.strip(), label.strip()
     if not arrow or not pattern or not label:
-        raise ValueError(f"{line!r} is not a rule: write 'pattern -> label' (label {SKIP!r} drops the branch)")
+        raise ValueError(f"{line!r} is not a rule: write 'pattern -> label' (label {SKIP!r} drops the branch, {WALK!r} walks it "
+                         "without labelling by its name)")
     try:
-        re.compile(pattern)
+        re.compile(pattern.removeprefix("re:"))
     except re.error as err:
         raise ValueError(f"{pattern!r} is not a regular expression: {err}") from None
     if not LABEL_NAME.match(label):
         raise ValueError(f"label {label!r} must be a plain folder name (letters, digits, space, . _ -)")
     return Rule(pattern=pattern, label=label)
+
+
+REGEX = re.compile(r"[.^$*+?{}\[\]\\()]")  # a pattern with any of these is a regular expression
+WORD = re.compile(r"\d+-[a-z]+|[a-z0-9]+")  # "4-string" is one word (a number and what it counts), as in "4-string basses"
+
+
+def singular(word: str) -> str:
+    """An English plural's singular, for the regular plurals category names use (basses, guitars, accessories)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and re.search(r"(ss|x|z|ch|sh)es$", word):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """The words of a name, lower case and singular: what word rules compare."""
+    return [singular(word) for word in WORD.findall(text.lower())]
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Whether a rule's pattern matches a name. A pattern of plain words (alternatives joined by |) matches
+    when one alternative's words stand as whole words in the name, singular or plural: `string` takes the
+    "strings" branch, not "4-string-basses"; `guitar` takes "electric-guitars", not "guitarists-corner".
+    A pattern with any other regular-expression character (or written `re:PATTERN`) is searched as a
+    regular expression, case-insensitively."""
+    if pattern.startswith("re:") or REGEX.search(pattern):
+        return re.search(pattern.removeprefix("re:"), name, re.IGNORECASE) is not None
+    have = words(name)
+    for alternative in pattern.split("|"):
+        wanted = words(alternative)
+        if wanted and any(have[i:i + len(wanted)] == wanted for i in range(len(have) - len(wanted) + 1)):
+            return True
+    return False
 
 
 def allowed(url: str, domains: list[str]) -> bool:
@@ -206,13 +248,17 @@ def allowed(url: str, domains: list[str]) -> bool:
 def label_for(rules: list[Rule], names: list[str]) -> tuple[str | None, Rule | None]:
     """(the label, the rule that gave it) for a category, from the names on its way (its path, then its
     breadcrumb): SKIP when a skip rule matches any of them; else the label of the deepest name a rule
-    matches (the first such rule), so `guitars-and-basses/basses` is a bass branch; else (None, None)."""
+    matches (the first such rule), so `guitars-and-basses/basses` is a bass branch, passing over names a
+    `walk` rule matches (so `guitars-and-basses -> walk` keeps the root's name from labelling what it
+    lists); else (None, None)."""
     for rule in rules:
-        if rule.label == SKIP and any(re.search(rule.pattern, name, re.IGNORECASE) for name in names):
+        if rule.label == SKIP and any(matches(rule.pattern, name) for name in names):
             return SKIP, rule
     for name in reversed(names):
+        if any(rule.label == WALK and matches(rule.pattern, name) for rule in rules):
+            continue
         for rule in rules:
-            if rule.label != SKIP and re.search(rule.pattern, name, re.IGNORECASE):
+            if rule.label not in (SKIP, WALK) and matches(rule.pattern, name):
                 return rule.label, rule
     return None, None
 

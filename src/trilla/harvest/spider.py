@@ -76,6 +76,7 @@ class Ledger:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (URL, reason)
     unlabelled: int = 0  # tiles in branches no rule labels
     over_cap: int = 0  # tiles not fetched because their label was full
+    unmatched: dict[str, list[str]] = field(default_factory=dict)  # start page -> the selectors that found nothing on it
     finish: str = ""  # Scrapy's reason the crawl ended
 
 
@@ -83,6 +84,14 @@ def slug(url: str) -> str:
     """A category's name in the path: the last part of its URL's path."""
     parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
     return parts[-1] if parts else urlsplit(url).hostname or "/"
+
+
+def canonical(url: str, keep: list[str]) -> str:
+    """A category link as the category it names: no fragment, and only the query parameters in `keep`
+    (a facet, a sort order or a page size of a listing is that listing)."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key in keep]
+    return urlunsplit(parts._replace(query=urlencode(query), fragment=""))
 
 
 def with_query(url: str, extra: str | None, **params) -> str:
@@ -107,7 +116,7 @@ class CatalogueSpider(scrapy.Spider):
         self.per_label: dict[str, int] = {}  # pictures downloaded per label, for per_label_cap
         self.labels_of: dict[str, set[str]] = {}  # image URL -> the labels of the tiles that showed it
         self.rules = site.rules
-        self.category_urls: set[str] = set(site.start_urls)
+        self.category_urls: set[str] = {canonical(url, site.keep_query) for url in site.start_urls}
         self.product_images: dict[str, str | None] = {}  # product page -> its picture's URL, once read
         self.waiting: dict[str, list[tuple[str, Node]]] = {}  # product page asked for -> the listings it was found in
         self.journal = staging.parent / REFUSED
@@ -130,12 +139,17 @@ class CatalogueSpider(scrapy.Spider):
 
     def parse_category(self, response, path: tuple[str, ...], page: int):
         node = self.node(path, response.url)
+        self.category_urls.add(canonical(response.url, self.site.keep_query))  # where a redirect led: that page is this node too
         breadcrumb = [t.strip() for t in select(response, self.site.selectors.breadcrumb) if t.strip()] if self.site.selectors.breadcrumb else []
         label, rule = label_for(self.rules, [*path, *breadcrumb])
         if label == SKIP:  # known only from the breadcrumb, once the page is read
             node.skipped = f"skip rule {rule.pattern!r}"
             return
         node.label, node.rule = label, rule.pattern if rule else ""
+        if page == 1 and len(path) == 1:  # the dry run names the selectors the start page does not answer
+            chosen = self.site.selectors
+            self.ledger.unmatched[response.url] = [key for key in ("categories", "products", "next_page", "page_count", "breadcrumb")
+                                                   if getattr(chosen, key) and not select(response, getattr(chosen, key))]
         if page == 1 and self.site.selectors.categories:
             for href in select(response, self.site.selectors.categories):
                 yield from self.child(response.urljoin(href), path)
@@ -148,8 +162,9 @@ class CatalogueSpider(scrapy.Spider):
         yield from self.next_pages(response, path, page, bool(len(tiles)))
 
     def child(self, url: str, parent: tuple[str, ...]):
+        url = canonical(url, self.site.keep_query)
         path = (*parent, slug(url))
-        if path in self.ledger.nodes or url in self.category_urls:  # a menu on every page links every category again
+        if path in self.ledger.nodes or url in self.category_urls:  # one node per category, however often it is linked
             return
         self.category_urls.add(url)
         node = self.node(path, url)
