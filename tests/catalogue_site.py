@@ -5,7 +5,8 @@ a slow page, a flaky picture (503 once, with Retry-After), a page posing as a pi
 that disallows one branch and asks for a Crawl-delay, a decompression bomb and a picture over the size
 limit, a link to another host, on every listing links to itself and to its sorted and faceted
 variants (the same listing under other queries), and a parent listing that shows its descendants'
-products (electric guitars shows solid-body's g1 and electric-basses' b11). Every request is logged (time, host, path, user agent)."""
+products (electric guitars shows solid-body's g1 and electric-basses' b11), and a last page that
+repeats a product of the first (acoustic guitars). Every request is logged (time, host, path, user agent)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ TREE = {
     "electric-guitars": (["solid-body", "electric-basses"], [["g1", "g2", "g3", "g4:PH", "b11"], ["g5", "g6", "g7:PH"]]),
     "electric-basses": ([], [["b11"]]),  # listed by its parent too, as shops list descendants' products: a bass, not a guitar
     "solid-body": ([], [["g8", "g1", "g9", "g10:PH"]]),
-    "acoustic-guitars": ([], [["g11", "g12", "c1", "g13:PH", "g14:NI"]]),
+    "acoustic-guitars": ([], [["g11", "g12", "c1"], ["g13:PH", "g14:NI", "g11"]]),  # the last page repeats g11
     "guitar-sets": ([], [["s1", "s2"]]),
     "basses": ([], [["b1", "b2", "c1", "b3:PH"], ["b4", "b5", "b6:NI", "b7:PH", "b10"]]),
     "fretless-basses": ([], [["b8", "b9"]]),

@@ -68,8 +68,8 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     assert rows.loc[[f for f in files if "/b4-" in f][0], "listing_page"] == f"{shop.base}/c/basses/?page=2"  # the page count's second page
 
     report = (out / ".harvest" / "report.md").read_text()
-    assert ("12 pictures kept from 29 product tiles in labelled listings (16 pictures downloaded); 2 placeholders skipped, "
-            "1 duplicates left out, 1 conflicts left out, 4 errors, 0 products in listings no rule labels.") in report  # g1 twice is one tile now
+    assert ("12 pictures kept from 30 product tiles in labelled listings (16 pictures downloaded); 2 placeholders skipped, "
+            "2 duplicates left out, 1 conflicts left out, 4 errors, 0 products in listings no rule labels.") in report
     assert rows.loc[[f for f in files if "/b11-" in f][0], "category_path"] == "instruments/guitars/electric-guitars/electric-basses"
     assert "| guitar | 6 | [contact_guitar.png](contact_guitar.png) |" in report and "| bass | 6 | [contact_bass.png](contact_bass.png) |" in report
     rule = "skip rule 'ukulele\\|banjo\\|pedal\\|amp\\|string\\|set'"  # a table cell escapes its bars
@@ -135,7 +135,9 @@ def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
         assert line in lines, shown.stdout
     assert lines[-2] == (f"on the start page http://127.0.0.1:{p}/c/instruments/ these selectors found nothing: "
                          "selectors.products, selectors.next_page, selectors.page_count")  # the root is no listing: said, not an error
-    assert lines[-1] == "13 categories, 5 skipped; 29 products in labelled listings, 0 in listings without a label"  # facets are no nodes
+    assert "│   ├── acoustic-guitars  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 2 listing pages, 5 products (6 tiles: its pages repeat 1)]" in lines
+    # distinct products: g1, b11 and c1 are each on two listings, g11 twice on one; facets are no nodes
+    assert lines[-1] == "13 categories, 5 skipped; 26 distinct products in labelled listings, 0 in listings without a label"
     assert not [path for _, _, path, _ in shop.log if path.startswith("/img/")] and not (tmp_path / "out").exists()
 
 
@@ -247,8 +249,8 @@ def test_the_breadcrumb_labels_a_category_whose_url_says_nothing(tmp_path):
 
     list(spider.parse_category(page("x17", ["Home", "Bajos eléctricos"]), path=("x17",), page=1))
     list(spider.parse_category(page("x18", ["Home", "Guitar sets"]), path=("x18",), page=1))
-    assert spider.ledger.nodes[("x17",)].label == "bass" and spider.ledger.nodes[("x17",)].products == 1
-    assert spider.ledger.nodes[("x18",)].skipped.startswith("skip rule") and spider.ledger.nodes[("x18",)].products == 0
+    assert spider.ledger.nodes[("x17",)].label == "bass" and len(spider.ledger.nodes[("x17",)].product_urls) == 1
+    assert spider.ledger.nodes[("x18",)].skipped.startswith("skip rule") and spider.ledger.nodes[("x18",)].tiles == 0
 
 
 def test_max_items_stops_the_downloads_and_still_reports(shop, tmp_path):

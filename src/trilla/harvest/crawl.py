@@ -137,7 +137,10 @@ def tree(ledger: Ledger) -> str:
         if node.skipped:
             return f"skipped: {node.skipped}"
         label = f"-> {node.label} (rule {node.rule!r})" if node.label else "no label"
-        listing = f"; {node.pages} listing pages, {node.products} products" if node.pages else ""
+        repeated = node.tiles - len(node.product_urls)
+        listing = f"; {node.pages} listing pages, {len(node.product_urls)} products" if node.pages else ""
+        if node.pages and repeated:
+            listing += f" ({node.tiles} tiles: its pages repeat {repeated})"
         return label + listing
 
     def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
@@ -149,11 +152,11 @@ def tree(ledger: Ledger) -> str:
 
     for root in [n for n in nodes if len(n.path) == 1]:
         walk(root, "", True, True)
-    labelled = sum(n.products for n in nodes if n.label and not n.skipped)
+    labelled = len(set().union(*(n.product_urls for n in nodes if n.label and not n.skipped)))  # a product on two listings is one
     skipped = sum(1 for n in nodes if n.skipped)
     for start, keys in ledger.unmatched.items():
         if keys:
             lines.append(f"on the start page {start} these selectors found nothing: {', '.join(f'selectors.{k}' for k in keys)}")
-    lines.append(f"{len(nodes)} categories, {skipped} skipped; {labelled} products in labelled listings, "
+    lines.append(f"{len(nodes)} categories, {skipped} skipped; {labelled} distinct products in labelled listings, "
                  f"{ledger.unlabelled} in listings without a label")
     return "\n".join(lines)

@@ -43,7 +43,8 @@ class Node:
     rule: str = ""
     skipped: str = ""  # why the branch was not walked (a skip rule, robots.txt, outside the domains, an error)
     pages: int = 0  # listing pages read
-    products: int = 0  # product tiles found
+    tiles: int = 0  # product tiles found on them
+    product_urls: set[str] = field(default_factory=set)  # the distinct products they show (a last page may repeat some)
 
 
 @dataclass
@@ -157,7 +158,8 @@ class CatalogueSpider(scrapy.Spider):
         if len(tiles):
             node.pages += 1
         for tile in tiles:
-            node.products += 1
+            node.tiles += 1
+            node.product_urls.update(response.urljoin(link) for link in select(tile, self.site.selectors.product_link)[:1])
             yield from self.product(response, tile, node)
         yield from self.next_pages(response, path, page, bool(len(tiles)))
 
