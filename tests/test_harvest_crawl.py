@@ -49,7 +49,7 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     files = expected_files(shop.base)
     assert sorted(harvested(out)) == sorted(files)
     provenance = pd.read_csv(out / "provenance.csv", keep_default_na=False)
-    assert list(provenance.columns) == ["path", "label", "image_url", "product_url", "listing_page", "category_path", "sha1", "phash",
+    assert list(provenance.columns) == ["path", "label", "image_url", "product_url", "listing_page", "category_path", "listed_in", "sha1", "phash",
                                         "width", "height", "bytes", "time"]
     rows = provenance.set_index("path")
     for file, url in files.items():
@@ -62,6 +62,7 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     # g1 is on electric-guitars' pages and on those of its child solid-body: the deepest category says what it is
     assert rows.loc[[f for f in files if "/g1-" in f][0], "category_path"] == "instruments/guitars/electric-guitars/solid-body"
     assert rows.loc[[f for f in files if "/g1-" in f][0], "listing_page"] == f"{shop.base}/c/solid-body/"
+    assert rows.loc[[f for f in files if "/g1-" in f][0], "listed_in"] == "instruments/guitars/electric-guitars;instruments/guitars/electric-guitars/solid-body"
     assert rows.loc[[f for f in files if "/g2-" in f][0], "category_path"] == "instruments/guitars/electric-guitars"
     assert rows.loc[[f for f in files if "/g8-" in f][0], "category_path"] == "instruments/guitars/electric-guitars/solid-body"
     assert rows.loc[[f for f in files if "/b8-" in f][0], "category_path"] == "instruments/old-basses"  # the link's name, though it redirected
@@ -133,6 +134,9 @@ def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
         "└── ukuleles  [skipped: skip rule 'ukulele|banjo|pedal|amp|string|set']",
     ):
         assert line in lines, shown.stdout
+    # electric-guitars lists g2-g7 itself besides its sub-categories' g1 and b11
+    assert lines[-3] == ("rule 'electric-guitars|acoustic-guitars' takes 6 products only a parent category's own pages show, though it "
+                         "has sub-categories (check that they are not from a skipped, disallowed or unread branch)")
     assert lines[-2] == (f"on the start page http://127.0.0.1:{p}/c/instruments/ these selectors found nothing: "
                          "selectors.products, selectors.next_page, selectors.page_count")  # the root is no listing: said, not an error
     assert "│   ├── acoustic-guitars  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 2 listing pages, 5 products (6 tiles: its pages repeat 1)]" in lines

@@ -117,6 +117,20 @@ def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | No
     return result
 
 
+def _from_parents(nodes: list[Node]) -> dict[str, int]:
+    """Per rule, the products a labelled category with sub-categories shows that none of its descendants
+    does: where shops list a whole department on a parent's pages, these are the ones to look at."""
+    out: dict[str, int] = {}
+    for node in nodes:
+        below = [n for n in nodes if len(n.path) > len(node.path) and n.path[: len(node.path)] == node.path]
+        if not node.label or node.skipped or not below or not node.product_urls:
+            continue
+        alone = node.product_urls - set().union(*(n.product_urls for n in below))
+        if alone:
+            out[node.rule] = out.get(node.rule, 0) + len(alone)
+    return out
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
     """Scrapy logs a robots.txt it could not fetch with a full traceback; its message says enough."""
     record.exc_info = record.exc_text = None
@@ -154,6 +168,9 @@ def tree(ledger: Ledger) -> str:
         walk(root, "", True, True)
     labelled = len(set().union(*(n.product_urls for n in nodes if n.label and not n.skipped)))  # a product on two listings is one
     skipped = sum(1 for n in nodes if n.skipped)
+    for rule, count in _from_parents(nodes).items():
+        lines.append(f"rule {rule!r} takes {count} products only a parent category's own pages show, though it has sub-categories "
+                     "(check that they are not from a skipped, disallowed or unread branch)")
     for start, keys in ledger.unmatched.items():
         if keys:
             lines.append(f"on the start page {start} these selectors found nothing: {', '.join(f'selectors.{k}' for k in keys)}")

@@ -28,7 +28,7 @@ from trilla.harvest.site import Site
 from trilla.harvest.spider import Ledger, Picture, Tile, slug
 
 PROVENANCE = "provenance.csv"
-COLUMNS = ["path", "label", "image_url", "product_url", "listing_page", "category_path", "sha1", "phash", "width", "height",
+COLUMNS = ["path", "label", "image_url", "product_url", "listing_page", "category_path", "listed_in", "sha1", "phash", "width", "height",
            "bytes", "time"]
 
 
@@ -89,6 +89,9 @@ def deepest(tiles: list[Tile]) -> list[Tile]:
 
 
 def assemble(ledger: Ledger, site: Site, site_dir: Path, out: Path) -> Assembly:
+    listed: dict[str, set[str]] = {}  # product URL -> every category whose pages show it
+    for tile in ledger.tiles:
+        listed.setdefault(tile.product_url, set()).add("/".join(tile.path))
     seen: dict[str, list[Tile]] = {}
     for tile in deepest(ledger.tiles):
         seen.setdefault(tile.image_url, []).append(tile)
@@ -118,7 +121,8 @@ def assemble(ledger: Ledger, site: Site, site_dir: Path, out: Path) -> Assembly:
         names.add(name)
         file = f"{first.label}/{name}"
         rows.append({"path": file, "label": first.label, "image_url": best.url, "product_url": first.product_url,
-                     "listing_page": first.listing, "category_path": "/".join(first.path), "sha1": best.sha1, "phash": best.phash,
+                     "listing_page": first.listing, "category_path": "/".join(first.path),
+                     "listed_in": ";".join(sorted(set().union(*(listed[t.product_url] for t in tiles)))), "sha1": best.sha1, "phash": best.phash,
                      "width": best.width, "height": best.height, "bytes": best.bytes, "time": best.fetched})
         result.duplicates += [{"image_url": p.url, "kept": file} for p in group if p is not best]
         result.duplicates += [{"image_url": best.url, "kept": file} for _ in seen[best.url][1:]]  # the same URL on more tiles
