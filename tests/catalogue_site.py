@@ -6,7 +6,8 @@ that disallows one branch and asks for a Crawl-delay, a decompression bomb and a
 limit, a link to another host, on every listing links to itself and to its sorted and faceted
 variants (the same listing under other queries), and a parent listing that shows its descendants'
 products (electric guitars shows solid-body's g1 and electric-basses' b11), and a last page that
-repeats a product of the first (acoustic guitars). Every request is logged (time, host, path, user agent)."""
+repeats a product of the first (acoustic guitars), and a bass branch named like the strings accessories
+(4-string-basses, beside strings). Every request is logged (time, host, path, user agent)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,16 @@ CRAWL_DELAY = 0.15
 # category -> (sub-categories, listing pages of product ids); "PH" is the shared placeholder picture,
 # "NI" a "no image" picture like the example the site file names.
 TREE = {
-    "instruments": (["guitars", "basses", "ukuleles", "hidden-basses", "broken", "old-basses", "OUTSIDE"], []),
+    "instruments": (["guitars", "basses", "ukuleles", "hidden-basses", "broken", "old-basses", "strings", "OUTSIDE"], []),
     "guitars": (["electric-guitars", "acoustic-guitars", "guitar-sets"], []),
     "electric-guitars": (["solid-body", "electric-basses"], [["g1", "g2", "g3", "g4:PH", "b11"], ["g5", "g6", "g7:PH"]]),
     "electric-basses": ([], [["b11"]]),  # listed by its parent too, as shops list descendants' products: a bass, not a guitar
     "solid-body": ([], [["g8", "g1", "g9", "g10:PH"]]),
     "acoustic-guitars": ([], [["g11", "g12", "c1"], ["g13:PH", "g14:NI", "g11"]]),  # the last page repeats g11
     "guitar-sets": ([], [["s1", "s2"]]),
-    "basses": ([], [["b1", "b2", "c1", "b3:PH"], ["b4", "b5", "b6:NI", "b7:PH", "b10"]]),
+    "basses": (["4-string-basses"], [["b1", "b2", "c1", "b3:PH"], ["b4", "b5", "b6:NI", "b7:PH", "b10"]]),
+    "4-string-basses": ([], [["b12"]]),  # named like the accessory word "string": a bass branch all the same
+    "strings": ([], [["x1"]]),  # the accessories the "string" rule is meant for
     "fretless-basses": ([], [["b8", "b9"]]),
     "ukuleles": ([], [["u1"]]),
     "hidden-basses": ([], [["h1"]]),
@@ -41,7 +44,7 @@ PRODUCTS = {p.split(":")[0]: (p.split(":") + [p])[1] for _, pages in TREE.values
 PAGE_COUNT = {"basses"}  # listings that show "1 / 2" instead of a next link
 EXPECTED = {  # what a harvest keeps: the largest of each picture, once, under its one label
     "guitar": ["g1", "g11", "g2", "g3", "g5", "g8"],
-    "bass": ["b1", "b11", "b2", "b4", "b5", "b8"],
+    "bass": ["b1", "b11", "b12", "b2", "b4", "b5", "b8"],
 }
 
 

@@ -45,7 +45,7 @@ def harvested(out: Path) -> dict[str, bytes]:
 def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(shop, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "-q")
-    assert done.stdout.strip().splitlines()[-1] == str(out / ".harvest" / "report.md") and "12 pictures in" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == str(out / ".harvest" / "report.md") and "13 pictures in" in done.stdout
     files = expected_files(shop.base)
     assert sorted(harvested(out)) == sorted(files)
     provenance = pd.read_csv(out / "provenance.csv", keep_default_na=False)
@@ -69,10 +69,10 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     assert rows.loc[[f for f in files if "/b4-" in f][0], "listing_page"] == f"{shop.base}/c/basses/?page=2"  # the page count's second page
 
     report = (out / ".harvest" / "report.md").read_text()
-    assert ("12 pictures kept from 30 product tiles in labelled listings (16 pictures downloaded); 2 placeholders skipped, "
+    assert ("13 pictures kept from 31 product tiles in labelled listings (17 pictures downloaded); 2 placeholders skipped, "
             "2 duplicates left out, 1 conflicts left out, 4 errors, 0 products in listings no rule labels.") in report
     assert rows.loc[[f for f in files if "/b11-" in f][0], "category_path"] == "instruments/guitars/electric-guitars/electric-basses"
-    assert "| guitar | 6 | [contact_guitar.png](contact_guitar.png) |" in report and "| bass | 6 | [contact_bass.png](contact_bass.png) |" in report
+    assert "| guitar | 6 | [contact_guitar.png](contact_guitar.png) |" in report and "| bass | 7 | [contact_bass.png](contact_bass.png) |" in report
     rule = "skip rule 'ukulele\\|banjo\\|pedal\\|amp\\|string\\|set'"  # a table cell escapes its bars
     for line in ("| instruments/ukuleles | http://127.0.0.1:{p}/c/ukuleles/ | " + rule + " |",
                  "| instruments/hidden-basses | http://127.0.0.1:{p}/c/hidden-basses/ | robots.txt disallows it |",
@@ -94,7 +94,9 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
     assert {host for _, host, _, _ in log} == {f"127.0.0.1:{shop.port}"}  # nothing from localhost, the other host
     assert all(agent.startswith("trilla-harvest/") for _, _, _, agent in log)
     paths = [path for _, _, path, _ in log]
-    assert not [p for p in paths if any(part in p for part in ("hidden-basses", "ukuleles", "guitar-sets", "/s1", "/u1", "/h1", "/img/thumb/"))]
+    assert not [p for p in paths if any(part in p for part in ("hidden-basses", "ukuleles", "guitar-sets", "/c/strings/", "/s1", "/u1", "/h1", "/x1",
+                                                               "/img/thumb/"))]
+    assert "/c/4-string-basses/" in paths  # the rule 'string' is a word: it skips the strings, not the 4-string basses
     assert paths.count("/robots.txt") == 1 and paths.count("/img/large/g1.png") == 1 and paths.count("/img/large/PH.png") == 1
     flaky = [t for t, _, p, _ in log if p == "/img/large/b4.png"]
     assert len(flaky) == 2 and flaky[1] - flaky[0] >= 1.0  # a 503 with Retry-After: 1, retried after it
@@ -106,14 +108,14 @@ def test_the_shop_is_harvested_into_label_folders_with_provenance_and_report(sho
 
     before = len(shop.log)
     again = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "--resume", "-q")
-    assert "12 pictures in" in again.stdout and len(shop.log) == before  # every page and picture from the HTTP cache
+    assert "13 pictures in" in again.stdout and len(shop.log) == before  # every page and picture from the HTTP cache
     assert harvested(out) == {f: (out / f).read_bytes() for f in files}
     refused = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, check=False)
     assert refused.returncode == 2 and "is not empty and is kept" in refused.stderr
     trained = trilla("train", "--data", out, "--set", "train.epochs=1", "--set", "data.image_size=16", "--set", f"run.dir={tmp_path / 'runs'}",
                      "--set", "train.progress=false", "-q")  # the folder trains as it is (its report and sheets are no class)
     run = Run(trained.stdout.strip().splitlines()[-1])
-    assert run.classes == ["bass", "guitar"] and run.info["data"]["samples"] == 12
+    assert run.classes == ["bass", "guitar"] and run.info["data"]["samples"] == 13
 
 
 def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
@@ -123,6 +125,8 @@ def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
     assert lines[0] == f"http://127.0.0.1:{p}/c/instruments/  [no label]"
     for line in (
         "├── basses  [-> bass (rule 'bass'); 2 listing pages, 9 products]",
+        "│   └── 4-string-basses  [-> bass (rule 'bass'); 1 listing pages, 1 products]",  # not the strings: whole words
+        "├── strings  [skipped: skip rule 'ukulele|banjo|pedal|amp|string|set']",
         "│   │   ├── electric-basses  [-> bass (rule 'bass'); 1 listing pages, 1 products]",
         "├── broken  [skipped: HTTP 404]",
         "│   ├── electric-guitars  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 2 listing pages, 8 products]",
@@ -135,13 +139,15 @@ def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
     ):
         assert line in lines, shown.stdout
     # electric-guitars lists g2-g7 itself besides its sub-categories' g1 and b11
+    assert lines[-4] == ("rule 'bass' takes 9 products only a parent category's own pages show, though it has sub-categories "
+                         "(check that they are not from a skipped, disallowed or unread branch)")
     assert lines[-3] == ("rule 'electric-guitars|acoustic-guitars' takes 6 products only a parent category's own pages show, though it "
                          "has sub-categories (check that they are not from a skipped, disallowed or unread branch)")
     assert lines[-2] == (f"on the start page http://127.0.0.1:{p}/c/instruments/ these selectors found nothing: "
                          "selectors.products, selectors.next_page, selectors.page_count")  # the root is no listing: said, not an error
     assert "│   ├── acoustic-guitars  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 2 listing pages, 5 products (6 tiles: its pages repeat 1)]" in lines
     # distinct products: g1, b11 and c1 are each on two listings, g11 twice on one; facets are no nodes
-    assert lines[-1] == "13 categories, 5 skipped; 26 distinct products in labelled listings, 0 in listings without a label"
+    assert lines[-1] == "15 categories, 6 skipped; 27 distinct products in labelled listings, 0 in listings without a label"
     assert not [path for _, _, path, _ in shop.log if path.startswith("/img/")] and not (tmp_path / "out").exists()
 
 
@@ -158,7 +164,7 @@ def test_a_harvest_killed_mid_crawl_resumes_without_fetching_anything_twice(shop
     assert not (out / ".harvest" / "report.md").exists() and list((out / ".harvest" / "pictures").iterdir())  # some pictures, no result yet
     fetched_before = len(shop.log)
     done = trilla("harvest", "crawl", tmp_path / "site.yaml", out, "--cache", cache, "--resume", "-q")
-    assert "12 pictures in" in done.stdout and len(shop.log) > fetched_before
+    assert "13 pictures in" in done.stdout and len(shop.log) > fetched_before
     assert sorted(harvested(out)) == sorted(expected_files(shop.base)) and not (out / ".harvest" / "pictures").exists()
     counts = pd.Series([path for _, _, path, _ in shop.log]).value_counts()
     twice = set(counts[counts > 1].index)
@@ -209,7 +215,7 @@ def test_the_harvested_folder_trains_without_a_warning_and_the_console_stays_qui
     assert sorted(p.name for p in out.iterdir()) == [".harvest", "bass", "guitar", "provenance.csv"]  # the report and sheets are not data
     trained = trilla("train", "--data", out, "--set", "train.epochs=1", "--set", "data.image_size=16", "--set", f"run.dir={tmp_path / 'runs'}")
     assert "WARNING" not in trained.stderr, trained.stderr
-    assert Run(trained.stdout.strip().splitlines()[-1]).record["data"]["samples"] == 12
+    assert Run(trained.stdout.strip().splitlines()[-1]).record["data"]["samples"] == 13
     verbose = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "again", "--cache", tmp_path / "cache", "--dry-run", "-v")
     assert "Dumping Scrapy stats" in verbose.stderr
 
