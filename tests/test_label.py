@@ -105,6 +105,8 @@ def test_label_studio_tasks_round_trip_into_a_new_project(tmp_path, pictures):
     tasks = export["tasks"]
     assert len(tasks) == 6 and tasks[1]["annotations"][0]["result"][0]["value"]["choices"] == ["alpha"]
     assert export["document_root"] == str(tmp_path) and export["storage"] == str(pictures)
+    with pytest.raises(TrillaError, match="must lie below Label Studio's document root"):  # Label Studio refuses a storage that is its root
+        to_labelstudio(project, pictures)
     assert tasks[0]["data"]["image"] == "/data/local-files/?d=pics/alpha/alpha_000.png"
     assert labeling_config(project, "image").startswith('<View><Image name="item" value="$image"/><Choices')
     assert export["users"] == [{"email": "ann@trilla.invalid", "username": "ann", "trilla_annotator": "ann"}]

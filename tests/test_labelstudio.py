@@ -6,6 +6,7 @@ trilla under trilla's names, once, even for a project labelled only in Label Stu
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,11 @@ def label_studio_project(client: httpx.Client, title: str, config: str, storage:
     return made
 
 
+def printed_storage(printed: str) -> str:
+    """The folder step 4 of `trilla label export --format labelstudio` says to add as Local Files storage."""
+    return re.search(r"Local Files source storage on (.+?) \(do not sync", printed).group(1)
+
+
 def exported(client: httpx.Client, project: int) -> list[dict]:
     return ok(client.get(f"/api/projects/{project}/export", params={"exportType": "JSON"})).json()
 
@@ -71,7 +77,7 @@ def test_a_trilla_export_imports_into_label_studio_and_comes_back_unchanged(stud
     for user in users:  # step 2 as printed: Label Studio's users, by the export's addresses
         ok(client.post("/api/users/", json={"email": user["email"], "username": user["username"]}))
     config = (tmp_path / "shop" / "labelstudio.image.xml").read_text()
-    made = label_studio_project(client, "shop from trilla", config, storage=str(media / "shop"))
+    made = label_studio_project(client, "shop from trilla", config, storage=printed_storage(printed))  # the steps as printed
     ok(client.post(f"/api/projects/{made}/import", json=tasks))
 
     back = exported(client, made)
@@ -134,10 +140,11 @@ def test_points_on_the_plane_and_their_sounds_go_through_label_studio(studio, tm
     for k, item in enumerate(project.items()["item"]):
         project.answer(int(item), "ann", [round(0.3 * k - 0.5, 4), -0.25])
         project.answer(int(item), "bob", [0.5, round(0.1 * k, 4)])
-    trilla("label", "export", tmp_path / "mood", "--format", "labelstudio", "--media-root", media, "-q")
+    printed = trilla("label", "export", tmp_path / "mood", "--format", "labelstudio", "--media-root", media, "-q").stdout
     for user in json.loads((tmp_path / "mood" / "labelstudio.users.json").read_text()):
         client.post("/api/users/", json={"email": user["email"], "username": user["username"]})  # ann may exist from another test
-    made = label_studio_project(client, "mood from trilla", (tmp_path / "mood" / "labelstudio.audio.xml").read_text(), storage=str(media / "mood"))
+    made = label_studio_project(client, "mood from trilla", (tmp_path / "mood" / "labelstudio.audio.xml").read_text(),
+                                storage=printed_storage(printed))
     ok(client.post(f"/api/projects/{made}/import", json=json.loads((tmp_path / "mood" / "labelstudio.json").read_text())))
     back = exported(client, made)
     assert sum(len(t["annotations"]) for t in back) == 8

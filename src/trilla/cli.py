@@ -663,10 +663,9 @@ def label_import(
     known = []
     for path in [*users, *[p for p in [project / "labelstudio.users.json"] if p.is_file()]]:
         try:
-            given = json.loads(path.read_text(encoding="utf-8"))
+            known.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as err:
             raise TrillaError(f"--users {path} is not readable JSON: {err}") from None
-        known += given if isinstance(given, list) else given.get("results", []) if isinstance(given, dict) else []
     added, skipped = from_labelstudio(Project(project, db), export, known, progress=not quiet)
     for reason in skipped:
         logging.getLogger("trilla").warning("left out: %s", reason)

@@ -69,51 +69,49 @@ def _result(project: Project, value: Any) -> list[dict]:
     return [{"from_name": "label", "to_name": "item", "type": "choices", "value": {"choices": list(choices)}}]
 
 
-def media_root(paths: list[str]) -> tuple[Path, Path]:
+def media_root(paths: list[str], root: Path | None = None) -> tuple[Path, Path]:
     """(document root, storage folder) for Label Studio's local-files serving: the storage is the folder
-    that holds every item, the root its parent (Label Studio refuses a storage that is the root itself)."""
-    storage = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
-    if storage.parent == storage:
-        raise TrillaError("the items share no folder below / : give --media-root, a folder that holds them all")
-    return storage.parent, storage
+    that holds every item, and it must lie below the root (Label Studio refuses a storage that is the root
+    itself); the root defaults to the storage's parent."""
+    storage = Path(os.path.realpath(os.path.commonpath([str(Path(p).parent) for p in paths])))
+    root = storage.parent if root is None else Path(os.path.realpath(root))
+    if root == storage or not storage.is_relative_to(root):
+        raise TrillaError(f"the items' folder {storage} must lie below Label Studio's document root, and {root} is "
+                          f"{'that folder itself' if root == storage else 'not above it'}: give --media-root a folder above {storage}")
+    return root, storage
 
 
 def to_labelstudio(project: Project, root: Path | None = None) -> dict[str, Any]:
-    """The tasks (one per item: its media under `root` through Label Studio's local-files storage, trilla's
-    item id, and an annotation per annotator with their standing answer), the users to create, and where
-    Label Studio's document root and storage go. `root` defaults to the parent of the items' folder."""
+    """The tasks (one per item: its media under the document root through Label Studio's local-files
+    storage, trilla's item id, and an annotation per annotator with their standing answer), the users to
+    create, and where Label Studio's document root and storage go (`media_root`)."""
     items = project.items()
     if not len(items):
         raise TrillaError(f"{project.folder} has no items")
-    storage = None
-    if root is None:
-        root, storage = media_root(list(items["path"]))
-    root = Path(os.path.realpath(root))
+    root, storage = media_root(list(items["path"]), root)
     standing = project.standing()
     times = {(r.item, r.annotator): r.created for r in project.answers().itertuples() if not r.undone}
     by_item = {item: group for item, group in standing.groupby("item")} if len(standing) else {}
     tasks = []
     for row in items.itertuples():
-        real = Path(os.path.realpath(row.path))
-        if not real.is_relative_to(root):
-            raise TrillaError(f"{row.path} is not inside the media root {root}: give --media-root a folder that holds every item")
         annotations = []
         for answer in by_item.get(row.item, standing.iloc[:0]).itertuples():
             when = datetime.fromtimestamp(times[row.item, answer.annotator], timezone.utc).isoformat()
             annotations.append({"completed_by": {"email": email_of(answer.annotator)}, "created_at": when, "result": _result(project, answer.value)})
-        tasks.append({"data": {row.media: LOCAL_FILES + real.relative_to(root).as_posix(), "trilla_item": int(row.item)}, "annotations": annotations})
+        shown = Path(os.path.realpath(row.path)).relative_to(root).as_posix()
+        tasks.append({"data": {row.media: LOCAL_FILES + shown, "trilla_item": int(row.item)}, "annotations": annotations})
     annotators = sorted(set(standing["annotator"])) if len(standing) else []
     users = [{"email": email_of(a), "username": email_of(a).split("@")[0][:150], "trilla_annotator": a} for a in annotators]
-    return {"tasks": tasks, "users": users, "document_root": str(root), "storage": str(storage or root)}
+    return {"tasks": tasks, "users": users, "document_root": str(root), "storage": str(storage)}
 
 
-def _users(users: Any) -> tuple[dict[int, str], dict[str, str]]:
-    """(Label Studio user id -> e-mail, e-mail -> trilla annotator) from a users file: Label Studio's
-    /api/users answer, the users trilla's export wrote, or both joined."""
-    if isinstance(users, dict):
-        users = users.get("results") or users.get("users") or []
+def _users(files: list[Any]) -> tuple[dict[int, str], dict[str, str]]:
+    """(Label Studio user id -> e-mail, e-mail -> trilla annotator) from users files, each as read from
+    JSON: Label Studio's /api/users answer (a list, or a page with `results`), or the users trilla's
+    export wrote."""
+    listed = [user for given in files for user in (given.get("results") or [] if isinstance(given, dict) else given if isinstance(given, list) else [])]
     ids, names = {}, {}
-    for user in users if isinstance(users, list) else []:
+    for user in listed:
         if not isinstance(user, dict) or not isinstance(user.get("email"), str):
             continue
         if isinstance(user.get("id"), int) and not isinstance(user["id"], bool):
@@ -153,9 +151,9 @@ class _Items:
         return f"no item's file is {shown}"
 
 
-def from_labelstudio(project: Project, path: Path, users: Any = None, progress: bool = True) -> tuple[int, list[str]]:
+def from_labelstudio(project: Project, path: Path, users: list[Any] = (), progress: bool = True) -> tuple[int, list[str]]:
     """Answers from a Label Studio JSON export; how many were added, and what was left out and why.
-    `users` is the parsed users file (see `_users`)."""
+    `users` are the users files, each as read from JSON (see `_users`)."""
     try:
         tasks = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
