@@ -159,7 +159,6 @@ class CatalogueSpider(scrapy.Spider):
             node.pages += 1
         for tile in tiles:
             node.tiles += 1
-            node.product_urls.update(response.urljoin(link) for link in select(tile, self.site.selectors.product_link)[:1])
             yield from self.product(response, tile, node)
         yield from self.next_pages(response, path, page, bool(len(tiles)))
 
@@ -207,6 +206,7 @@ class CatalogueSpider(scrapy.Spider):
     def product(self, response, tile, node: Node):
         chosen = self.site.selectors
         links = select(tile, chosen.product_link)
+        node.product_urls.update(response.urljoin(link) for link in links[:1])
         image_url = None if chosen.product_page else self.image_url(response, tile)
         if not links or (image_url is None and not chosen.product_page):
             self.ledger.errors.append((response.url, f"a product tile without {'a product link' if not links else 'an image'}"))
