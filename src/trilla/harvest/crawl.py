@@ -24,7 +24,7 @@ from pathlib import Path
 from trilla.data.store import default_cache_dir
 from trilla.errors import TrillaError
 from trilla.harvest.site import Site, load_site
-from trilla.harvest.spider import STAGING, Ledger, Node
+from trilla.harvest.spider import STAGING, Ledger, Node, owners
 from trilla.version import __version__
 
 DONE = "finished"
@@ -117,18 +117,17 @@ def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | No
     return result
 
 
-def _from_parents(nodes: list[Node]) -> dict[str, int]:
-    """Per rule, the products a labelled category with sub-categories shows that none of its descendants
-    does: where shops list a whole department on a parent's pages, these are the ones to look at."""
-    out: dict[str, int] = {}
-    for node in nodes:
-        below = [n for n in nodes if len(n.path) > len(node.path) and n.path[: len(node.path)] == node.path]
-        if not node.label or node.skipped or not below or not node.product_urls:
-            continue
-        alone = node.product_urls - set().union(*(n.product_urls for n in below))
-        if alone:
-            out[node.rule] = out.get(node.rule, 0) + len(alone)
-    return out
+def _from_parents(nodes: dict[tuple[str, ...], Node]) -> tuple[dict[str, int], int]:
+    """(per rule, the products a labelled category with sub-categories vouches for that none of its
+    descendants lists; the products left out because only a parent lists them and a branch below it was
+    not walked): where shops list a whole department on a parent's pages, these are the ones to look at."""
+    owned, left = owners(nodes)
+    taken: dict[str, int] = {}
+    for paths in owned.values():
+        for path in paths:
+            if any(len(other) > len(path) and other[: len(path)] == path for other in nodes):
+                taken[nodes[path].rule] = taken.get(nodes[path].rule, 0) + 1
+    return taken, sum(1 for why in left.values() if why.startswith("only "))
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:
@@ -154,7 +153,10 @@ def tree(ledger: Ledger) -> str:
         repeated = node.tiles - len(node.product_urls)
         listing = f"; {node.pages} listing pages, {len(node.product_urls)} products" if node.pages else ""
         if node.pages and repeated:
-            listing += f" ({node.tiles} tiles: its pages repeat {repeated})"
+            listing += f" ({node.tiles} tiles: its pages repeat {repeated}, and may skip as many: a stable sort order in listing_query avoids both)"
+        if node.short_pages():
+            listing += (f" (page {', '.join(map(str, node.short_pages()))} shows fewer tiles than page 1, {node.page_tiles[1]}, "
+                        "though pages follow: it skips products)")
         return label + listing
 
     def walk(node: Node, prefix: str, last: bool, top: bool) -> None:
@@ -168,9 +170,15 @@ def tree(ledger: Ledger) -> str:
         walk(root, "", True, True)
     labelled = len(set().union(*(n.product_urls for n in nodes if n.label and not n.skipped)))  # a product on two listings is one
     skipped = sum(1 for n in nodes if n.skipped)
-    for rule, count in _from_parents(nodes).items():
+    taken, left = _from_parents(ledger.nodes)
+    for rule, count in taken.items():
         lines.append(f"rule {rule!r} takes {count} products only a parent category's own pages show, though it has sub-categories "
-                     "(check that they are not from a skipped, disallowed or unread branch)")
+                     "(check that they are not from an unread branch)")
+    if left:
+        lines.append(f"{left} products only a parent category lists are left out: a branch below it was not walked, and they may be from there")
+    for start, outside in ledger.outside.items():
+        lines.append(f"{len(outside)} categories the pages link outside the start URL's path were not walked (tree by URL path; "
+                     f"tree: links walks every linked category): {', '.join(sorted(outside))}")
     for start, keys in ledger.unmatched.items():
         if keys:
             lines.append(f"on the start page {start} these selectors found nothing: {', '.join(f'selectors.{k}' for k in keys)}")

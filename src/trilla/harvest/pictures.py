@@ -5,8 +5,10 @@ Pictures are grouped when they are the same file (SHA-1) or look the same (perce
 `imagehash` within `duplicate_distance` bits: a resized copy, the same product in two categories). A
 group is a placeholder when it looks like one of SITE.yaml's examples or stands for `min_products`
 different products or more; a group seen under two labels is a conflict; otherwise its largest picture
-is kept. Names come from the product URL's last part (letters, digits, - and _ only) and a hash of the
-image URL, so a re-run names every picture the same, and no text from the site becomes a path.
+is kept. A product's label is that of the deepest category listing it (`spider.owners`), and a product
+no category can vouch for is left out. Names come from the product URL's last part (letters, digits, -
+and _ only) and a hash of the image URL, so a re-run names every picture the same, and no text from the
+site becomes a path.
 provenance.csv names each picture in a `path` column (relative to OUT), so it is also a manifest that
 `trilla train --data OUT/provenance.csv` reads, with the category path and URLs as columns.
 """
@@ -25,7 +27,7 @@ import pandas as pd
 from trilla.atomic import write_bytes
 from trilla.data.images import open_picture
 from trilla.harvest.site import Site
-from trilla.harvest.spider import Ledger, Picture, Tile, slug
+from trilla.harvest.spider import Ledger, Picture, Tile, owners, slug
 
 PROVENANCE = "provenance.csv"
 COLUMNS = ["path", "label", "image_url", "product_url", "listing_page", "category_path", "listed_in", "sha1", "phash", "width", "height",
@@ -39,6 +41,7 @@ class Assembly:
     duplicates: list[dict] = field(default_factory=list)  # image URL left out, the file kept instead
     conflicts: list[dict] = field(default_factory=list)  # image URLs, labels, category paths
     removed: list[str] = field(default_factory=list)  # files an earlier run placed that no longer belong
+    left_out: list[dict] = field(default_factory=list)  # product URL, why no category can say what it is
 
 
 def _groups(pictures: list[Picture], distance: int) -> list[list[int]]:
@@ -77,27 +80,18 @@ def file_name(product_url: str, image_url: str, ext: str, digits: int = 8) -> st
     return f"{stem}-{hashlib.sha1(image_url.encode()).hexdigest()[:digits]}.{ext}"
 
 
-def deepest(tiles: list[Tile]) -> list[Tile]:
-    """The tiles that say what each product is: a shop lists its descendants' products on a parent
-    category's pages too, so a tile yields to one of the same product in a descendant of its listing's
-    category (guitars-and-basses shows the basses' products; the product is what basses says)."""
-    listed: dict[str, list[tuple[str, ...]]] = {}
-    for tile in tiles:
-        listed.setdefault(tile.product_url, []).append(tile.path)
-    return [tile for tile in tiles
-            if not any(len(path) > len(tile.path) and path[: len(tile.path)] == tile.path for path in listed[tile.product_url])]
-
-
 def assemble(ledger: Ledger, site: Site, site_dir: Path, out: Path) -> Assembly:
     listed: dict[str, set[str]] = {}  # product URL -> every category whose pages show it
     for tile in ledger.tiles:
         listed.setdefault(tile.product_url, set()).add("/".join(tile.path))
     seen: dict[str, list[Tile]] = {}
-    for tile in deepest(ledger.tiles):
-        seen.setdefault(tile.image_url, []).append(tile)
+    owned, result_left = owners(ledger.nodes)
+    for tile in ledger.tiles:
+        if tile.path in owned.get(tile.product_url, ()):
+            seen.setdefault(tile.image_url, []).append(tile)
     pictures = [p for url, p in ledger.pictures.items() if url in seen]
     examples = _example_hashes(site, site_dir)
-    result = Assembly(kept=pd.DataFrame(columns=COLUMNS))
+    result = Assembly(kept=pd.DataFrame(columns=COLUMNS), left_out=[{"product_url": url, "why": why} for url, why in sorted(result_left.items())])
     rows, names = [], set()
     for members in _groups(pictures, site.duplicate_distance):
         group = [pictures[i] for i in members]

@@ -50,7 +50,8 @@ def write_report(out: Path, site: Site, ledger: Ledger, assembly: Assembly, igno
         f"{len(kept)} pictures kept from {len(ledger.tiles)} product tiles in labelled listings "
         f"({len(ledger.pictures)} pictures downloaded); {len(assembly.placeholders)} placeholders skipped, "
         f"{len(assembly.duplicates)} duplicates left out, {len(assembly.conflicts)} conflicts left out, {len(ledger.errors)} errors, "
-        f"{ledger.unlabelled} products in listings no rule labels" + (f", {ledger.over_cap} over the per-label cap" if ledger.over_cap else "") + ".",
+        f"{ledger.unlabelled} products in listings no rule labels" + (f", {ledger.over_cap} over the per-label cap" if ledger.over_cap else "")
+        + (f", {len(assembly.left_out)} products left out that no category can vouch for" if assembly.left_out else "") + ".",
         "",
         "## Per label",
         "",
@@ -79,6 +80,10 @@ def write_report(out: Path, site: Site, ledger: Ledger, assembly: Assembly, igno
         "",
         markdown_table(pd.DataFrame([{"image_urls": " ".join(c["image_urls"]), "labels": ", ".join(c["labels"]),
                                       "category_paths": ", ".join(c["category_paths"])} for c in assembly.conflicts])) if assembly.conflicts else "none",
+        "",
+        f"## Products no category can vouch for, left out ({len(assembly.left_out)})",
+        "",
+        markdown_table(pd.DataFrame(assembly.left_out)) if assembly.left_out else "none",
         "",
         f"## Errors ({len(ledger.errors)})",
         "",

@@ -7,7 +7,7 @@ rules are `pattern -> label` lines matched against the names on a category's way
 category's URL, and the breadcrumb's items): whole words by default (`matches`), a regular expression
 when the pattern is one. A branch any `skip` rule matches is not walked; otherwise the deepest name a
 rule matches gives the label, and a branch no rule matches is walked for sub-categories that do match,
-its own products left out.
+its own products left out. `tree` says where a category sits (spider.py).
 
 Unknown keys get the training config's did-you-mean errors; a selector that does not parse, a rule
 that is no `pattern -> label` or a pattern that is no regular expression fails before anything is
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -138,6 +139,11 @@ class Site(Section):
     listing_query: str | None = Field(None, description="added to every listing URL, e.g. 'limit=100' for 100 products a page")
     keep_query: list[str] = Field([], description="query parameters that make a category link another category; the others (facets, "
                                   "sorting, page size, page) name the same listing")
+    tree: Literal["auto", "links", "url"] = Field("auto", description="where a category sits: below the page that links it "
+                                                 "('links'), below the category whose URL path holds its own ('url': a menu of the "
+                                                 "whole catalogue on every page places nothing, and links outside the start URL's "
+                                                 "path are not walked), or 'url' when the start page links categories below its "
+                                                 "own path ('auto')")
     per_label_cap: int | None = Field(None, ge=1, description="at most this many pictures per label")
     duplicate_distance: int = Field(4, ge=0, le=32, description="perceptual-hash bits within which two pictures are one")
     placeholders: Placeholders = Placeholders()

@@ -6,6 +6,12 @@ product, its thumbnail (rewritten to the larger picture) and the label of the br
 unless it is a dry run, it downloads each picture once, checks it (type, size, decompression bomb) and
 keeps it under its SHA-1 until the crawl ends and pictures.py decides what goes where. Everything it
 saw goes into the `Ledger`, which the report is made from.
+
+Where a category sits in the tree: below the page that links it, unless the shop's category URLs nest
+(`tree: url`, or `auto` when the start page links categories below its own URL path). Then a menu of the
+whole catalogue on every page places nothing: a category is a child of the deepest category whose URL
+path holds its own, and a link outside the start URL's path (another department) is not walked.
+`owners` decides, once the listings are read, which category says what each product is.
 """
 
 from __future__ import annotations
@@ -42,9 +48,23 @@ class Node:
     label: str | None = None
     rule: str = ""
     skipped: str = ""  # why the branch was not walked (a skip rule, robots.txt, outside the domains, an error)
-    pages: int = 0  # listing pages read
-    tiles: int = 0  # product tiles found on them
+    page_tiles: dict[int, int] = field(default_factory=dict)  # listing page number -> the product tiles on it
     product_urls: set[str] = field(default_factory=set)  # the distinct products they show (a last page may repeat some)
+
+    @property
+    def pages(self) -> int:
+        return len(self.page_tiles)
+
+    @property
+    def tiles(self) -> int:
+        return sum(self.page_tiles.values())
+
+    def short_pages(self) -> list[int]:
+        """Pages between the first and the last with fewer tiles than the first: a listing that skips products."""
+        if 1 not in self.page_tiles:
+            return []
+        last = max(self.page_tiles)
+        return sorted(page for page, count in self.page_tiles.items() if 1 < page < last and count < self.page_tiles[1])
 
 
 @dataclass
@@ -78,6 +98,8 @@ class Ledger:
     unlabelled: int = 0  # tiles in branches no rule labels
     over_cap: int = 0  # tiles not fetched because their label was full
     unmatched: dict[str, list[str]] = field(default_factory=dict)  # start page -> the selectors that found nothing on it
+    by_url_path: dict[str, bool] = field(default_factory=dict)  # start page -> whether its tree is placed by URL path
+    outside: dict[str, set[str]] = field(default_factory=dict)  # start page -> categories it links outside its URL path
     finish: str = ""  # Scrapy's reason the crawl ended
 
 
@@ -93,6 +115,43 @@ def canonical(url: str, keep: list[str]) -> str:
     parts = urlsplit(url)
     query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key in keep]
     return urlunsplit(parts._replace(query=urlencode(query), fragment=""))
+
+
+def below(url: str, other: str) -> bool:
+    """Whether `url`'s path lies strictly inside `other`'s on the same site (/a/b/c/ inside /a/b/)."""
+    a, b = urlsplit(url), urlsplit(other)
+    inner, outer = [p for p in a.path.split("/") if p], [p for p in b.path.split("/") if p]
+    return a.netloc == b.netloc and len(inner) > len(outer) and inner[: len(outer)] == outer
+
+
+def owners(nodes: dict[tuple[str, ...], Node]) -> tuple[dict[str, set[tuple[str, ...]]], dict[str, str]]:
+    """(product URL -> the categories that say what it is, product URL -> why none can).
+
+    Shops list a category's descendants' products on its own pages too, so a product belongs to the
+    deepest walked categories that list it (an unlabelled one included: then it has no label). A product
+    only a parent lists while a branch below that parent was not walked (a skip rule, robots.txt, an
+    error) may be one of that branch's: it is left out, never given the parent's label."""
+    walked = [n for n in nodes.values() if not n.skipped]
+    unwalked = [n.path for n in nodes.values() if n.skipped]
+    listing: dict[str, list[Node]] = {}
+    for node in walked:
+        for product in node.product_urls:
+            listing.setdefault(product, []).append(node)
+    inside = lambda path, parent: len(path) > len(parent) and path[: len(parent)] == parent  # noqa: E731
+    owned: dict[str, set[tuple[str, ...]]] = {}
+    left: dict[str, str] = {}
+    for product, nodes_listing in listing.items():
+        deepest = [n for n in nodes_listing if not any(inside(o.path, n.path) for o in nodes_listing)]
+        for node in deepest:
+            hidden = [path for path in unwalked if inside(path, node.path)]
+            if hidden:
+                left[product] = (f"only {'/'.join(node.path)} lists it, and {', '.join('/'.join(p) for p in hidden)} below it "
+                                 "was not walked: it may be from there")
+            elif node.label is None and len(nodes_listing) > 1:
+                left[product] = f"its deepest category {'/'.join(node.path)} has no label"
+            elif node.label is not None:
+                owned.setdefault(product, set()).add(node.path)
+    return owned, {product: why for product, why in left.items() if product not in owned}
 
 
 def with_query(url: str, extra: str | None, **params) -> str:
@@ -118,6 +177,10 @@ class CatalogueSpider(scrapy.Spider):
         self.labels_of: dict[str, set[str]] = {}  # image URL -> the labels of the tiles that showed it
         self.rules = site.rules
         self.category_urls: set[str] = {canonical(url, site.keep_query) for url in site.start_urls}
+        self.paths: dict[str, tuple[str, ...]] = {canonical(url, site.keep_query): (slug(url),) for url in site.start_urls}  # category -> its node
+        self.starts: dict[str, str] = {}  # a tree's root (its path's first name) -> its start URL
+        self.read: set[str] = set()  # categories whose first page was read (their sub-categories placed)
+        self.pending: dict[str, list[str]] = {}  # a category not read yet -> the sub-categories its URL path holds, seen elsewhere
         self.product_images: dict[str, str | None] = {}  # product page -> its picture's URL, once read
         self.waiting: dict[str, list[tuple[str, Node]]] = {}  # product page asked for -> the listings it was found in
         self.journal = staging.parent / REFUSED
@@ -151,23 +214,56 @@ class CatalogueSpider(scrapy.Spider):
             chosen = self.site.selectors
             self.ledger.unmatched[response.url] = [key for key in ("categories", "products", "next_page", "page_count", "breadcrumb")
                                                    if getattr(chosen, key) and not select(response, getattr(chosen, key))]
-        if page == 1 and self.site.selectors.categories:
-            for href in select(response, self.site.selectors.categories):
-                yield from self.child(response.urljoin(href), path)
+        if page == 1:
+            yield from self.children(response, node, path)
         tiles = select_nodes(response, self.site.selectors.products) if self.site.selectors.products else []
         if len(tiles):
-            node.pages += 1
+            node.page_tiles[page] = len(tiles)
         for tile in tiles:
-            node.tiles += 1
             yield from self.product(response, tile, node)
         yield from self.next_pages(response, path, page, bool(len(tiles)))
 
+    def children(self, response, node: Node, path: tuple[str, ...]):
+        """The sub-categories of the category just read: the links its page shows, or, when the tree is
+        placed by URL path, those links and the ones seen before whose URL path this category holds."""
+        keep = self.site.keep_query
+        here = {canonical(node.url, keep), canonical(response.url, keep)}
+        links = list(dict.fromkeys(canonical(response.urljoin(href), keep) for href in select(response, self.site.selectors.categories))) \
+            if self.site.selectors.categories else []
+        if len(path) == 1:
+            self.starts[path[0]] = canonical(node.url, keep)
+            self.ledger.by_url_path[self.starts[path[0]]] = self.site.tree == "url" or (
+                self.site.tree == "auto" and any(below(link, self.starts[path[0]]) for link in links))
+        start = self.starts[path[0]]
+        self.read.update(here)
+        for url in here:
+            self.paths.setdefault(url, path)
+            for link in self.pending.pop(url, []):
+                yield from self.child(link, path)
+        if not self.ledger.by_url_path[start]:
+            for link in links:
+                yield from self.child(link, path)
+            return
+        for link in links:
+            if link in self.category_urls:
+                continue
+            if not below(link, start):
+                self.ledger.outside.setdefault(start, set()).add(link)
+                continue
+            parent = max((url for url in [*self.paths, *links] if below(link, url) and (url == start or below(url, start))), key=lambda url: len(urlsplit(url).path))
+            if parent in here:
+                yield from self.child(link, path)
+            elif parent in self.read:
+                yield from self.child(link, self.paths[parent])
+            elif link not in self.pending.setdefault(parent, []):
+                self.pending[parent].append(link)
+
     def child(self, url: str, parent: tuple[str, ...]):
-        url = canonical(url, self.site.keep_query)
         path = (*parent, slug(url))
         if path in self.ledger.nodes or url in self.category_urls:  # one node per category, however often it is linked
             return
         self.category_urls.add(url)
+        self.paths[url] = path
         node = self.node(path, url)
         if not allowed(url, self.allowed_domains):
             node.skipped = "outside allowed_domains"
