@@ -19,6 +19,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 
 
 QUIET = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the result")
+ALLOW_UNFINISHED = typer.Option(False, "--allow-unfinished", help="use a run that failed, was stopped or still trains (its best checkpoint so far)")
 
 
 def _setup_logging(quiet: bool = False) -> None:
@@ -81,6 +82,7 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="labelled folder or CSV; default: the run's test split"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
+    allow_unfinished: bool = ALLOW_UNFINISHED,
     quiet: bool = QUIET,
 ) -> None:
     """Metrics and plots of a run's best model (or several runs' ensemble) on labelled data, preprocessed
@@ -89,7 +91,7 @@ def evaluate(
     from trilla.runs import Run
 
     first, *others = [Run(path) for path in runs]
-    metrics, out_dir = first.evaluate(data, out, tta=tta, others=others)
+    metrics, out_dir = first.evaluate(data, out, tta=tta, others=others, allow_unfinished=allow_unfinished)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
     typer.echo(str(out_dir))
 
@@ -105,6 +107,7 @@ def predict(
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
     hop: Optional[float] = typer.Option(None, "--hop", min=0.001, help="sounds longer than the run's clips: seconds between windows (default: half a clip)"),
     windows: bool = typer.Option(False, "--windows", help="also give each window's answer (JSON only)"),
+    allow_unfinished: bool = ALLOW_UNFINISHED,
     quiet: bool = QUIET,
 ) -> None:
     """Top-k labels with probabilities; a file that cannot be read gets an error line, the rest are predicted.
@@ -116,10 +119,11 @@ def predict(
         raise TrillaError(f"--format must be json or csv, not {format!r}")
     if windows and format != "json":
         raise TrillaError("--windows lists each window's answer, which only --format json can hold")
-    records = Run(run).predict(files, top_k=top_k, metadata=_pairs(meta), metadata_table=meta_csv, tta=tta, hop=hop, windows=windows)
+    records = Run(run).predict(files, top_k=top_k, metadata=_pairs(meta), metadata_table=meta_csv, tta=tta, hop=hop, windows=windows,
+                               allow_unfinished=allow_unfinished)
     if format == "json":
         for record in records:
-            typer.echo(json.dumps(record))
+            typer.echo(json.dumps(record, allow_nan=False))
     else:
         k = max((len(r.get("predictions", [])) for r in records), default=0)
         writer = csv.writer(sys.stdout)

@@ -5,6 +5,10 @@ class TrillaError(Exception):
     """A problem with the user's input (config, data, run directory) that names the thing and the fix."""
 
 
+class Diverged(TrillaError):
+    """A training whose loss stopped being a number: resuming it repeats the divergence."""
+
+
 def unknown_name(what: str, name: str, known: list[str]) -> TrillaError:
     """The error for a name no registry holds: the closest registered name, and all of them."""
     import difflib

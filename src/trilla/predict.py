@@ -170,7 +170,10 @@ class Predictor:
         return flat
 
     def answer(self, p: np.ndarray, top_k: int = 5) -> dict:
-        """What one prediction says: regressed `values`, or `predictions` (label, probability)."""
+        """What one prediction says: regressed `values`, or `predictions` (label, probability); an error
+        where the model answered no number (a run that diverged), which no JSON could hold."""
+        if not np.isfinite(p).all():
+            return {"error": "the model answered NaN or infinity: its weights are not finite (a run that diverged; retrain it)"}
         if self.regression:
             return {"values": {name: float(v) for name, v in zip(self.classes, p)}}
         if self.multilabel:

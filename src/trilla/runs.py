@@ -230,15 +230,30 @@ class Run:
         """Drop the loaded predictors (the best checkpoint changed, or thresholds were tuned)."""
         self._predictors.clear()
 
+    def require_finished(self, allow_unfinished: bool = False) -> None:
+        """Refuse a run that did not finish (failed, stopped, still training): its best checkpoint is a
+        model halfway, which a person must choose to use. A run.json without a status (an older release)
+        passes."""
+        status = self.status
+        if status in (None, FINISHED) or allow_unfinished:
+            return
+        why = f": {self.info['error']}" if status == FAILED and self.info.get("error") else ""
+        resumable = status == INTERRUPTED or (status == FAILED and self.info.get("resumable", True))
+        then = f"continue it with `trilla train --resume {self.path}`, or " if resumable else ""
+        raise TrillaError(f"run {self.path} is {status}{why}. Its best checkpoint is not a finished model: {then}"
+                          "pass --allow-unfinished to use it all the same")
+
     def predict(
         self, items: list, top_k: int = 5, metadata: dict[str, str] | None = None,
         metadata_table: str | Path | None = None, tta: int = 0, hop: float | None = None, windows: bool = False,
+        allow_unfinished: bool = False,
     ) -> list[dict]:
         """Top-k labels per item (paths, folders of files, bytes, file objects, arrays); metadata given
         for all items and/or per file in a CSV (file, field...); sounds longer than the run's clips are
         read in windows every `hop` seconds (see `Predictor.predict`)."""
         from trilla.predict import expand, metadata_per_file
 
+        self.require_finished(allow_unfinished)
         items = expand(items)
         predictor = self.predictor(tta=tta)
         given = metadata_per_file(items, metadata or {}, metadata_table, list(predictor.vocab))
@@ -246,11 +261,13 @@ class Run:
 
     def evaluate(
         self, data: str | Path | None = None, out: str | Path | None = None, progress: bool = True, tta: int = 0,
-        others: list[Run] | None = None,
+        others: list[Run] | None = None, allow_unfinished: bool = False,
     ) -> tuple[dict, Path]:
         """With `others`, the ensemble of this run and those (the results land in this run's evaluations)."""
         from trilla.evaluation.evaluate import evaluate_run
 
+        for run in [self, *(others or [])]:
+            run.require_finished(allow_unfinished)
         return evaluate_run(self, data, out, progress, tta, others)
 
 

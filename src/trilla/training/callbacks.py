@@ -13,6 +13,27 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import RichProgressBar, WeightAveraging
 
 from trilla.atomic import write_csv
+from trilla.errors import Diverged
+
+
+class FiniteLoss(L.Callback):
+    """Stops a run whose training loss is no longer a number: every later step would train on NaN, and
+    the run would end with metrics and answers that are NaN. Checked once an epoch (a check per batch
+    would wait for the GPU at every step)."""
+
+    def __init__(self, lr: float):
+        self.lr = lr
+        self._finite = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._finite = torch.isfinite(outputs["loss"].detach()).logical_and(torch.as_tensor(self._finite, device=pl_module.device))
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or bool(self._finite):
+            return
+        raise Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1}. train.lr={self.lr:g} "
+                       "is likely too large (or the data holds non-finite values): `trilla lr-find` suggests a learning rate; start a "
+                       "new run with it")
 
 
 class History(L.Callback):

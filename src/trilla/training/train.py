@@ -29,7 +29,7 @@ from trilla.data import multilabel as multi
 from trilla.data.datamodule import StoreDataModule
 from trilla.data.features import model_features
 from trilla.data.inputs import input_kind
-from trilla.errors import TrillaError
+from trilla.errors import Diverged, TrillaError
 from trilla.evaluation.evaluate import evaluate_split, predict_positions
 from trilla.evaluation.report import plot_class_counts, plot_curves, render_report
 from trilla.evaluation.show import example_grid
@@ -38,7 +38,7 @@ from trilla.predict import default_device
 from trilla.runs import Run
 from trilla.tasks import ClassificationTask, load_task
 from trilla.training import distributed
-from trilla.training.callbacks import EpochBar, History, RngState, WarmupEMA
+from trilla.training.callbacks import EpochBar, FiniteLoss, History, RngState, WarmupEMA
 from trilla.training.checkpoint_io import AtomicCheckpointIO
 from trilla.version import __version__
 
@@ -179,6 +179,8 @@ def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progr
         raise TrillaError(f"run {run.path} already finished; start a new one with trilla train")
     if run.status == runs.RUNNING and run.info.get("pid") != os.getpid():  # this process: a training that raised
         raise TrillaError(f"run {run.path} is still running (process {run.info.get('pid')} on {run.info.get('host')}); stop it first")
+    if run.status == runs.FAILED and not run.info.get("resumable", True):
+        raise TrillaError(f"run {run.path} cannot be resumed, it would fail the same way: {run.info.get('error')}")
     last = run.checkpoint("last")
     saved = load_checkpoint(last)  # a damaged checkpoint is told before the data is prepared
     log.info("resuming %s after epoch %d of %d", run.id, int(saved.get("epoch", 0)) + 1, run.config.train.epochs)
@@ -209,7 +211,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
     last = ModelCheckpoint(
         dirpath=run.path / runs.CHECKPOINTS, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
     )
-    callbacks = [history, RngState(), best, last, *([EpochBar()] if progress else []), *callbacks]
+    callbacks = [FiniteLoss(cfg.lr), history, RngState(), best, last, *([EpochBar()] if progress else []), *callbacks]
     if cfg.ema:
         callbacks.append(WarmupEMA(decay=cfg.ema))
     if cfg.early_stopping:
@@ -246,15 +248,25 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
             failed = isinstance(err, Exception)  # an error, rather than Ctrl+C, a signal or an exit
             if trainer.is_global_zero:
                 try:
-                    run.set_status(runs.FAILED, error=f"{type(err).__name__}: {err}") if failed else run.set_status(runs.INTERRUPTED)
+                    run.set_status(runs.FAILED, error=_said(err), resumable=not isinstance(err, Diverged)) if failed else run.set_status(runs.INTERRUPTED)
                 except (TrillaError, OSError) as status_err:  # the disk that failed the run may refuse run.json too
                     log.warning("could not record the run's status (%s); trilla runs shows it as interrupted", status_err)
-            log.error("training %s (%s); continue it with: trilla train --resume %s", "failed" if failed else "stopped", type(err).__name__, run.path)
+            if not isinstance(err, Diverged):
+                log.error("training %s (%s); continue it with: trilla train --resume %s", "failed" if failed else "stopped", type(err).__name__, run.path)
             raise
     if not trainer.is_global_zero:
         return run
-    _finish(run, datamodule, history, trainer.logger)
+    try:
+        _finish(run, datamodule, history, trainer.logger)
+    except Exception as err:
+        run.set_status(runs.FAILED, error=_said(err))  # resumable: the epochs are done, a resume finishes again
+        raise
     return run
+
+
+def _said(err: Exception) -> str:
+    """An error as run.json keeps it: trilla's own message as it is, others with their type."""
+    return str(err) if isinstance(err, TrillaError) else f"{type(err).__name__}: {err}"
 
 
 def _finish(run: Run, datamodule: StoreDataModule, history: History, logger=None) -> None:
