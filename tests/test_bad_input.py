@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import pytest
+import yaml
 
 from conftest import make_image_folder, trilla
-from trilla.runs import Run
+from trilla import load_config, train
+from trilla.runs import Run, find_runs
 
 TINY = ["--set", "data.image_size=16", "--set", "train.progress=false", "-q"]
 
@@ -39,3 +42,50 @@ def test_a_run_that_diverges_fails_naming_the_cause_and_is_not_used_unawares(pic
     lines = [json.loads(line, parse_constant=lambda word: pytest.fail(f"{word} in the JSON")) for line in used.stdout.splitlines()]
     assert used.returncode == 1 and len(lines) == 12
     assert all("predictions" in line or "not finite" in line["error"] for line in lines)
+
+
+class Interrupted(BaseException):
+    """Stands for Ctrl+C: the run ends interrupted, to be resumed."""
+
+
+class StopAfterEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise Interrupted
+
+
+def _interrupted_run(pictures, tmp_path, *overrides) -> Run:
+    config = load_config(None, ["data.image_size=16", "train.epochs=3", "train.progress=false", "train.schedule=onecycle",
+                                f"run.dir={tmp_path / 'runs'}", *overrides], pictures)
+    with pytest.raises(Interrupted):
+        train(config, callbacks=[StopAfterEpoch()])
+    return find_runs(tmp_path / "runs")[-1]
+
+
+def _edit(run: Run, **values) -> None:
+    raw = yaml.safe_load((run.path / "config.yaml").read_text())
+    for key, value in values.items():
+        section, name = key.split("__")
+        raw[section][name] = value
+    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+
+
+def test_a_resume_honours_more_epochs_and_patience_and_refuses_edits_it_cannot_follow(pictures, tmp_path):
+    run = _interrupted_run(pictures, tmp_path, "train.early_stopping=5")
+    _edit(run, train__epochs=6, train__early_stopping=1)
+    resumed = trilla("train", "--resume", run.path, "-q", check=False)
+    assert resumed.returncode == 0, resumed.stderr  # the one-cycle schedule re-planned for 6 epochs, not stepped past its end
+    finished = Run(run.path)
+    assert finished.status == "finished" and finished.history["epoch"].tolist()[:2] == [1, 2]
+    # patience 1, not the 5 it started with: it stops one epoch after the best, or runs all 6
+    best, last = finished.metrics["best_epoch"], finished.metrics["epochs"]
+    assert last == 6 or (finished.metrics["stopped_early"] and last == max(best + 1, 3))
+
+    for edit, keys in (({"data__image_size": 24}, "data.image_size (16 -> 24)"),
+                       ({"model__conv": [{"kernel": 3, "maps": 4, "pool": 2}]}, "model.conv"),
+                       ({"train__lr": 0.5}, "train.lr")):
+        other = _interrupted_run(pictures, tmp_path / str(len(keys)))
+        _edit(other, **edit)
+        refused = trilla("train", "--resume", other.path, check=False)
+        assert refused.returncode == 2 and "was edited since the run started" in refused.stderr and keys in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr and Run(other.path).status == "interrupted"

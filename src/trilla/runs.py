@@ -84,7 +84,8 @@ class Run:
         path = new_run_dir(Path(root), name)
         write_text(path / CONFIG, config.to_yaml())
         run = cls(path)
-        run.write_json(INFO, {"id": run.id, "format": FORMAT, "created": datetime.now().isoformat(timespec="seconds")})
+        run.write_json(INFO, {"id": run.id, "format": FORMAT, "created": datetime.now().isoformat(timespec="seconds"),
+                              "config": config.model_dump(mode="json")})  # what config.yaml said at the start: a resume sees edits
         run.set_status(RUNNING)  # from the first moment, so a run killed while it prepares is listed too
         return run
 
@@ -189,8 +190,8 @@ class Run:
 
     def start(self, record: dict) -> None:
         """run.json for a run about to train: `record` (versions, data, model) with its status."""
-        created = self.info.get("created") or datetime.now().isoformat(timespec="seconds")
-        self.write_json(INFO, {"id": self.id, "format": FORMAT, "created": created, **record})
+        kept = {key: self.info[key] for key in ("created", "config") if key in self.info}
+        self.write_json(INFO, {"id": self.id, "format": FORMAT, "created": datetime.now().isoformat(timespec="seconds"), **kept, **record})
         self.set_status(RUNNING)
 
     def set_status(self, status: str, **extra) -> None:
@@ -200,7 +201,7 @@ class Run:
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         owner = {"pid": os.getpid(), "host": socket.gethostname()} if status == RUNNING else {}
-        info = {key: value for key, value in self.info.items() if key not in ("pid", "host", "error")}
+        info = {key: value for key, value in self.info.items() if key not in ("pid", "host", "error", "resumable")}
         self.write_json(INFO, {**info, "status": status, **owner, **extra})
 
     def new_evaluation_dir(self, name: str) -> Path:

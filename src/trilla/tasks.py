@@ -181,6 +181,20 @@ class ClassificationTask(L.LightningModule):
         self._val_targets.clear()
         self.log("val/mAP", macro_average_precision(targets, outputs), prog_bar=True)
 
+    def on_train_start(self) -> None:
+        """A resumed run's schedule, re-planned for its steps: the scheduler restored from the checkpoint
+        counts the steps the run had when it started, and a resume with more epochs would step past its end."""
+        total = int(self.trainer.estimated_stepping_batches)
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) and scheduler.total_steps != total:
+                warmup = (scheduler._schedule_phases[0]["end_step"] + 1) / scheduler.total_steps  # pct_start, which it does not keep
+                scheduler.total_steps = total
+                scheduler._schedule_phases[0]["end_step"] = float(warmup * total) - 1
+                scheduler._schedule_phases[-1]["end_step"] = total - 1
+            elif isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                scheduler.T_max = total
+
     def configure_optimizers(self):
         cfg = self.hparams.train
         groups = getattr(self.model, "param_groups", lambda: [{"params": list(self.parameters()), "lr_scale": 1.0}])()

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
-from lightning.pytorch.callbacks import RichProgressBar, WeightAveraging
+from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar, WeightAveraging
 
 from trilla.atomic import write_csv
 from trilla.errors import Diverged
@@ -34,6 +34,14 @@ class FiniteLoss(L.Callback):
         raise Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1}. train.lr={self.lr:g} "
                        "is likely too large (or the data holds non-finite values): `trilla lr-find` suggests a learning rate; start a "
                        "new run with it")
+
+
+class Patience(EarlyStopping):
+    """Early stopping whose patience is the config's, also after a resume (Lightning's own takes the one
+    saved in the checkpoint, so an edited train.early_stopping would be ignored)."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict({**state_dict, "patience": self.patience})
 
 
 class History(L.Callback):

@@ -19,7 +19,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from trilla import runs
@@ -38,7 +38,7 @@ from trilla.predict import default_device
 from trilla.runs import Run
 from trilla.tasks import ClassificationTask, load_task
 from trilla.training import distributed
-from trilla.training.callbacks import EpochBar, FiniteLoss, History, RngState, WarmupEMA
+from trilla.training.callbacks import EpochBar, FiniteLoss, History, Patience, RngState, WarmupEMA
 from trilla.training.checkpoint_io import AtomicCheckpointIO
 from trilla.version import __version__
 
@@ -185,14 +185,48 @@ def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progr
     saved = load_checkpoint(last)  # a damaged checkpoint is told before the data is prepared
     log.info("resuming %s after epoch %d of %d", run.id, int(saved.get("epoch", 0)) + 1, run.config.train.epochs)
     config = run.config
+    task = load_task(last)
+    _check_edits(run, config, task)
     progress = config.train.progress if progress is None else progress
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     datamodule = StoreDataModule(config, progress, default_device(config.train.accelerator))
     datamodule.prepare()
     if datamodule.data.fingerprint != run.record["data"]["fingerprint"]:
         raise TrillaError(f"the data in {config.data.path} changed since run {run.id} started; it cannot be resumed")
-    task = load_task(last)
     return _fit(run, datamodule, task, list(callbacks), progress, ckpt_path=last)
+
+
+RESUMABLE_EDITS = ("train.epochs", "train.early_stopping", "train.progress")  # what a resume honours (the schedule re-planned)
+
+
+def _check_edits(run: Run, config: Config, task: ClassificationTask) -> None:
+    """Refuse a resume whose config.yaml was edited where the run cannot follow: a changed network or
+    data would meet weights and a store of another shape, or be ignored. Compared with the config the
+    run started from (run.json), or for runs written before it was kept there, with the checkpoint's
+    model and training settings."""
+    started = run.info.get("config") or {"model": task.hparams["model"], "train": task.hparams["train"]}
+    now = config.model_dump(mode="json")
+    changed = {key: (old, flat(now).get(key)) for key, old in flat(started).items() if flat(now).get(key) != old}
+    changed |= {key: (None, new) for key, new in flat(now).items() if key.split(".")[0] in started and key not in flat(started)}
+    refused = {key: change for key, change in changed.items() if key not in RESUMABLE_EDITS}
+    if refused:
+        edits = ", ".join(f"{key} ({old!r} -> {new!r})" for key, (old, new) in sorted(refused.items()))
+        raise TrillaError(f"{run.path / runs.CONFIG} was edited since the run started: {edits}. A resume cannot change the network, "
+                          f"the data or the optimizer (only {', '.join(RESUMABLE_EDITS)}): put those values back, or start a new run "
+                          f"with the edited config: trilla train {run.path / runs.CONFIG}")
+    for key, (old, new) in sorted(changed.items()):
+        log.info("resuming with %s = %r (it was %r)", key, new, old)
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """A nested config as dotted keys: {'train.lr': 0.001, ...}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callbacks: list, progress: bool, ckpt_path) -> Run:
@@ -215,7 +249,7 @@ def _fit(run: Run, datamodule: StoreDataModule, task: ClassificationTask, callba
     if cfg.ema:
         callbacks.append(WarmupEMA(decay=cfg.ema))
     if cfg.early_stopping:
-        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping))
+        callbacks.append(Patience(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping))
     with quiet_lightning():  # Lightning's accelerator banners and tips, at construction and at fit
         trainer = L.Trainer(
             max_epochs=cfg.epochs,
