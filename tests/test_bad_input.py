@@ -4,12 +4,13 @@ a clear error and exit 2 (or the item skipped and listed), never a traceback, a 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
 import yaml
 
-from conftest import make_image_folder, trilla
+from conftest import make_image_folder, make_tone_folder, trilla
 from trilla import load_config, train
 from trilla.runs import Run, find_runs
 
@@ -89,3 +90,21 @@ def test_a_resume_honours_more_epochs_and_patience_and_refuses_edits_it_cannot_f
         refused = trilla("train", "--resume", other.path, check=False)
         assert refused.returncode == 2 and "was edited since the run started" in refused.stderr and keys in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr and Run(other.path).status == "interrupted"
+
+
+def test_a_sound_with_nan_or_infinite_samples_is_skipped_and_listed_not_packed_as_silence(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    tones = make_tone_folder(tmp_path / "tones", {"low": 8, "high": 8})
+    broken = np.sin(np.arange(4000) / 5).astype(np.float32)
+    broken[100:200] = np.nan
+    sf.write(tones / "low" / "nan.wav", broken, 8000, subtype="FLOAT")
+    sf.write(tones / "high" / "inf.wav", np.full(4000, np.inf, np.float32), 8000, subtype="FLOAT")
+    trained = trilla("train", "--data", tones, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", "--set", "train.progress=false")
+    run = Run(trained.stdout.strip().splitlines()[-1])
+    skipped = run.table("skipped.csv").set_index("path")
+    assert {Path(p).name for p in skipped.index} == {"nan.wav", "inf.wav"} and run.info["data"]["samples"] == 16
+    assert skipped["reason"].str.contains("100 samples are NaN or infinite").sum() == 1
+    answered = trilla("predict", run.path, tones / "low" / "nan.wav", check=False)
+    assert answered.returncode == 1 and "NaN or infinite" in json.loads(answered.stdout)["error"]

@@ -54,6 +54,7 @@ class _Mixer:
     def add(self, block: np.ndarray) -> None:
         mono = np.asarray(block, dtype=np.float32)
         mono = mono.mean(axis=1) if mono.ndim == 2 else mono
+        finite(mono)
         self.parts.append(self.stream.resample_chunk(mono) if self.stream is not None else mono)
 
     def samples(self) -> np.ndarray:
@@ -65,6 +66,14 @@ class _Mixer:
         if self.max_samples is not None:
             samples = samples[: self.max_samples]
         return np.clip(samples, -1.0, 1.0, out=samples)
+
+
+def finite(samples: np.ndarray) -> None:
+    """A float file can hold NaN or infinity (written from a computation that failed): no sound, and
+    clipping would turn it into silence or a full-scale square that trains as if it were one."""
+    if not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).sum())
+        raise AudioError(f"{bad} samples are NaN or infinite: the file holds no sound there (rewrite it from its source)")
 
 
 def _read_blocks(handle: sf.SoundFile, sample_rate: int, max_samples: int | None) -> np.ndarray:
@@ -84,6 +93,7 @@ def conform(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
         raise AudioError(f"decoded audio must be (samples,) or (samples, channels), not shape {samples.shape}")
     if not len(samples):
         raise AudioError("no audio samples in the file")
+    finite(samples)
     if rate != sample_rate:
         samples = soxr.resample(samples, rate, sample_rate)
     return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
