@@ -108,3 +108,51 @@ def test_a_sound_with_nan_or_infinite_samples_is_skipped_and_listed_not_packed_a
     assert skipped["reason"].str.contains("100 samples are NaN or infinite").sum() == 1
     answered = trilla("predict", run.path, tones / "low" / "nan.wav", check=False)
     assert answered.returncode == 1 and "NaN or infinite" in json.loads(answered.stdout)["error"]
+
+
+def test_manifests_and_names_as_users_files_have_them_are_read_or_refused_by_line(pictures, tmp_path):
+    import os
+
+    rows = [f"img/{c}/{c}_{i:03d}.png,{c}" for c in "ab" for i in range(12)]
+    manifests = {
+        "latin.csv": ("path,label,note\n" + "\n".join(f"{row},café" for row in rows)).encode("cp1252"),  # Excel's "CSV" in Western Europe
+        "nul.csv": ("path,label\n" + "\n".join(rows)).encode().replace(b"img/a/a_003", b"img/a/a\x00003"),
+        "long.csv": ("path,label\n" + "\n".join(rows) + "\n" + "x" * 200_000 + ",a\n").encode(),
+    }
+    expected = {"latin.csv": (24, "read as Windows-1252"), "nul.csv": (23, "the path holds a NUL character"),
+                "long.csv": (24, "the path holds 200000 characters")}
+    for name, content in manifests.items():
+        (tmp_path / name).write_bytes(content)
+        done = trilla("train", "--data", tmp_path / name, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY[:-1])
+        run = Run(done.stdout.strip().splitlines()[-1])
+        samples, said = expected[name]
+        assert run.info["data"]["samples"] == samples and said in done.stderr, (name, done.stderr)
+    (tmp_path / "broken.csv").write_bytes(b"path,label\nimg/a/a_000.png,a\nimg/a/a_001.png,\x81\x8d\n")
+    refused = trilla("train", "--data", tmp_path / "broken.csv", "--set", f"run.dir={tmp_path / 'runs'}", *TINY, check=False)
+    assert refused.returncode == 2 and "broken.csv, line 3: byte 0x81 is neither UTF-8 nor Windows-1252" in refused.stderr
+    # a file name that is not UTF-8 (written on another system): trained on, and named in splits.csv as its own bytes
+    os.rename(os.fsencode(pictures / "a" / "a_000.png"), os.fsencode(pictures / "a") + b"/caf\xe9.png")
+    done = trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY)
+    run = Run(done.stdout.strip().splitlines()[-1])
+    assert run.info["data"]["samples"] == 24 and os.fsencode(pictures / "a") + b"/caf\xe9.png" in (run.path / "splits.csv").read_bytes()
+
+
+def test_relabel_reads_a_semicolon_manifest_as_train_does_and_refuses_contradicting_rows(pictures, tmp_path):
+    manifest = tmp_path / "photos.csv"
+    manifest.write_text("path;label\n" + "".join(f"img/{c}/{c}_{i:03d}.png;{c}\n" for c in "ab" for i in range(12)))
+    first = str(pictures / "a" / "a_000.png")
+    queue = tmp_path / "queue.csv"
+    queue.write_text(f"manifest,path,new_label\n{manifest},{first},b\n")
+    done = trilla("relabel", queue, "--apply", "-q")
+    assert "1 changes written" in done.stdout
+    lines = manifest.read_text().splitlines()
+    assert lines[0] == "path;label;label_history" and lines[1].startswith("img/a/a_000.png;b;") and "label: a -> b" in lines[1]
+    assert trilla("train", "--data", manifest, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY).returncode == 0
+
+    before = manifest.read_bytes()
+    queue.write_text(f"manifest,path,new_label\n{manifest},{first},a\n{manifest},{pictures / 'b' / 'b_000.png'},a\n{manifest},{first},b\n")
+    refused = trilla("relabel", queue, "--apply", check=False)
+    assert refused.returncode == 2 and f"two values of label for {first} (line 2: 'a'; line 4: 'b')" in refused.stderr
+    assert manifest.read_bytes() == before  # nothing written
+    missing = trilla("relabel", tmp_path / "nowhere.csv", check=False)
+    assert missing.returncode == 2 and "nowhere.csv does not exist" in missing.stderr and "Traceback" not in missing.stderr

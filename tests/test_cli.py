@@ -268,7 +268,9 @@ def test_every_broken_run_directory_is_a_clear_error(trained, tmp_path, how, say
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
     _damage(broken, how)
-    for command in (["predict", broken, data / "alpha" / "alpha_001.png"], ["evaluate", broken], ["train", "--resume", broken]):
+    # the run reads as interrupted (for --resume to get as far as the damage), which predict and evaluate are told to use all the same
+    for command in (["predict", broken, data / "alpha" / "alpha_001.png", "--allow-unfinished"], ["evaluate", broken, "--allow-unfinished"],
+                    ["train", "--resume", broken]):
         monkeypatch.setattr(sys, "argv", ["trilla", *map(str, command)])  # the command line's own entry point, in this process
         with pytest.raises(SystemExit) as exit:
             main()

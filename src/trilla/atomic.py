@@ -69,6 +69,7 @@ def write_json(path: str | Path, payload: Any) -> Path:
 def write_csv(path: str | Path, frame, **kwargs) -> Path:
     """A pandas DataFrame as CSV (`kwargs` go to `to_csv`; no index unless asked)."""
     kwargs.setdefault("index", False)
+    kwargs.setdefault("errors", "surrogateescape")  # a file name that is not UTF-8 is written back as its own bytes
     with replacing(path) as tmp:
         frame.to_csv(tmp, **kwargs)
     return Path(path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 
-import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -26,7 +25,7 @@ import torch
 from trilla.data import metadata as meta
 from trilla.data.inputs import ItemError, input_kind
 from trilla.data.inputs.registry import WINDOWS
-from trilla.data.sources import Problem, walk
+from trilla.data.sources import Problem, manifest_rows, walk
 from trilla.errors import TrillaError
 from trilla.tasks import load_task
 
@@ -238,8 +237,7 @@ def metadata_per_file(paths: list[Any], fixed: Mapping[str, str], table: Path | 
     if table is not None:
         if not Path(table).is_file():
             raise TrillaError(f"metadata table {table} does not exist")
-        with Path(table).open(newline="", encoding="utf-8-sig") as handle:
-            rows = csv.DictReader(handle)
+        with manifest_rows(Path(table)) as rows:
             if "file" not in (rows.fieldnames or []):
                 raise TrillaError(f"{table} needs a 'file' column and one column per field ({', '.join(fields)})")
             for row in rows:

@@ -151,7 +151,7 @@ class Run:
         """One of the run's CSV files (`counts.csv`, `splits.csv`, an evaluation's `per_class.csv`...),
         empty when the run has none."""
         path = self.path / folder / name
-        return pd.read_csv(path, **kwargs) if path.is_file() else pd.DataFrame()
+        return pd.read_csv(path, encoding_errors="surrogateescape", **kwargs) if path.is_file() else pd.DataFrame()
 
     def has(self, name: str | Path) -> bool:
         return (self.path / name).is_file()

@@ -102,7 +102,7 @@ def _common_folder(root: Path) -> str:
     index = root / "index.csv"
     if not index.is_file():
         return ""
-    paths = pd.read_csv(index, usecols=["path"], keep_default_na=False)["path"].tolist()
+    paths = pd.read_csv(index, usecols=["path"], keep_default_na=False, encoding_errors="surrogateescape")["path"].tolist()
     return os.path.commonpath(paths) if paths else ""
 
 

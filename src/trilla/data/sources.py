@@ -7,10 +7,13 @@ A reader turns `data.path` into a listing of (file, label) samples plus the prob
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from trilla.errors import TrillaError
 from trilla.spreadsheet import restore
@@ -42,6 +45,7 @@ class Listing:
     problems: list[Problem] = field(default_factory=list)
 
 
+log = logging.getLogger("trilla")
 Reader = Callable[..., Listing]
 EMPTY = "an empty folder: nothing to read"
 _SOURCES: dict[str, tuple[Callable[[Path], bool], Reader]] = {}
@@ -184,9 +188,7 @@ def read_csv(
     label then comes from other columns, e.g. affect coordinates, which the caller checks)."""
     listing = Listing()
     home = Path(os.path.realpath(manifest.parent))
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        rows = csv.DictReader(handle, dialect=_dialect(handle))
-        rows.fieldnames = [restore(name) for name in rows.fieldnames or []]
+    with manifest_rows(manifest) as rows:
         wanted = [path_column, *([label_column] if label_column else []), *extra_columns]
         missing = [c for c in wanted if c not in (rows.fieldnames or [])]
         if missing:
@@ -201,6 +203,10 @@ def read_csv(
             if not raw_path or (label_column and not label):
                 listing.problems.append(Problem(f"{manifest}:{line}", "empty path or label"))
                 continue
+            odd = "a NUL character" if "\0" in raw_path else f"{len(raw_path)} characters, more than a path can have" if len(raw_path) > MAX_PATH else ""
+            if odd:
+                listing.problems.append(Problem(f"{manifest}:{line}", f"the path holds {odd}"))
+                continue
             path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
             if not allow_outside and not Path(os.path.realpath(path)).is_relative_to(home):
                 listing.problems.append(Problem(str(path), f"listed at {manifest.name}:{line} but outside the CSV's folder; "
@@ -213,14 +219,59 @@ def read_csv(
     return listing
 
 
-def _dialect(handle) -> type[csv.Dialect] | str:
-    """The manifest's delimiter, sniffed from its first lines; a comma when they do not tell."""
-    sample = handle.read(65536)
-    handle.seek(0)
+MAX_PATH = 4096  # Linux's PATH_MAX; longer is no path on any system
+ENCODINGS = ("utf-8-sig", "cp1252")  # what manifests come in: UTF-8 (with Excel's BOM or not), or a Western spreadsheet's own
+csv.field_size_limit(64 * 2**20)  # a long cell is a row to read (and refuse by its content), not a crash at 128 kB
+
+
+def manifest_text(manifest: Path) -> str:
+    """A CSV's text: UTF-8, else Windows-1252 (what Excel saves as "CSV" in Western Europe, a superset
+    of Latin-1's letters), said in the log; anything else is an error naming the line and the byte."""
+    data = manifest.read_bytes()
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        return data.decode(ENCODINGS[0])
+    except UnicodeDecodeError as err:
+        first = err
+    try:
+        text = data.decode(ENCODINGS[1])
+    except UnicodeDecodeError:
+        line = data[: first.start].count(b"\n") + 1
+        raise TrillaError(f"{manifest}, line {line}: byte {data[first.start]:#04x} is neither UTF-8 nor Windows-1252 text; "
+                          "save the CSV as UTF-8") from None
+    line = data[: first.start].count(b"\n") + 1
+    log.warning("%s is not UTF-8 (line %d); read as Windows-1252 (Latin-1)", manifest, line)
+    return text
+
+
+def _dialect(text: str) -> type[csv.Dialect] | str:
+    """The manifest's delimiter, sniffed from its first lines; a comma when they do not tell."""
+    try:
+        return csv.Sniffer().sniff(text[:65536], delimiters=",;\t|")
     except csv.Error:
         return "excel"
+
+
+@contextmanager
+def manifest_rows(manifest: Path) -> Iterator[csv.DictReader]:
+    """A user's CSV as rows of dicts, however it was saved: its encoding (`manifest_text`) and delimiter
+    (`_dialect`) found, the cells trilla quoted for spreadsheets (trilla.spreadsheet) restored."""
+    text = manifest_text(manifest)
+    with io.StringIO(text, newline="") as handle:
+        rows = csv.DictReader(handle, dialect=_dialect(text))
+        rows.fieldnames = [restore(name) for name in rows.fieldnames or []]
+        yield rows
+
+
+def manifest_table(manifest: Path) -> tuple["pd.DataFrame", str]:
+    """A user's CSV as a table of strings (empty for missing), read as `manifest_rows` reads it, and its
+    delimiter, to write it back the way it came."""
+    import pandas as pd
+
+    text = manifest_text(manifest)
+    dialect = _dialect(text)
+    delimiter = dialect if isinstance(dialect, str) and len(dialect) == 1 else getattr(dialect, "delimiter", ",")
+    table = pd.read_csv(io.StringIO(text), sep=delimiter, keep_default_na=False, dtype=str)
+    return table.rename(columns=restore).map(restore), delimiter
 
 
 def folder_manifest(root: Path, out: Path, label_level: int | None = None) -> tuple["pd.DataFrame", list[Problem]]:

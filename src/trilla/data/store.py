@@ -110,7 +110,7 @@ def store_key(paths: list[Path], codec: Codec) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for path in paths:
         stat = path.stat()
-        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(os.fsencode(path.resolve()) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())  # a name need not be UTF-8
     return digest.hexdigest()[:20]
 
 
@@ -167,7 +167,7 @@ def _open(root: Path, codec: Codec, reused: bool) -> Store:
     codec = type(codec)(**meta["codec"])
     shape = tuple(meta["shape"])
     array = np.memmap(root / "rows.bin", dtype=codec.dtype, mode="r", shape=shape) if shape[0] else np.zeros(shape, codec.dtype)
-    index = pd.read_csv(root / "index.csv", keep_default_na=False, dtype={"sha1": str, "reason": str, "note": str})
+    index = pd.read_csv(root / "index.csv", keep_default_na=False, encoding_errors="surrogateescape", dtype={"sha1": str, "reason": str, "note": str})
     return Store(root, array, index, codec, reused)
 
 

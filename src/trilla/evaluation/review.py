@@ -24,6 +24,7 @@ import pandas as pd
 
 from trilla.atomic import write_bytes, write_csv
 from trilla.data.datamodule import load_data
+from trilla.data.sources import manifest_table
 from trilla.evaluation.evaluate import predict_positions
 from trilla.errors import TrillaError, unknown_name
 from trilla.runs import Run, free_path
@@ -117,6 +118,8 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new
 
     A new label must be one the manifest's column already holds (a typo would otherwise become a class
     of its own), unless `new_class`; a column of numbers (affect coordinates) takes numbers."""
+    if not Path(queue_csv).is_file():
+        raise TrillaError(f"the queue {queue_csv} does not exist (trilla review RUN writes one)")
     queue = read_strings(queue_csv)
     if "manifest" not in queue or "path" not in queue:
         raise TrillaError(f"{queue_csv} is not a review queue (it has no manifest and path columns)")
@@ -126,6 +129,7 @@ def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new
 def merge(queue: pd.DataFrame, apply: bool = False, path_column: str = "path", new_class: bool = False) -> pd.DataFrame:
     """`relabel` on a queue already read (all strings); a `relabel_note` column, where a row has one, is
     added to that row's history entries (who gave the new label)."""
+    _refuse_contradictions(queue)
     changes = []
     for manifest_path, group in queue.groupby("manifest"):
         manifest_path = Path(manifest_path)
@@ -134,7 +138,9 @@ def merge(queue: pd.DataFrame, apply: bool = False, path_column: str = "path", n
                 f"relabel merges into a CSV manifest; {manifest_path} is a folder. Write one with: trilla manifest {manifest_path} "
                 f"--out {manifest_path.name}.csv, train on that CSV, and review its runs"
             )
-        manifest = read_strings(manifest_path)
+        if not manifest_path.is_file():
+            raise TrillaError(f"the queue's manifest {manifest_path} does not exist")
+        manifest, delimiter = manifest_table(manifest_path)  # as training reads it: its encoding, its delimiter
         if path_column not in manifest:
             raise TrillaError(f"{manifest_path} has no {path_column!r} column")
         resolved = {str((manifest_path.parent / p).resolve()) if not Path(p).is_absolute() else str(Path(p).resolve()): i
@@ -164,8 +170,20 @@ def merge(queue: pd.DataFrame, apply: bool = False, path_column: str = "path", n
         if apply and any(c["manifest"] == str(manifest_path) for c in changes):
             backup = free_path(manifest_path.with_name(f"{manifest_path.name}.{datetime.now():%Y%m%d-%H%M%S}.bak"))
             write_bytes(backup, manifest_path.read_bytes())
-            write_csv(manifest_path, defused(manifest))
+            write_csv(manifest_path, defused(manifest), sep=delimiter)
     return pd.DataFrame(changes, columns=["manifest", "path", "column", "old", "new"])
+
+
+def _refuse_contradictions(queue: pd.DataFrame) -> None:
+    """Two rows of one file that ask for different values: which one the person meant, no merge can tell."""
+    news = [c for c in queue.columns if c.startswith("new_")]
+    filled = queue.assign(row=range(2, len(queue) + 2), key=queue["path"].map(lambda p: str(Path(p).resolve())))
+    for column in news:
+        asked = filled[filled[column].str.strip() != ""]
+        for _, rows in asked.groupby(["manifest", "key"]):
+            if rows[column].str.strip().nunique() > 1:
+                said = "; ".join(f"line {r.row}: {r[column].strip()!r}" for _, r in rows.iterrows())
+                raise TrillaError(f"the queue asks for two values of {column[4:]} for {rows['path'].iloc[0]} ({said}): keep one, then run again")
 
 
 def _same(old: str, new: str) -> bool:

@@ -11,7 +11,6 @@ fourth kind is one new module in this package.
 
 from __future__ import annotations
 
-import csv
 from abc import ABC, abstractmethod
 import logging
 from collections import Counter
@@ -240,13 +239,12 @@ def infer_kind(path: Path, path_column: str = "path", sample: int = 2000) -> tup
 
 
 def _listed(path: Path, path_column: str, sample: int) -> list[Path]:
-    from trilla.data.sources import visible_files
+    from trilla.data.sources import manifest_rows, visible_files
 
     if path.is_dir():
         return visible_files(path)[:sample]
     if path.is_file() and path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = csv.DictReader(handle)
+        with manifest_rows(path) as rows:
             return [Path(row.get(path_column) or "") for row, _ in zip(rows, range(sample))]
     return []
 
