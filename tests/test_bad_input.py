@@ -4,13 +4,16 @@ a clear error and exit 2 (or the item skipped and listed), never a traceback, a 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import lightning as L
 import pytest
 import yaml
 
-from conftest import make_image_folder, make_tone_folder, trilla
+from conftest import TRILLA, make_image_folder, make_tone_folder, trilla
+from trilla.checkpoints import load_checkpoint
 from trilla import load_config, train
 from trilla.runs import Run, find_runs
 
@@ -111,8 +114,6 @@ def test_a_sound_with_nan_or_infinite_samples_is_skipped_and_listed_not_packed_a
 
 
 def test_manifests_and_names_as_users_files_have_them_are_read_or_refused_by_line(pictures, tmp_path):
-    import os
-
     rows = [f"img/{c}/{c}_{i:03d}.png,{c}" for c in "ab" for i in range(12)]
     manifests = {
         "latin.csv": ("path,label,note\n" + "\n".join(f"{row},café" for row in rows)).encode("cp1252"),  # Excel's "CSV" in Western Europe
@@ -156,3 +157,52 @@ def test_relabel_reads_a_semicolon_manifest_as_train_does_and_refuses_contradict
     assert manifest.read_bytes() == before  # nothing written
     missing = trilla("relabel", tmp_path / "nowhere.csv", check=False)
     assert missing.returncode == 2 and "nowhere.csv does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.fixture
+def read_only(tmp_path, pictures):
+    """A real read-only file system (a tmpfs remounted ro) holding a finished run: EROFS from the kernel."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], check=True)
+    done = trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={disk / 'runs'}", *TINY)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    yield disk, Path(done.stdout.strip().splitlines()[-1])
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_read_only_folder_is_an_error_naming_it(read_only, pictures, tmp_path):
+    disk, run = read_only
+    cases = {
+        "run.dir": (["train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={disk / 'new'}", *TINY], {}),
+        "the cache": (["train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY],
+                      {"TRILLA_CACHE": str(disk / "cache")}),
+        "the run folder": (["evaluate", run, "-q"], {}),
+        "the export folder": (["export", run, "--out", disk / "model.onnx"], {}),
+    }
+    for what, (command, env) in cases.items():
+        result = subprocess.run([*TRILLA, *map(str, command)], capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+        assert result.returncode == 2, (what, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr and f"cannot write in {disk}" in result.stderr and "read-only file system" in result.stderr, (
+            what, result.stderr[-2000:])
+
+
+def test_a_plain_state_dict_as_checkpoint_and_a_file_gone_before_packing_are_said(pictures, tmp_path):
+    import torch
+
+    from trilla.data.inputs.image import ImageCodec
+    from trilla.data.store import open_or_build
+
+    done = trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY)
+    run = Run(done.stdout.strip().splitlines()[-1])
+    best = run.path / "checkpoints" / "best.ckpt"
+    torch.save(load_checkpoint(best)["state_dict"], best)  # what a user saving "the model" writes
+    refused = trilla("predict", run.path, pictures / "a" / "a_000.png", check=False)
+    assert refused.returncode == 2 and f"{best} is not a checkpoint trilla (or Lightning) wrote" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    files = sorted(pictures.rglob("*.png"))
+    files[3].unlink()  # listed a moment ago, deleted before packing
+    store = open_or_build(files, ImageCodec(16, "rgb"), tmp_path / "stores", progress=False)
+    assert [(Path(p.path).name, "No such file" in p.reason) for p in store.problems] == [(files[3].name, True)]

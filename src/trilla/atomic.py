@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from trilla.errors import NO_SPACE, TrillaError, disk_full
+from trilla.errors import TrillaError, write_failed
 
 
 @contextmanager
@@ -33,8 +33,8 @@ def replacing(path: str | Path) -> Iterator[Path]:
         if os.name == "posix":  # a folder cannot be opened for fsync on Windows
             _sync(path.parent)
     except OSError as err:
-        if err.errno in NO_SPACE:
-            raise disk_full(path, err) from None
+        if (refused := write_failed(path, err)) is not None:
+            raise refused from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -95,6 +95,6 @@ def reserve(path: str | Path, size: int, what: str, spare: int = 0) -> None:
             elif have < size:
                 handle.truncate(size)
     except OSError as err:
-        if err.errno in NO_SPACE:
-            raise disk_full(path, err) from None
+        if (refused := write_failed(path, err)) is not None:
+            raise refused from None
         raise

@@ -34,6 +34,9 @@ def reading_checkpoint(path: str | Path) -> Iterator[None]:
             f"refused to load {path}: it holds objects other than tensors and plain data ({detail.strip()}), and loading "
             "it could run code. trilla's own checkpoints never do; load only checkpoints you trust."
         ) from None
+    except KeyError as err:  # Lightning's loader looks up its own keys in what torch read
+        raise TrillaError(f"{path} is not a checkpoint trilla (or Lightning) wrote: it has no {err}. A plain torch.save file (a "
+                          "state dict) is no run's checkpoint: give a run directory, or its checkpoints/best.ckpt") from None
     except (RuntimeError, EOFError) as err:
         if isinstance(err, EOFError) or any(sign in str(err) for sign in _DAMAGED):
             raise _damaged(path, err) from None

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from trilla.errors import NO_SPACE, TrillaError, disk_full
+from trilla.errors import TrillaError, write_failed
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn homegrown datasets of images and audio into good classifiers.")
@@ -739,9 +739,10 @@ def main() -> None:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
     except OSError as err:
-        if err.errno not in NO_SPACE:
+        refused = write_failed(err.filename or ".", err)
+        if refused is None:
             raise
-        typer.echo(f"error: {disk_full(err.filename or '.', err)}", err=True)
+        typer.echo(f"error: {refused}", err=True)
         sys.exit(2)
 
 

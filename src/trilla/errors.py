@@ -19,6 +19,23 @@ def unknown_name(what: str, name: str, known: list[str]) -> TrillaError:
 
 
 NO_SPACE = {28, 122}  # ENOSPC, EDQUOT (a quota is as full as a disk)
+NOT_WRITABLE = {30, 13, 1}  # EROFS, EACCES, EPERM
+
+
+def write_failed(path, err: OSError) -> TrillaError | None:
+    """The error for a write the disk refused (full, read-only, not ours), naming the folder and what to
+    do; None for other OS errors."""
+    from pathlib import Path
+
+    if err.errno in NO_SPACE:
+        return disk_full(path, err)
+    if err.errno in NOT_WRITABLE:
+        where = Path(err.filename or path)
+        folder = where if where.is_dir() else where.parent
+        said = f"cannot write in {folder}" if err.errno == 30 else f"{where}"
+        return TrillaError(f"{said}: {err.strerror.lower()}; choose a folder this user can write to (run.dir, --out, data.store, "
+                           "TRILLA_CACHE)")
+    return None
 
 
 def disk_full(path, err: OSError) -> TrillaError:

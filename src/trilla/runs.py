@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from trilla.atomic import write_csv, write_json, write_text
-from trilla.checkpoints import load_checkpoint
+from trilla.checkpoints import load_checkpoint, reading_checkpoint
 from trilla.config import Config, validate_config
 from trilla.errors import TrillaError
 from trilla.version import __version__
@@ -302,7 +302,8 @@ def checkpoint_state(source: str | Path) -> dict:
     path = Path(source).expanduser()
     if path.is_dir():
         path = Run(path).checkpoint("best")
-    return load_checkpoint(path)["state_dict"]
+    with reading_checkpoint(path):
+        return load_checkpoint(path)["state_dict"]
 
 
 def resumable(path: str | Path) -> bool:

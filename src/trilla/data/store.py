@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from trilla.atomic import reserve, write_csv, write_json
 from trilla.data.sources import Problem
-from trilla.errors import NO_SPACE, TrillaError, disk_full
+from trilla.errors import TrillaError, write_failed
 
 log = logging.getLogger("trilla")
 
@@ -109,8 +109,12 @@ def store_key(paths: list[Path], codec: Codec) -> str:
     settings = {"v": FORMAT_VERSION, "kind": codec.kind, **asdict(codec)}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for path in paths:
-        stat = path.stat()
-        digest.update(os.fsencode(path.resolve()) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())  # a name need not be UTF-8
+        try:
+            stat = path.stat()
+            said = f"\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+        except OSError as err:  # gone since it was listed: packing lists it as unreadable
+            said = f"\0{err.strerror}\n"
+        digest.update(os.fsencode(path.resolve()) + said.encode())  # a name need not be UTF-8
     return digest.hexdigest()[:20]
 
 
@@ -205,8 +209,8 @@ def _build(root: Path, paths: list[Path], codec: Codec, progress: bool, source: 
                 shutil.rmtree(tmp, ignore_errors=True)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno in NO_SPACE:
-            raise disk_full(tmp / "rows.bin", err) from None
+        if (refused := write_failed(tmp / "rows.bin", err)) is not None:
+            raise refused from None
         raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # an error or Ctrl+C: a partial store only fills the disk
