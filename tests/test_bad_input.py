@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -206,3 +208,27 @@ def test_a_plain_state_dict_as_checkpoint_and_a_file_gone_before_packing_are_sai
     files[3].unlink()  # listed a moment ago, deleted before packing
     store = open_or_build(files, ImageCodec(16, "rgb"), tmp_path / "stores", progress=False)
     assert [(Path(p.path).name, "No such file" in p.reason) for p in store.problems] == [(files[3].name, True)]
+
+
+@pytest.mark.parametrize("given, says", [
+    (["--set", "train.seed=-1"], "train.seed: Input should be greater than or equal to 0"),
+    (["--set", "model.hidden=[-5]"], "model.hidden.0: Input should be greater than 0"),
+    (["--set", "train.lr=.inf"], "train.lr: Value error, inf is no number a setting can take"),
+    (["--set", "train.lr=nan"], "train.lr: Input should be greater than 0 (got 'nan')"),
+    (["--set", "train.epochs=true"], "epochs: true is a yes/no, and epochs takes a number"),
+    (["--set", "model.hidden=[" + ",".join(["1"] * 200_000) + "]"], "model.hidden: Value error, 200000 items; a setting takes at most 10000"),
+    ("train:\n  seed: 3\n  lr: 0.01\n  seed: 4\n", "the key 'seed' is written twice in one mapping (lines 2 and 4); keep one"),
+])
+def test_config_values_at_the_edges_are_validation_errors(given, says, pictures, tmp_path, monkeypatch, capsys):
+    from trilla.cli import main
+
+    if isinstance(given, str):
+        (tmp_path / "config.yaml").write_text(given)
+        given = [str(tmp_path / "config.yaml")]
+    monkeypatch.setattr(sys, "argv", ["trilla", "train", *given, "--data", str(pictures), "--set", f"run.dir={tmp_path / 'runs'}"])
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit:
+        main()
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 2 and says in stderr and "Traceback" not in stderr, stderr[-1500:]
+    assert time.monotonic() - started < 60 and not (tmp_path / "runs").exists()  # refused before any work

@@ -22,7 +22,7 @@ from trilla.data.inputs.embeddings import EmbeddingsInput  # noqa: F401
 from trilla.data.inputs.image import ImageInput
 from trilla.errors import TrillaError
 from trilla.models import ModelParams, params_class
-from trilla.schema import Section, explain, short
+from trilla.schema import Section, explain, load_yaml, short
 
 log = logging.getLogger("trilla")
 
@@ -35,7 +35,7 @@ AugmentSection = typing.Union[tuple(kind.augment_schema for kind in input_kinds(
 class SplitConfig(Section):
     val: float = Field(0.15, gt=0.0, lt=1.0, description="validation picks the best epoch, so it cannot be 0")
     test: float = Field(0.15, ge=0.0, lt=1.0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="the random seed (numpy takes 0 to 2**32 - 1)")
     stratify: bool = True
     group_column: str | None = Field(
         None, description="a column of the CSV manifest (speaker, session, instrument program, product id): files sharing a "
@@ -160,7 +160,7 @@ class TrainConfig(Section):
     feature_cache: bool = Field(
         True, description="with a frozen backbone and augment: null, compute the backbone's features once and train the head on them"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="the random seed (numpy takes 0 to 2**32 - 1)")
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = Field("auto", description="processes per machine (GPUs, or CPU processes with strategy ddp)")
     strategy: Literal["auto", "ddp"] = Field(
@@ -207,7 +207,7 @@ class SweepConfig(Section):
     max_minutes: float | None = Field(None, gt=0, description="no worker starts a trial after this many minutes")
     storage: str | None = Field(None, description="Optuna RDB URL (postgresql://... for workers on several machines); default: sweep.db in the sweep folder")
     prune: bool = Field(True, description="optuna: stop trials whose monitored metric trails the median of earlier trials")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="the random seed (numpy takes 0 to 2**32 - 1)")
 
     @model_validator(mode="after")
     def _complete(self) -> "SweepConfig":
@@ -336,7 +336,7 @@ def load_raw(
         if not path.is_file():
             raise TrillaError(f"config file {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = load_yaml(path.read_text()) or {}
         except UnicodeDecodeError as err:
             raise TrillaError(f"config file {path} is not text (UTF-8): {err.reason} at byte {err.start}") from None
         except (yaml.YAMLError, ValueError) as err:
@@ -376,7 +376,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise TrillaError(f"--set expects dotted.key=value, got {item!r}")
     try:
-        value = yaml.safe_load(text) if text else None
+        value = load_yaml(text) if text else None
     except (yaml.YAMLError, ValueError) as err:
         raise TrillaError(f"--set {key}: the value is not valid YAML: {short(err)}") from None
     set_dotted(raw, key, value)

@@ -27,6 +27,7 @@ from trilla.atomic import write_csv, write_json, write_text
 from trilla.checkpoints import load_checkpoint, reading_checkpoint
 from trilla.config import Config, validate_config
 from trilla.errors import TrillaError
+from trilla.schema import load_yaml
 from trilla.version import __version__
 
 FORMAT = 1  # the layout of a run directory this release writes and reads
@@ -103,7 +104,7 @@ class Run:
     def raw_config(self) -> dict:
         """config.yaml as written (safe loader only: no tag can build an object)."""
         try:
-            raw = yaml.safe_load((self.path / CONFIG).read_text())
+            raw = load_yaml((self.path / CONFIG).read_text())
         except yaml.YAMLError as err:
             raise TrillaError(f"{self.path / CONFIG} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):

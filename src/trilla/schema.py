@@ -4,12 +4,15 @@ explanation of a validation error in the user's own keys (so a crawl validates i
 loading the models)."""
 
 import difflib
+import math
 import typing
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 LARGEST = 2**32  # no count, size or seed trilla takes is larger; a 30-digit epochs is a typo
+MAX_ITEMS = 10_000  # no list a setting takes is longer (AudioSet has 527 classes); 200 000 layers is a slip
 
 
 class Section(BaseModel):
@@ -29,12 +32,49 @@ class Section(BaseModel):
         """A validation error's location as the user wrote the key."""
         return loc
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, data: Any) -> Any:
+        """`epochs: true` is a slip, not the number 1 (pydantic's lax mode would take it as one). A model
+        validator: a field validator before the union tags (input.type) is not allowed."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                kinds = [field.annotation, *_flatten_args(field.annotation)] if field is not None else []
+                if isinstance(value, bool) and bool not in kinds and {int, float} & set(kinds):
+                    raise ValueError(f"{key}: {str(value).lower()} is a yes/no, and {key} takes a number")
+        return data
+
     @field_validator("*", mode="after")
     @classmethod
     def _not_huge(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST:
             raise ValueError(f"{value:.3e} is far beyond any sensible value (at most {LARGEST})")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value} is no number a setting can take")
+        if isinstance(value, (list, dict)) and len(value) > MAX_ITEMS:
+            raise ValueError(f"{len(value)} items; a setting takes at most {MAX_ITEMS}")
         return value
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as the safe loader reads it, except that a key written twice in one mapping is an error
+    naming both lines (the safe loader keeps the last silently, so an edit above would be ignored)."""
+    return yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader subclass
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is written twice in one mapping (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                    "keep one", key_node.start_mark)
+            if isinstance(key, typing.Hashable):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
 
 
 def short(err: Any, limit: int = 300) -> str:

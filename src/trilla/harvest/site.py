@@ -26,7 +26,7 @@ from parsel import Selector
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trilla.errors import TrillaError
-from trilla.schema import Section, explain
+from trilla.schema import Section, explain, load_yaml
 
 SKIP = "skip"
 WALK = "walk"  # a rule label: walk the branch, but its name labels nothing (a root like guitars-and-basses)
@@ -274,7 +274,7 @@ def load_site(path: str | Path) -> Site:
     if not path.is_file():
         raise TrillaError(f"site file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise TrillaError(f"site file {path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):

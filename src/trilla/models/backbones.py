@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -32,7 +32,7 @@ class TimmParams(ModelParams):
     backbone: str = Field("resnet18", description="any timm model name, optionally with a pretrained tag")
     pretrained: bool | Path = Field(True, description="true: timm's published weights; a path: a weights file or a trilla run")
     freeze: Literal["backbone", "none", "gradual"] = "backbone"
-    head: list[int] = Field(default_factory=lambda: [1024], description="hidden units of the dense head")
+    head: list[PositiveInt] = Field(default_factory=lambda: [1024], description="hidden units of the dense head")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     backbone_lr: float = Field(
         0.1, gt=0.0, description="the pretrained backbone's learning rate as a fraction of train.lr (1 when pretrained: false)"

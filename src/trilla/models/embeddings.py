@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -124,7 +124,7 @@ class EmbLSTM(HeadedModel):
 class AttentionParams(EmbeddingParams):
     name: Literal["attention"] = "attention"
     level: Literal["decision", "feature"] = "decision"
-    hidden: list[int] = Field(default_factory=lambda: [1024, 1024, 1024], description="embedded mapping layers, per second")
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [1024, 1024, 1024], description="embedded mapping layers, per second")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
 
     def summary(self, outputs: int | None = None) -> str:

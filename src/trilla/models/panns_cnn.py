@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from trilla.models.head import Head, HeadedModel, mean_max_pool, time_mask
@@ -21,7 +21,7 @@ from trilla.models.registry import InputSpec, ModelParams, register
 class PANNsCNNParams(ModelParams):
     name: Literal["panns_cnn"] = "panns_cnn"
     inputs = ("audio",)
-    channels: list[int] = Field(default_factory=lambda: [32, 64, 128, 256], min_length=1)
+    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64, 128, 256], min_length=1)
     block_dropout: float = Field(0.2, ge=0.0, lt=1.0)
     embedding: int = Field(256, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)

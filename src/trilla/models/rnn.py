@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -31,7 +31,7 @@ class RNNParams(ModelParams):
     name: Literal["rnn"] = "rnn"
     inputs = ("audio",)
     cell: Literal["simple", "lstm", "gru"] = "gru"
-    units: list[int] = Field(default_factory=lambda: [32], min_length=1)
+    units: list[PositiveInt] = Field(default_factory=lambda: [32], min_length=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     bidirectional: bool = False
     input_batch_norm: bool = True

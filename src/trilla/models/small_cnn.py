@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from trilla.schema import Section
@@ -36,7 +36,7 @@ class SmallCNNParams(ModelParams):
     )
     batch_norm: bool = True
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    hidden: list[int] = Field(default_factory=list)
+    hidden: list[PositiveInt] = Field(default_factory=list)
     pool: Literal["max", "avg"] = "max"
     global_pool: Literal["flatten", "avg", "max"] = "flatten"
 

@@ -31,9 +31,18 @@ class FiniteLoss(L.Callback):
     def on_validation_start(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or bool(self._finite):
             return
-        raise Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1}. train.lr={self.lr:g} "
-                       "is likely too large (or the data holds non-finite values): `trilla lr-find` suggests a learning rate; start a "
-                       "new run with it")
+        raise self.diverged(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """The validation loss too: a run of one batch an epoch ends its only step on weights that are NaN."""
+        loss = trainer.callback_metrics.get("val/loss")
+        if not trainer.sanity_checking and loss is not None and not torch.isfinite(loss):
+            raise self.diverged(trainer)
+
+    def diverged(self, trainer) -> Diverged:
+        return Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1}. train.lr={self.lr:g} "
+                        "is likely too large (or the data holds non-finite values): `trilla lr-find` suggests a learning rate; start a "
+                        "new run with it")
 
 
 class Patience(EarlyStopping):
