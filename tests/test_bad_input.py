@@ -232,3 +232,38 @@ def test_config_values_at_the_edges_are_validation_errors(given, says, pictures,
     stderr = capsys.readouterr().err
     assert exit.value.code == 2 and says in stderr and "Traceback" not in stderr, stderr[-1500:]
     assert time.monotonic() - started < 60 and not (tmp_path / "runs").exists()  # refused before any work
+
+
+def test_a_manifest_listing_few_files_on_many_rows_packs_each_file_once(pictures, tmp_path):
+    files = [f"img/{c}/{c}_{i:03d}.png,{c}" for c in "ab" for i in range(12)]
+    (tmp_path / "many.csv").write_text("path,label\n" + "\n".join(files[i % 24] for i in range(20_000)) + "\n")
+    done = trilla("train", "--data", tmp_path / "many.csv", "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY)
+    run = Run(done.stdout.strip().splitlines()[-1])
+    store = Path(run.info["data"]["store"])
+    assert len((store / "index.csv").read_text().splitlines()) == 1 + 24  # one row per distinct file, not per manifest row
+    assert run.info["data"]["samples"] == 24 and run.info["data"]["duplicates_merged"] == 20_000 - 24
+
+
+def _peak_rss_mb(*args) -> tuple[subprocess.CompletedProcess, float]:
+    """A trilla command in a fresh parent whose only child it is, and that child's peak resident memory."""
+    probe = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+    done = subprocess.run([sys.executable, "-c", probe, *TRILLA, *map(str, args)], capture_output=True, text=True, timeout=600)
+    return done, int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def test_clips_of_a_long_recording_cost_the_clips_not_the_recording(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    (tmp_path / "songs").mkdir()
+    rate, minutes = 8000, 40  # decoded whole at 44.1 kHz: 40 * 60 * 44100 * 4 bytes = 423 MB of float32
+    with sf.SoundFile(tmp_path / "songs" / "long.wav", "w", rate, 1, "PCM_16") as song:
+        for minute in range(minutes):
+            t = np.arange(rate * 60) / rate + minute * 60
+            song.write((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    done, peak = _peak_rss_mb("harvest", "clips", tmp_path / "songs", tmp_path / "clips", "--sample", 3, "-q")
+    assert done.returncode == 0, done.stderr
+    clips = sorted((tmp_path / "clips").rglob("*.wav"))
+    assert len(clips) == 3 and all(sf.info(c).duration == 10.0 and sf.info(c).samplerate == 44100 for c in clips)
+    assert peak < 300, f"peak {peak:.0f} MB cutting 3 clips of {minutes} minutes"

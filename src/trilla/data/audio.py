@@ -21,18 +21,20 @@ class AudioError(Exception):
     """The file is not a readable sound (unknown format, truncated, corrupt, silent container)."""
 
 
-def load(source: str | Path | bytes, sample_rate: int, max_samples: int | None = None) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at `sample_rate`, from a path or the bytes of a sound file; with
-    `max_samples`, at most that many, and only the start of the file is decoded.
+def load(source: str | Path | bytes, sample_rate: int, max_samples: int | None = None, start: float = 0.0) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate`, from a path or the bytes of a sound file; from
+    `start` seconds on, and with `max_samples`, at most that many: only that part of the file is decoded
+    (a clip of a ten-hour recording costs the clip).
 
     Decoded block by block, each block mixed to mono and resampled as it comes (soxr's stream gives the
     same samples as resampling the whole at once), so an hour of 44.1 kHz stereo never sits in memory
-    as 1.2 GB of float32 before it is mixed down."""
+    as 1.2 GB of float32 before it is mixed down. A part is decoded from 100 ms before `start`, which the
+    resampler's filter needs to see, and those samples are dropped."""
     try:
         with sf.SoundFile(_opened(source)) as handle:
-            return _read_blocks(handle, sample_rate, max_samples)
+            return _read_blocks(handle, sample_rate, max_samples, start)
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        return _load_ffmpeg(_opened(source), sample_rate, max_samples)
+        return _load_ffmpeg(_opened(source), sample_rate, max_samples, start)
     except OSError as err:
         raise AudioError(f"cannot read file: {err.strerror or err}") from err
 
@@ -76,12 +78,28 @@ def finite(samples: np.ndarray) -> None:
         raise AudioError(f"{bad} samples are NaN or infinite: the file holds no sound there (rewrite it from its source)")
 
 
-def _read_blocks(handle: sf.SoundFile, sample_rate: int, max_samples: int | None) -> np.ndarray:
-    mixer = _Mixer(handle.samplerate, sample_rate, max_samples)
+def _preroll(rate: int, sample_rate: int, start: float) -> tuple[int, int, int]:
+    """(input frames to skip, input frames decoded before `start`, output samples they become)."""
+    first = int(round(start * rate))
+    pre = min(first, rate // 10)
+    return first - pre, pre, int(round(start * sample_rate)) - int(round((first - pre) * sample_rate / rate))
+
+
+def _read_blocks(handle: sf.SoundFile, sample_rate: int, max_samples: int | None, start: float = 0.0) -> np.ndarray:
+    skip, pre, drop = _preroll(handle.samplerate, sample_rate, start)
+    if skip:
+        handle.seek(min(skip, handle.frames))
+    mixer = _Mixer(handle.samplerate, sample_rate, None if max_samples is None else max_samples + drop)
     frames = _needed(handle.samplerate, sample_rate, max_samples)
-    for block in handle.blocks(blocksize=1 << 16, dtype="float32", always_2d=True, frames=-1 if frames is None else frames):
+    for block in handle.blocks(blocksize=1 << 16, dtype="float32", always_2d=True, frames=-1 if frames is None else frames + pre):
         mixer.add(block)
-    return mixer.samples()
+    return _after(mixer.samples(), drop)
+
+
+def _after(samples: np.ndarray, drop: int) -> np.ndarray:
+    if drop >= len(samples):
+        raise AudioError("no audio samples in the file after the start asked for")
+    return samples[drop:]
 
 
 def conform(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -138,8 +156,9 @@ def fit(samples: np.ndarray, length: int) -> np.ndarray:
     return np.pad(samples, (0, length - len(samples)))
 
 
-def _load_ffmpeg(source, sample_rate: int, max_samples: int | None) -> np.ndarray:
-    """FFmpeg's decoders through PyAV, for a path or an open binary file, frame by frame."""
+def _load_ffmpeg(source, sample_rate: int, max_samples: int | None, start: float = 0.0) -> np.ndarray:
+    """FFmpeg's decoders through PyAV, for a path or an open binary file, frame by frame; frames before
+    `start` are decoded and dropped (a seek in a compressed stream lands on a frame boundary near it)."""
     import av
 
     try:
@@ -149,19 +168,29 @@ def _load_ffmpeg(source, sample_rate: int, max_samples: int | None) -> np.ndarra
             stream = container.streams.audio[0]
             rate = stream.rate or stream.codec_context.sample_rate
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            mixer, needed, read = _Mixer(rate, sample_rate, max_samples), _needed(rate, sample_rate, max_samples), 0
+            skip, pre, drop = _preroll(rate, sample_rate, start)
+            mixer = _Mixer(rate, sample_rate, None if max_samples is None else max_samples + drop)
+            needed, read = _needed(rate, sample_rate, max_samples), 0
+
+            def add(chunk: np.ndarray) -> None:
+                nonlocal skip, read
+                cut = min(skip, len(chunk))
+                skip -= cut
+                if len(chunk) > cut:
+                    mixer.add(chunk[cut:])
+                    read += len(chunk) - cut
+
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    mixer.add(out.to_ndarray().reshape(-1))
-                    read += out.samples
-                if needed is not None and read >= needed:
+                    add(out.to_ndarray().reshape(-1))
+                if needed is not None and read >= needed + pre:
                     break
             else:
                 for out in resampler.resample(None):
-                    mixer.add(out.to_ndarray().reshape(-1))
+                    add(out.to_ndarray().reshape(-1))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
         raise AudioError(f"not a readable sound file ({_ffmpeg_reason(err)})") from err
-    return mixer.samples()
+    return _after(mixer.samples(), drop)
 
 
 def _ffmpeg_reason(err: Exception) -> str:

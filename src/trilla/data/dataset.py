@@ -126,9 +126,13 @@ def load_labelled(
         Path(path), path_column=cfg.path_column, label_column=None if affective or multilabel else cfg.label_column,
         extra_columns=extra_columns, label_level=cfg.label_level, allow_outside=cfg.allow_outside,
     )
-    store = store_mod.open_or_build([s.path for s in listing.samples], codec or kind.codec(config), cfg.store, progress, source=path)
+    # A file listed on many rows is packed once: `at` maps each row of the listing to its file's row of the store.
+    distinct = list(dict.fromkeys(s.path for s in listing.samples))
+    at = {file: i for i, file in enumerate(distinct)}
+    at = np.asarray([at[s.path] for s in listing.samples], dtype=np.int64)
+    store = store_mod.open_or_build(distinct, codec or kind.codec(config), cfg.store, progress, source=path)
     problems = list(listing.problems) + store.problems
-    ok = store.index["ok"].to_numpy()
+    ok = store.index["ok"].to_numpy()[at]
     coords = _coordinates(cfg, listing.samples, ok, problems) if affective else None
     if affective:
         strata_all = affect.labels(cfg, coords)
@@ -156,17 +160,17 @@ def load_labelled(
         keep.append(row)
     if not keep:
         raise TrillaError(f"no usable files in {path} (read as input type {kind.name}). " + "; ".join(f"{p.path}: {p.reason}" for p in problems[:5]))
-    all_sha1 = store.index["sha1"].to_numpy()
+    all_sha1 = store.index["sha1"].to_numpy()[at]
     identity = {r: " ".join(f"{v:.6g}" for v in coords[r]) if coords is not None else labels[r] for r in keep}  # what a label is
     unique = deduplicate(keep, all_sha1[keep].tolist(), list(identity.values()), [str(listing.samples[r].path) for r in keep], cfg.keep_conflicts)
     problems += unique.problems
     keep = unique.keep
     if not keep:
         raise TrillaError(f"no usable files in {path}: every file's content is filed under several labels (see the log)")
-    rows = np.asarray(keep, dtype=np.int64)
+    rows = at[np.asarray(keep, dtype=np.int64)]
     paths = [str(listing.samples[r].path) for r in keep]
-    sha1 = all_sha1[rows].tolist()
-    kept_coords = coords[rows] if coords is not None else None
+    sha1 = all_sha1[keep].tolist()
+    kept_coords = coords[keep] if coords is not None else None
     if multilabel:
         targets = multi.multi_hot([label_sets[r] for r in keep], classes)
         strata = multi.strata(targets)

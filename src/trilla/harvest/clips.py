@@ -76,15 +76,14 @@ def harvest_clips(
         result.kept += len(group) - len(todo)
         if not todo:
             continue
-        try:
-            samples = audio.load(songs / song, sample_rate)
-        except audio.AudioError as err:
-            result.problems.append(Problem(str(songs / song), str(err)))
-            failed.add(song)
-            continue
+        length = int(round(seconds * sample_rate))
         for path, start in todo:
-            first = int(round(start * sample_rate))
-            clip = audio.fit(samples[first:], int(round(seconds * sample_rate)))
+            try:  # only the clip is decoded: a ten-hour recording costs what its clips cost
+                clip = audio.fit(audio.load(songs / song, sample_rate, max_samples=length, start=start), length)
+            except audio.AudioError as err:
+                result.problems.append(Problem(str(songs / song), str(err)))
+                failed.add(song)
+                break
             target = out / path
             target.parent.mkdir(parents=True, exist_ok=True)
             with replacing(target) as tmp:
