@@ -1,6 +1,7 @@
 """Clip harvesting from songs, and the label-review loop (review -> queue -> relabel)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,12 +9,14 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from conftest import make_tone_folder, tone_clip
+from conftest import make_tone_folder, tone_clip, trilla
 from trilla import load_config, train
 from trilla.cli import app
 from trilla.data import audio
 from trilla.errors import TrillaError
 from trilla.evaluation.review import relabel, review
+from trilla.label import Project
+from trilla.runs import Run
 
 
 def test_harvest_lists_samples_cuts_and_skips_what_is_there(tmp_path):
@@ -33,7 +36,7 @@ def test_harvest_lists_samples_cuts_and_skips_what_is_there(tmp_path):
     assert len(manifest) == 3
     row = manifest.iloc[0]
     clip = audio.load(out / row["path"], 16000)
-    song = audio.load(songs / row["file"], 16000)
+    song = audio.load(songs / row["song"], 16000)
     start = int(row["start"] * 16000)
     assert len(clip) == 5 * 16000 and np.abs(clip - song[start : start + len(clip)]).max() < 1e-3
     manifest["arousal"] = 0.5  # a person labels the clips...
@@ -125,7 +128,6 @@ def test_review_into_a_plane_project_and_relabel_from_its_answers(tmp_path):
     """A run on valence/arousal: review --label makes a plane project of the suspects, each showing its
     current label and the run's votes; relabel --from-project writes the mean point of the answers."""
     from conftest import make_affect_manifest, trilla
-    from trilla.label import Project
 
     manifest = make_affect_manifest(tmp_path / "emo", n=24)
     table = pd.read_csv(manifest)
@@ -161,3 +163,39 @@ def test_review_into_a_plane_project_and_relabel_from_its_answers(tmp_path):
         from trilla.label.review import queue_from_project
 
         queue_from_project(Project.create(tmp_path / "plain", manifest.parent / "clips", "classes", ["a", "b"]))
+
+
+def test_clips_of_one_song_stay_in_one_split_and_the_label_export_keeps_their_song(tmp_path):
+    songs, out = tmp_path / "songs", tmp_path / "clips"
+    songs.mkdir()
+    for i in range(8):
+        sf.write(songs / f"{'low' if i % 2 else 'high'}-{i}.wav", tone_clip(300.0 if i % 2 else 2000.0, 12.0, 8000, seed=i), 8000)
+    trilla("harvest", "clips", songs, out, "--seconds", "1", "--sample-rate", "8000", "-q")
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert list(manifest.columns) == ["path", "song", "start", "end"] and len(manifest) == 96
+    manifest["label"] = manifest["song"].str.split("-").str[0]  # a person labels the songs' clips
+    manifest.to_csv(out / "manifest.csv", index=False)
+    song_of = {str((out / p).resolve()): s for p, s in zip(manifest["path"], manifest["song"])}
+
+    def splits_per_song(*overrides) -> tuple[Run, pd.Series]:
+        done = trilla("train", "--data", out / "manifest.csv", "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}",
+                      "--set", "train.progress=false", *overrides, "-q")
+        run = Run(done.stdout.strip().splitlines()[-1])
+        splits = run.table("splits.csv")
+        return run, splits.assign(song=[song_of[str(Path(p).resolve())] for p in splits["path"]]).groupby("song")["split"].nunique()
+
+    run, held = splits_per_song()
+    assert run.config.data.split.group_column == "song" and (held == 1).all()  # whole songs held out, by default
+    groups = run.info["data"]["groups_per_split"]
+    assert sum(groups.values()) == 8 and groups["val"] >= 1 and groups["test"] >= 1
+    assert (f"`song` values: {groups['train']} in train, {groups['val']} in val, {groups['test']} in test" in run.report.read_text())
+    _, mixed = splits_per_song("--set", "data.split.group_column=null")
+    assert (mixed > 1).any()  # without it, a song's clips land in two splits
+
+    trilla("label", "new", tmp_path / "p", "--data", out, "--classes", "low,high", "-q")
+    project = Project(tmp_path / "p")
+    for item, path in zip(project.items()["item"], project.items()["path"]):
+        project.answer(int(item), "ann", "low" if "/low-" in path else "high")
+    trilla("label", "export", tmp_path / "p", "-q")
+    exported = pd.read_csv(tmp_path / "p" / "labels.csv")
+    assert len(exported) == 96 and [song_of[str((tmp_path / "p" / p).resolve())] for p in exported["path"]] == exported["song"].tolist()

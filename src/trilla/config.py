@@ -38,8 +38,9 @@ class SplitConfig(Section):
     seed: int = Field(0, ge=0, lt=2**32, description="the random seed (numpy takes 0 to 2**32 - 1)")
     stratify: bool = True
     group_column: str | None = Field(
-        None, description="a column of the CSV manifest (speaker, session, instrument program, product id): files sharing a "
-        "value go to one split together, so validation and test measure groups never trained on"
+        "auto", description="a column of the CSV manifest (song, speaker, session, instrument program, product id): files sharing a "
+        "value go to one split together, so validation and test measure groups never trained on. auto: the 'song' column where the "
+        "manifest has one (harvest clips writes it), else none; null: none"
     )
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trilla.data import multilabel as multi
 from trilla.data.dataset import LabelledData
-from trilla.data.sources import Problem
+from trilla.data.sources import SONG, Problem, header
 from trilla.data.inputs import input_kind
 from trilla.data.splits import class_counts, joint_groups, split_indices
 from trilla.errors import TrillaError
@@ -127,6 +127,10 @@ class StoreDataModule(L.LightningDataModule):
         cfg = self.config.data
         if cfg.path is None:
             raise TrillaError("no data: give a folder or CSV with --data, or set data.path in the config")
+        if cfg.split.group_column == "auto":  # decided here, so the run's config.yaml says what was done
+            cfg.split.group_column = SONG if SONG in header(Path(cfg.path)) else None
+            if cfg.split.group_column:
+                log.info("clips of one %s stay in one split (data.split.group_column: %s; null mixes them)", SONG, SONG)
         self.data = load_data(cfg.path, self.config, device=self.device, progress=self.progress, group_column=cfg.split.group_column)
         classifying = self.config.task == "classification" and not (cfg.targets and cfg.target_mode == "regression")
         if classifying and len(set(self.data.strata.tolist())) < 2:

@@ -46,6 +46,7 @@ class Listing:
 
 
 log = logging.getLogger("trilla")
+SONG = "song"  # the column naming each clip's recording (harvest clips writes it): a split keeps a song's clips together
 Reader = Callable[..., Listing]
 EMPTY = "an empty folder: nothing to read"
 _SOURCES: dict[str, tuple[Callable[[Path], bool], Reader]] = {}
@@ -260,6 +261,14 @@ def manifest_rows(manifest: Path) -> Iterator[csv.DictReader]:
         rows = csv.DictReader(handle, dialect=_dialect(text))
         rows.fieldnames = [restore(name) for name in rows.fieldnames or []]
         yield rows
+
+
+def header(manifest: Path) -> list[str]:
+    """A CSV manifest's column names (none for anything else)."""
+    if not (manifest.is_file() and manifest.suffix.lower() == ".csv"):
+        return []
+    with manifest_rows(manifest) as rows:
+        return list(rows.fieldnames or [])
 
 
 def manifest_table(manifest: Path) -> tuple["pd.DataFrame", str]:

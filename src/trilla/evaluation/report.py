@@ -309,8 +309,13 @@ def render_report(run) -> Path:
     if run.has("examples.png"):
         lines += ["Training examples as the model saw them (augmented):", "", "![training examples](examples.png)", ""]
     grouped = run.config.data.split.group_column
-    lines += [f"Counts per split (files sharing a `{grouped}` value are in one split: validation and test hold out whole groups):"
-              if grouped else "Counts per split:", ""]
+    if grouped and grouped != "auto":
+        held = data.get("groups_per_split", {})
+        sizes = ", ".join(f"{held[name]} in {name}" for name in ("train", "val", "test") if name in held)
+        lines += [f"Counts per split (files sharing a `{grouped}` value are in one split: validation and test hold out whole groups"
+                  + (f"; `{grouped}` values: {sizes}" if sizes else "") + "):", ""]
+    else:
+        lines += ["Counts per split:", ""]
     if run.has("class_counts.png"):
         lines += ["![class counts](class_counts.png)", ""]
     counts = run.table("counts.csv", index_col=0)

@@ -2,7 +2,9 @@
 lister.py (every possible clip to a CSV), selector.py (a random sample) and slicer.py (cut, mono, resampled).
 
 Clips are named after their song and start (`<song>_<start ms>ms.wav`, in the song's sub-folder), so a
-re-run finds the clips already cut and skips them, and adding songs never renames a clip.
+re-run finds the clips already cut and skips them, and adding songs never renames a clip. The manifest
+names each clip's song (`song`), so that a run holds out whole songs (`data.split.group_column: auto`):
+clips of one song in training and test would measure memory of the song.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tqdm.auto import tqdm
 
 from trilla.atomic import replacing, write_csv
 from trilla.data import audio
-from trilla.data.sources import Problem, visible_files
+from trilla.data.sources import SONG, Problem, visible_files
 from trilla.errors import TrillaError
 
 log = logging.getLogger("trilla")
@@ -58,7 +60,7 @@ def harvest_clips(
             continue
         start = skip_start
         while start + seconds <= length + 1e-6:
-            rows.append({"file": str(song.relative_to(songs)), "start": round(start, 3), "end": round(start + seconds, 3)})
+            rows.append({SONG: str(song.relative_to(songs)), "start": round(start, 3), "end": round(start + seconds, 3)})
             start += seconds
     if not rows:
         raise TrillaError(f"no {seconds} s clips found in {songs}" + (f" ({len(result.problems)} unreadable files)" if result.problems else ""))
@@ -69,9 +71,9 @@ def harvest_clips(
     chosen = listing
     if sample is not None and sample < len(listing):
         chosen = listing.iloc[np.sort(np.random.default_rng(seed).choice(len(listing), sample, replace=False))]
-    chosen = chosen.assign(path=[str(Path(f).with_suffix("").as_posix()) + f"_{int(round(s * 1000)):08d}ms.{fmt}" for f, s in zip(chosen["file"], chosen["start"])])
+    chosen = chosen.assign(path=[str(Path(f).with_suffix("").as_posix()) + f"_{int(round(s * 1000)):08d}ms.{fmt}" for f, s in zip(chosen[SONG], chosen["start"])])
     failed = set()
-    for song, group in tqdm(chosen.groupby("file", sort=False), desc="cutting clips", unit="song", disable=None if progress else True):
+    for song, group in tqdm(chosen.groupby(SONG, sort=False), desc="cutting clips", unit="song", disable=None if progress else True):
         todo = [(p, s) for p, s in zip(group["path"], group["start"]) if not (out / p).is_file()]
         result.kept += len(group) - len(todo)
         if not todo:
@@ -91,10 +93,10 @@ def harvest_clips(
             result.cut += 1
     for problem in result.problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
-    manifest = chosen[~chosen["file"].isin(failed)][["path", "file", "start", "end"]]
+    manifest = chosen[~chosen[SONG].isin(failed)][["path", SONG, "start", "end"]]
     result.manifest = out / "manifest.csv"
     if result.manifest.is_file():  # labels a person added to an earlier manifest are kept
-        earlier = pd.read_csv(result.manifest, keep_default_na=False, dtype=str)
+        earlier = pd.read_csv(result.manifest, keep_default_na=False, dtype=str).rename(columns={"file": SONG})  # an older release's name
         manifest = pd.concat([earlier, manifest[~manifest["path"].isin(earlier["path"])].astype(str)], ignore_index=True).fillna("")
     write_csv(result.manifest, manifest)
     return result

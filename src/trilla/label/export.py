@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from trilla.atomic import write_csv
+from trilla.data.sources import SONG, header, manifest_rows
 from trilla.errors import TrillaError
 from trilla.label.project import Project
 from trilla.spreadsheet import defused
@@ -70,6 +71,9 @@ def write_manifest(project: Project, target: Path) -> tuple[pd.DataFrame, str]:
         real = Path(os.path.realpath(path))
         outside |= not real.is_relative_to(home)
         written.append(str(path) if not real.is_relative_to(home) else real.relative_to(home).as_posix())
+    songs = _songs(project)
+    if songs:  # clips cut by harvest clips: their song, so a run holds out whole songs
+        table.insert(1, SONG, [songs.get(os.path.realpath(path), "") for path in table["path"]])
     write_csv(target, defused(table.assign(path=written)))
     args = ["trilla", "train", "--data", str(target)]
     if outside:
@@ -79,6 +83,17 @@ def write_manifest(project: Project, target: Path) -> tuple[pd.DataFrame, str]:
     elif project.kind == "plane":  # the plane's first axis is the study's valence, its second arousal
         args += [f"--set=data.targets.{axis}={name}" for axis, name in zip(("valence", "arousal"), project.axes)]
     return table, shlex.join(args)
+
+
+def _songs(project: Project) -> dict[str, str]:
+    """Each clip's song (by real path) where the project's data is harvest's manifest, or a folder holding
+    one: clips carry no song of their own, and a split that mixes a song's clips measures the song."""
+    data = Path(project.spec.get("data", ""))
+    listed = data if data.suffix.lower() == ".csv" else data / "manifest.csv"
+    if SONG not in header(listed):
+        return {}
+    with manifest_rows(listed) as rows:
+        return {os.path.realpath(listed.parent / row["path"]): row[SONG] for row in rows if row.get("path")}
 
 
 def _history(project: Project) -> dict[int, str]:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from trilla.data.inputs import input_kind
-from trilla.data.sources import walk
+from trilla.data.sources import manifest_table, walk
 from trilla.errors import TrillaError
-from trilla.spreadsheet import read_strings
 
 
 def media_of(path: Path) -> str | None:
@@ -26,7 +25,7 @@ def find_items(data: Path) -> list[tuple[Path, str, str | None]]:
         files, _ = walk(data)
         found = [(path.resolve(), media_of(path), path.parent.name if path.parent != data else None) for path in files]
     elif data.suffix.lower() == ".csv" and data.is_file():
-        table = read_strings(data)
+        table, _ = manifest_table(data)  # as training reads it: its encoding, its delimiter
         column = next((c for c in ("path", "file") if c in table.columns), None)
         if column is None:
             raise TrillaError(f"{data} needs a path (or file) column")

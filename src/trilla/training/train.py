@@ -138,6 +138,8 @@ def _start_run(config: Config, datamodule: StoreDataModule, task: Classification
             "skipped": len(data.problems) + (len(datamodule.test_data.problems) if datamodule.test_data else 0),
             "conflicts": int(data.conflicts["sha1"].nunique()),
             "duplicates_merged": len(data.merged) if data.merged is not None else 0,
+            **({"groups_per_split": {name: len(set(data.split_groups[positions])) for name, positions in datamodule.splits.items()}}
+               if data.split_groups is not None else {}),
         },
     })
     return run.path
