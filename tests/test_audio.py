@@ -381,3 +381,29 @@ def test_a_sound_longer_than_the_model_s_clips_is_read_in_windows_not_cut(tmp_pa
     np.testing.assert_allclose(pair, alone, atol=1e-6)  # an ensemble reads the same windows and averages them
     [coarse] = run.predict([tmp_path / "long.wav"], hop=1.0)
     assert coarse["windows_read"] == 5 and "windows" not in coarse  # at 0, 1, 2 and 3 s, and one ending with the sound (3.5 s)
+
+
+def test_short_clips_under_a_long_window_are_said_and_a_sequence_model_never_reads_their_padding(tmp_path, caplog):
+    import torch
+
+    data = make_tone_folder(tmp_path / "tones", {"low": 12, "high": 12}, seconds=(0.4, 0.6))
+    with caplog.at_level("WARNING", logger="trilla"):
+        run = train(_config(tmp_path, data, "input.seconds=2", "train.epochs=1", "model={name: rnn, units: [8]}"))
+    said = [r.getMessage() for r in caplog.records if "shorter than input.seconds" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("24 of 24 clips are shorter than input.seconds 2 (median 0.") and "input.seconds: 0." in said[0]
+    assert run.info["data"]["input"]["masked"] is True and run.info["data"]["input"]["frames"] is not None
+
+    clip = tmp_path / "one.wav"
+    sf.write(clip, tone_clip(2000.0, 0.5, 8000), 8000)
+    predictor = run.predictor()
+    prepared = predictor.preprocessor.prepare(clip)
+    frames = int(prepared["lengths"][0])
+    assert frames < prepared["spectrogram"].shape[1]  # the window is mostly padding
+    model = predictor.task.eval()
+    batch = {key: torch.as_tensor(value) for key, value in prepared.items()}
+    with torch.no_grad():
+        whole = model.logits({"spectrogram": batch["spectrogram"], "lengths": batch["lengths"]})
+        sound_only = model.logits({"spectrogram": batch["spectrogram"][:, :frames], "lengths": batch["lengths"]})
+        unmasked = model.logits({"spectrogram": batch["spectrogram"]})
+    torch.testing.assert_close(whole, sound_only)  # the padding after the sound never reaches the state
+    assert not torch.allclose(whole, unmasked)  # and without the lengths it would

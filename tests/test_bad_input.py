@@ -267,3 +267,19 @@ def test_clips_of_a_long_recording_cost_the_clips_not_the_recording(tmp_path):
     clips = sorted((tmp_path / "clips").rglob("*.wav"))
     assert len(clips) == 3 and all(sf.info(c).duration == 10.0 and sf.info(c).samplerate == 44100 for c in clips)
     assert peak < 300, f"peak {peak:.0f} MB cutting 3 clips of {minutes} minutes"
+
+
+def test_a_run_no_better_than_the_majority_baseline_says_so_in_the_console(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, count in (("common", 60), ("rare", 20)):  # noise: nothing to learn
+        (tmp_path / "noise" / label).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "noise" / label / f"{i}.png")
+    done = trilla("train", "--data", tmp_path / "noise", "--set", "train.epochs=1", "--set", "train.lr=1e-9", "--set", f"run.dir={tmp_path / 'runs'}",
+                  *TINY)
+    run = Run(done.stdout.strip().splitlines()[-1])
+    assert run.metrics["test/accuracy"] <= run.metrics["test/majority_baseline"] + 0.01, run.metrics
+    assert "is no better than the majority baseline" in done.stderr and "trilla lr-find" in done.stderr

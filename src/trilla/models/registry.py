@@ -21,6 +21,7 @@ class ModelParams(Section):
 
     name: str
     inputs: ClassVar[tuple[str, ...]] = ("image",)
+    sequence: ClassVar[bool] = False  # reads frames in order to a last state: the padding after a short clip must be masked
 
     def summary(self, outputs: int | None = None) -> str:
         """A one-line description for results tables (`outputs`: the number of outputs, where a model names
@@ -62,6 +63,7 @@ class InputSpec:
     kind: str = "image"
     bins: int = 0
     frames: int | None = None
+    masked: bool = False  # fixed frames, but each clip's `lengths` say where its sound ends (sequence models)
 
 
 Builder = Callable[..., nn.Module]

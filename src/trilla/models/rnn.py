@@ -30,6 +30,7 @@ class Conv1DFrontEnd(Section):
 class RNNParams(ModelParams):
     name: Literal["rnn"] = "rnn"
     inputs = ("audio",)
+    sequence = True
     cell: Literal["simple", "lstm", "gru"] = "gru"
     units: list[PositiveInt] = Field(default_factory=lambda: [32], min_length=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)

@@ -30,6 +30,7 @@ from trilla.data.datamodule import StoreDataModule
 from trilla.data.features import model_features
 from trilla.data.inputs import input_kind
 from trilla.errors import Diverged, TrillaError
+from trilla.metrics import near_baseline
 from trilla.evaluation.evaluate import evaluate_split, predict_positions
 from trilla.evaluation.report import plot_class_counts, plot_curves, render_report
 from trilla.evaluation.show import example_grid
@@ -334,6 +335,11 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History, logger=None
                 predictor, *found, run.record["majority_class"], folder, prefix=split, data_cfg=run.config.data, outputs=known.get(split)
             ))
     run.write_json(runs.METRICS, metrics)
+    acc, base = metrics.get("test/accuracy"), metrics.get("test/majority_baseline")
+    if acc is not None and near_baseline(acc, base):  # said where the person looks, not only in the report
+        log.warning("test accuracy %.2f%% is no better than the majority baseline %.2f%% (always answering the most frequent "
+                    "class): the model has probably learned nothing. Look at curves.png (a flat loss?), try another learning "
+                    "rate (trilla lr-find), and for sounds check input.seconds against the clips' length", 100 * acc, 100 * base)
     plot_curves(frame, run.path / "curves.png", best_epoch=metrics["best_epoch"])
     example_grid(run.config, datamodule, run.path / "examples.png")
     if logger is not None:
