@@ -345,7 +345,11 @@ def load_raw(
         if not isinstance(raw, dict):
             raise TrillaError(f"config file {path} must hold a mapping of sections (data, model, train, run)")
     if data is not None:
-        raw.setdefault("data", {})["path"] = str(data)
+        if raw.get("data") is None:  # `data:` with nothing under it
+            raw["data"] = {}
+        if not isinstance(raw["data"], dict):
+            raise TrillaError(f"the config's data is {raw['data']!r}, not a section (data: {{path: ..., ...}})")
+        raw["data"]["path"] = str(data)
     for item in overrides or []:
         apply_override(raw, item)
     take_epochs_as_given(raw, [item.partition("=")[0].strip() for item in overrides or []])
@@ -397,6 +401,8 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
             else:
                 node = node[int(part)]
             continue
+        if not isinstance(node, dict):
+            raise TrillaError(f"{key}: {'.'.join(parts[:i])} is {node!r}, not a section with keys; set it as a whole or fix it first")
         if last:
             node[part] = value
         else:

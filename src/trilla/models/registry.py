@@ -99,6 +99,8 @@ def list_models() -> list[str]:
 
 
 def _entry(name: str) -> _Entry:
+    if not isinstance(name, str):
+        raise TrillaError(f"a model's name is text, one of {', '.join(list_models())}; not {name!r}")
     if name not in _MODELS:
         raise unknown_name("model", name, list_models())
     return _MODELS[name]
