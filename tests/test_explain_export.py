@@ -13,7 +13,6 @@ import pytest
 from trilla import load_config, train
 from trilla.errors import TrillaError
 from trilla.evaluation.explain import gradcam
-from trilla.runs import Run
 
 from conftest import make_region_tree
 

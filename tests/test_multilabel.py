@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import trilla
-from trilla.data.inputs import ItemError
+from trilla.errors import Unreadable
 from conftest import tone_clip
 from test_audioset import weak_scenes
 from trilla.errors import TrillaError
@@ -182,7 +182,7 @@ def test_embeddings_train_from_hdf5_in_memory_or_streamed(tmp_path, stream):
     assert predictions["path"].str.startswith("s1_").all() and len(predictions) == 200
     splits = pd.read_csv(run.path / "splits.csv")
     assert set(splits["split"]) == {"train", "val", "test"}
-    with pytest.raises(ItemError, match="trilla evaluate"):
+    with pytest.raises(Unreadable, match="trilla evaluate"):
         run.predictor().prepare(tmp_path / "train.h5")
 
 

@@ -17,7 +17,7 @@ from trilla.config import load_config
 from trilla.data import images
 from trilla.data.datamodule import load_data
 from trilla.data.inputs.image import ImageCodec, ImagePreprocessor
-from trilla.data.inputs.registry import ItemError
+from trilla.errors import Unreadable
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -68,14 +68,14 @@ def test_sixteen_bit_pictures_are_scaled_not_clipped_and_predicted_the_same(tmp_
 
 def test_predicting_a_bomb_is_that_item_s_error_and_the_limit_is_configurable(tmp_path):
     codec = ImageCodec(16, "rgb")
-    with pytest.raises(ItemError, match="over the limit of 64 Mpx"):
+    with pytest.raises(Unreadable, match="over the limit of 64 Mpx"):
         ImagePreprocessor(codec).prepare(png_header(40_000, 40_000))
-    with pytest.raises(ItemError, match="over the limit"):
+    with pytest.raises(Unreadable, match="over the limit"):
         ImagePreprocessor(codec).prepare(Image.new("L", (9000, 8000)))  # 72 Mpx handed over already decoded
     small = ImageCodec(16, "rgb", max_pixels=1000)
     picture = io.BytesIO()
     Image.new("RGB", (40, 40)).save(picture, "PNG")
-    with pytest.raises(ItemError, match="40x40 = 0 Mpx, over the limit of 0.001 Mpx"):
+    with pytest.raises(Unreadable, match="40x40 = 0 Mpx, over the limit of 0.001 Mpx"):
         ImagePreprocessor(small).prepare(picture.getvalue())
     assert load_config(None, ["input.max_pixels=1000"]).input.max_pixels == 1000
 

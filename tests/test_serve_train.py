@@ -122,7 +122,8 @@ def test_cancelling_ends_the_subprocess_marks_its_run_and_loses_nothing_else(api
 
 def test_without_a_data_root_a_training_keeps_the_runs_own_data(api):
     """The one guard both trilla serve and the DEEPaaS plugin use, on a server started without --data-root."""
-    from trilla.serve.trainings import Refused, guarded
+    from trilla.errors import Refused
+    from trilla.serve.trainings import guarded
 
     _, run, root = api
     config, given = guarded(run, None, 3, ["train.lr=0.01"], None)

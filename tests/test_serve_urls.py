@@ -13,7 +13,7 @@ import pytest
 
 from conftest import make_image_folder, serving
 from trilla import load_config, train
-from trilla.data.inputs import ItemError
+from trilla.errors import Unreadable
 from trilla.serve.remote import Allowed, Fetcher
 
 
@@ -151,9 +151,9 @@ def test_the_name_is_resolved_once_and_the_checked_address_is_the_one_connected_
     assert asked == ["pictures.test"]  # nothing else resolved the name: httpx connected to 127.0.0.1 itself
     assert Pictures.seen == [("/pic.png", f"pictures.test:{port}")]
     rebinding = Fetcher(allowed=(), resolve=lambda name, _: ["93.184.216.34", "127.0.0.1"])
-    with pytest.raises(ItemError, match="loopback"):  # one bad address among the answers refuses the name
+    with pytest.raises(Unreadable, match="loopback"):  # one bad address among the answers refuses the name
         rebinding.fetch(f"http://pictures.test:{port}/pic.png")
-    with pytest.raises(ItemError, match="did not answer in time"):
+    with pytest.raises(Unreadable, match="did not answer in time"):
         Fetcher(read_timeout=0.5, allowed=(Allowed.parse(f"127.0.0.1:{port}"),)).fetch(f"{pictures}/slow")
 
 
@@ -247,12 +247,12 @@ def test_a_host_that_dribbles_its_headers_neither_outlives_the_deadline_nor_hold
 def test_ipv6_addresses_that_carry_a_private_ipv4_one_are_refused(address, carried):
     """The check only: nothing is sent (the resolver is the test's)."""
     fetcher = Fetcher(allowed=(), resolve=lambda name, _: [address])
-    with pytest.raises(ItemError, match=rf"refused to fetch images\.test: .*\({re.escape(carried)}\) inside an? "):
+    with pytest.raises(Unreadable, match=rf"refused to fetch images\.test: .*\({re.escape(carried)}\) inside an? "):
         fetcher.check("http://images.test/x.png")
 
 
 def test_teredo_is_refused_and_public_ipv4_inside_ipv6_is_not():
-    with pytest.raises(ItemError, match="Teredo"):
+    with pytest.raises(Unreadable, match="Teredo"):
         Fetcher(allowed=(), resolve=lambda name, _: ["2001:0:4136:e378:8000:63bf:3fff:fdd2"]).check("http://t.test/")
     for public in ("2002:5db8:d822::1", "64:ff9b::5db8:d822"):  # 93.184.216.34 by 6to4 and NAT64
         assert Fetcher(allowed=(), resolve=lambda name, _, a=public: [a]).check("http://p.test/")[1] == public

@@ -1,8 +1,22 @@
-"""The one exception type a user can cause; the CLI prints its message without a traceback."""
+"""The one family of exceptions a user can cause, so a caller catches one name: `TrillaError`, whose
+message names the thing and the fix (the CLI prints it without a traceback, exit 2). Two kinds below it
+are handled on their own: an item that cannot be read (`Unreadable`, also a ValueError: a batch skips and
+lists it, a server answers 400 for it) and a request trilla will not carry out (`Refused`: 422 from a
+server)."""
 
 
 class TrillaError(Exception):
     """A problem with the user's input (config, data, run directory) that names the thing and the fix."""
+
+
+class Unreadable(TrillaError, ValueError):
+    """One item (a picture, a sound, a row of embeddings) cannot be read; the message is the reason given
+    for that item alone. The decoders' own kinds (ImageError, AudioError, DecodeError) are this."""
+
+
+class Refused(TrillaError):
+    """A request the server will not carry out (a training that would read outside its data root, one too
+    many at once)."""
 
 
 class Diverged(TrillaError):

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from trilla.data import metadata as meta
-from trilla.data.inputs import ItemError, input_kind
+from trilla.data.inputs import input_kind
+from trilla.errors import Unreadable
 from trilla.data.inputs.registry import WINDOWS
 from trilla.data.sources import Problem, manifest_rows, walk
 from trilla.errors import TrillaError
@@ -89,7 +90,7 @@ class Predictor:
 
     def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
         """One item as a batch of one (or of its windows, see `Preprocessor`), preprocessed as in
-        training; raises ItemError with the reason."""
+        training; raises Unreadable with the reason."""
         return self.preprocessor.prepare(item, hop)
 
     def encode_metadata(self, paths: list[Path | None], given: list[Mapping[str, str]]) -> np.ndarray | None:
@@ -147,7 +148,7 @@ class Predictor:
         for i, item in enumerate(items):
             try:
                 prepared = self.prepare(item, hop)
-            except ItemError as err:
+            except Unreadable as err:
                 errors[i] = str(err)
                 continue
             windows, cut = single_windows(prepared)

@@ -13,11 +13,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from trilla.errors import Unreadable
+
 
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
 
 
-class AudioError(Exception):
+class AudioError(Unreadable):
     """The file is not a readable sound (unknown format, truncated, corrupt, silent container)."""
 
 

@@ -21,6 +21,8 @@ from typing import IO, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from trilla.errors import Unreadable
+
 Channels = Literal["rgb", "grey"]
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "F"}  # more than 8 bits per pixel
@@ -29,7 +31,7 @@ PIL_LIMIT = 2 * Image.MAX_IMAGE_PIXELS  # PIL itself refuses more (Decompression
 THIN = 2  # a picture whose short side becomes fewer pixels than this is mostly padding
 
 
-class ImageError(Exception):
+class ImageError(Unreadable):
     """The file is not a readable picture (unknown format, truncated, corrupt, too many pixels)."""
 
 

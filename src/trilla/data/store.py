@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from trilla.atomic import reserve, write_csv, write_json
 from trilla.data.sources import Problem
-from trilla.errors import TrillaError, write_failed
+from trilla.errors import TrillaError, Unreadable, write_failed
 
 log = logging.getLogger("trilla")
 
@@ -45,7 +45,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TRILLA_CACHE", Path.home() / ".cache" / "trilla")) / "stores"
 
 
-class DecodeError(Exception):
+class DecodeError(Unreadable):
     """A file the codec cannot turn into a row; the message is the reason shown to the user."""
 
 
@@ -313,7 +313,7 @@ def _pack_chunk(job: tuple[str, tuple[int, ...], list[tuple[int, str]], Codec]) 
             row, length, note = codec.decode(data)
             out[i] = row
             done.append((i, hashlib.sha1(data).hexdigest(), length, "", note))
-        except DecodeError as err:
+        except Unreadable as err:  # the decoders' own kinds, and a codec's DecodeError
             done.append((i, "", 0, str(err), ""))
     out.flush()
     return done

@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from trilla.data.inputs import ItemError
+from trilla.errors import Unreadable
 from trilla.data.inputs.registry import WINDOWS
 from trilla.errors import TrillaError
 from trilla.runs import free_path
@@ -105,7 +105,7 @@ def explain_files(
     for path, given in zip(files, metadata):
         try:
             inputs = predictor.prepare(path)
-        except ItemError as err:
+        except Unreadable as err:
             records.append({"file": str(path), "error": str(err)})
             continue
         found = explain_item(predictor, inputs, predictor.encode_metadata([path], [given]))

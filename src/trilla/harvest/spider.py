@@ -369,7 +369,7 @@ class CatalogueSpider(scrapy.Spider):
                     raise ImageError(f"{width}x{height} is smaller than limits.min_side {self.site.limits.min_side}")
                 img.load()
                 phash = str(imagehash.phash(img.convert("RGB")))
-        except (ImageError, OSError, ValueError) as err:
+        except (OSError, ValueError) as err:  # an ImageError is a ValueError; imagehash raises both kinds
             self.ledger.errors.append((url, f"unreadable picture: {err}"))
             return
         sha1 = hashlib.sha1(body).hexdigest()

@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trilla.config import MAX_EPOCHS
-from trilla.data.inputs import ItemError
+from trilla.errors import Unreadable
 from trilla.data.store import default_cache_dir
 from trilla.errors import TrillaError
 from trilla.runs import Run
@@ -57,7 +57,8 @@ from trilla.serve.quiz import quiz_router
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.served import ServedModel
 from trilla.serve.swagger2 import swagger2
-from trilla.serve.trainings import Busy, Refused, Trainings
+from trilla.errors import Refused
+from trilla.serve.trainings import Busy, Trainings
 from trilla.version import __version__
 
 access_log = logging.getLogger("trilla.access")
@@ -269,11 +270,11 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
             raise HTTPException(401, f"{what} the server's token (the --token it was started with): give it on the page, "
                                      "or send Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
 
-    async def fetched(url: str) -> bytes | ItemError:
+    async def fetched(url: str) -> bytes | Unreadable:
         try:
             async with fetch_slots:
                 return await fetcher.fetch_async(url)
-        except ItemError as err:
+        except Unreadable as err:
             return err
 
     def page_guard(request: Request) -> None:
@@ -344,7 +345,7 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
         model = known(name)
         try:
             png = await model.explain(await data.read())
-        except (ItemError, TrillaError) as err:
+        except TrillaError as err:  # an unreadable picture is one
             raise HTTPException(400, str(err)) from None
         return Response(png, media_type="image/png")
 
@@ -436,8 +437,8 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
         return JSONResponse({"message": problems, "errors": [{k: e[k] for k in ("loc", "msg", "type")} for e in error.errors()]},
                             status_code=422)
 
-    @app.exception_handler(ItemError)
-    async def unreadable(request: Request, error: ItemError):
+    @app.exception_handler(Unreadable)
+    async def unreadable(request: Request, error: Unreadable):
         return JSONResponse({"message": str(error)}, status_code=400)
 
     @app.exception_handler(StorageError)
@@ -481,7 +482,7 @@ def log_access(quiet: bool = False) -> None:
 
 async def _predicted(model: ServedModel, item: Any, top_k: int) -> dict:
     """A record for an item, or for a URL that could not be fetched."""
-    return {"error": str(item)} if isinstance(item, ItemError) else await model.predict(item, top_k)
+    return {"error": str(item)} if isinstance(item, Unreadable) else await model.predict(item, top_k)
 
 
 async def _serve_finished(trainings: Trainings, served: dict[str, ServedModel], add) -> None:

@@ -21,12 +21,13 @@ from typing import Any
 
 from aiohttp import web
 
-from trilla.data.inputs import ItemError
+from trilla.errors import Unreadable
 from trilla.runs import Run
 from trilla.serve.app import label_links
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.served import describe
-from trilla.serve.trainings import Refused, guarded
+from trilla.errors import Refused
+from trilla.serve.trainings import guarded
 from trilla.version import __version__
 
 
@@ -34,7 +35,7 @@ def _answer(status: int, reason: str) -> web.HTTPException:
     return web.HTTPUnprocessableEntity(reason=reason) if status == 422 else web.HTTPBadRequest(reason=reason)
 
 
-class _Refusal(Exception):
+class _Refusal(Refused):
     """A 4xx raised in DEEPaaS's worker process. aiohttp's HTTP exceptions cannot be unpickled (their
     constructor takes keywords only), and DEEPaaS 2.6 then waits for the answer forever; this one
     unpickles, in DEEPaaS's server process, as the aiohttp exception itself."""
@@ -85,7 +86,7 @@ def predict(data=None, urls=None, top_k: int = 5) -> dict[str, Any] | list[dict[
     fetcher = Fetcher(allowed=allowed)
     try:
         items += [fetcher.fetch(url) for url in urls]
-    except ItemError as err:
+    except Unreadable as err:
         raise _Refusal(400, str(err)) from None
     answers = []
     for record in _run().predictor().predict(items, top_k=top_k):

@@ -25,7 +25,7 @@ from typing import Callable
 
 import httpx
 
-from trilla.data.inputs import ItemError
+from trilla.errors import Unreadable
 from trilla.version import __version__
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,7 +36,7 @@ def system_resolver(host: str, port: int) -> list[str]:
     try:
         return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
     except socket.gaierror as err:
-        raise ItemError(f"cannot resolve {host}: {err.strerror}") from err
+        raise Unreadable(f"cannot resolve {host}: {err.strerror}") from err
 
 
 @dataclass(frozen=True)
@@ -114,24 +114,24 @@ class Fetcher:
     resolve: Resolver = system_resolver
 
     def check(self, url: str) -> tuple[httpx.URL, str]:
-        """The URL and the address to connect to; ItemError says why the URL is refused."""
+        """The URL and the address to connect to; Unreadable says why the URL is refused."""
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as err:
-            raise ItemError(f"not a URL: {url!r}") from err
+            raise Unreadable(f"not a URL: {url!r}") from err
         if parsed.scheme not in ("http", "https"):
-            raise ItemError(f"only http and https URLs are fetched, not {parsed.scheme or 'a URL without a scheme'}")
+            raise Unreadable(f"only http and https URLs are fetched, not {parsed.scheme or 'a URL without a scheme'}")
         if not parsed.host:
-            raise ItemError(f"the URL {url!r} names no host")
+            raise Unreadable(f"the URL {url!r} names no host")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         addresses = self.resolve(parsed.host, port)
         if not addresses:
-            raise ItemError(f"{parsed.host} resolves to no address")
+            raise Unreadable(f"{parsed.host} resolves to no address")
         for text in addresses:
             address = ipaddress.ip_address(text.split("%")[0])
             why = refusal(address)
             if why and not any(allowed.admits(address, port) for allowed in self.allowed):
-                raise ItemError(f"refused to fetch {parsed.host}: it resolves to {address}, {why}")
+                raise Unreadable(f"refused to fetch {parsed.host}: it resolves to {address}, {why}")
         return parsed, addresses[0]
 
     def fetch(self, url: str) -> bytes:
@@ -139,14 +139,14 @@ class Fetcher:
         return asyncio.run(self.fetch_async(url))
 
     async def fetch_async(self, url: str) -> bytes:
-        """The body at `url`, at most `max_bytes`; ItemError (with the reason) for anything refused or failed.
+        """The body at `url`, at most `max_bytes`; Unreadable (with the reason) for anything refused or failed.
         The deadline runs from the name's lookup to the last byte, headers included: a host that sends
         its answer a byte at a time never resets it, as it resets the read timeout."""
         try:
             async with asyncio.timeout(self.deadline):
                 return await self._fetch(url)
         except TimeoutError:
-            raise ItemError(f"{url} took more than {self.deadline:g} s") from None
+            raise Unreadable(f"{url} took more than {self.deadline:g} s") from None
 
     async def _fetch(self, url: str) -> bytes:
         timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
@@ -160,36 +160,36 @@ class Fetcher:
                 try:
                     response = await client.send(request, stream=True)
                 except httpx.TimeoutException as err:
-                    raise ItemError(f"{target.host} did not answer in time") from err
+                    raise Unreadable(f"{target.host} did not answer in time") from err
                 except httpx.HTTPError as err:
-                    raise ItemError(f"cannot fetch {url}: {type(err).__name__}") from err
+                    raise Unreadable(f"cannot fetch {url}: {type(err).__name__}") from err
                 try:
                     if response.is_redirect:
                         location = response.headers.get("location", "")
                         url = urllib.parse.urljoin(str(target), location)
                         continue
                     if response.status_code != 200:
-                        raise ItemError(f"{url} answered {response.status_code}")
+                        raise Unreadable(f"{url} answered {response.status_code}")
                     return await self._body(response, url)
                 finally:
                     await response.aclose()
-        raise ItemError(f"{url}: more than {self.max_redirects} redirects")
+        raise Unreadable(f"{url}: more than {self.max_redirects} redirects")
 
     async def _body(self, response: httpx.Response, url: str) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise ItemError(f"{url} is {int(declared) / 2**20:.1f} MB, over the {self.max_bytes / 2**20:g} MB limit")
+            raise Unreadable(f"{url} is {int(declared) / 2**20:.1f} MB, over the {self.max_bytes / 2**20:g} MB limit")
         chunks, size = [], 0
         try:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise ItemError(f"{url} is over the {self.max_bytes / 2**20:g} MB limit")
+                    raise Unreadable(f"{url} is over the {self.max_bytes / 2**20:g} MB limit")
                 chunks.append(chunk)
         except httpx.TimeoutException as err:
-            raise ItemError(f"{url} stopped sending") from err
+            raise Unreadable(f"{url} stopped sending") from err
         except httpx.HTTPError as err:
-            raise ItemError(f"cannot fetch {url}: {type(err).__name__}") from err
+            raise Unreadable(f"cannot fetch {url}: {type(err).__name__}") from err
         return b"".join(chunks)
 
 

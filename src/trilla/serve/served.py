@@ -12,7 +12,7 @@ import io
 from concurrent.futures import Executor
 from typing import Any, Callable
 
-from trilla.data.inputs import ItemError
+from trilla.errors import Unreadable
 from trilla.predict import single_windows
 from trilla.runs import Run
 from trilla.serve.batching import Batcher
@@ -54,7 +54,7 @@ class ServedModel:
         loop = asyncio.get_running_loop()
         try:
             prepared = await loop.run_in_executor(self.decode_pool, self.predictor.prepare, item)
-        except ItemError as err:
+        except Unreadable as err:
             return {"error": str(err)}
         windows, spans = single_windows(prepared)
         codes = None if self.codes is None else self.codes.repeat(len(windows), axis=0)
@@ -65,7 +65,7 @@ class ServedModel:
         return record
 
     async def explain(self, item: Any) -> bytes:
-        """The item with its Grad-CAM heat laid over it, as a PNG; ItemError for an unreadable item,
+        """The item with its Grad-CAM heat laid over it, as a PNG; Unreadable for an unreadable item,
         TrillaError for a run with nothing to lay heat over (or no feature map)."""
         from trilla.evaluation.explain import explain_item, plot_gradcam
 

@@ -25,12 +25,8 @@ from typing import Any
 
 from trilla import runs
 from trilla.config import MAX_EPOCHS, Config, load_config
-from trilla.errors import TrillaError
+from trilla.errors import Refused, TrillaError
 from trilla.runs import Run
-
-
-class Refused(TrillaError):
-    """A training request the server will not start (answered with 422)."""
 
 
 @dataclass

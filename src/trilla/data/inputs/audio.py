@@ -21,8 +21,9 @@ from pydantic import Field
 from trilla.data import audio
 from trilla.data.augment_config import AudioAugmentConfig
 from trilla.data.dataset import Rows
-from trilla.data.inputs.registry import WINDOWS, InputKind, ItemError, Preprocessor, read_item, register_input
-from trilla.data.store import DecodeError, Decoded
+from trilla.data.inputs.registry import WINDOWS, InputKind, Preprocessor, read_item, register_input
+from trilla.errors import Unreadable
+from trilla.data.store import Decoded
 from trilla.schema import Section
 
 PCM = 32767.0
@@ -105,13 +106,10 @@ class AudioCodec:
     def decode(self, data: bytes) -> Decoded:
         """The clip as a row; with fixed `seconds` only its start is decoded, and its length is the
         whole sound's (from the header), so evaluation knows which clips hold more than one window."""
-        try:
-            if self.seconds is None:
-                return Decoded(*self.pcm(audio.load(data, self.sample_rate), self.samples))
-            row, _ = self.pcm(audio.load(data, self.sample_rate, self.samples), self.samples)
-            return Decoded(row, int(np.ceil(audio.duration(data) * self.sample_rate)))
-        except audio.AudioError as err:
-            raise DecodeError(str(err)) from err
+        if self.seconds is None:
+            return Decoded(*self.pcm(audio.load(data, self.sample_rate), self.samples))
+        row, _ = self.pcm(audio.load(data, self.sample_rate, self.samples), self.samples)
+        return Decoded(row, int(np.ceil(audio.duration(data) * self.sample_rate)))
 
     @staticmethod
     def pcm(samples: np.ndarray, length: int) -> tuple[np.ndarray, int]:
@@ -173,17 +171,14 @@ class AudioPreprocessor(Preprocessor):
         every `hop` seconds (default: half a window), the last one ending with the sound, so nothing of it
         is left unheard; runs on clips of their own length read the sound whole."""
         rate = self.cfg.sample_rate
-        try:
-            if isinstance(item, tuple):
-                if len(item) != 2 or not isinstance(item[0], np.ndarray):
-                    raise ItemError("decoded audio is a (samples, sample_rate) pair, samples as a numpy array")
-                samples = audio.conform(item[0], int(item[1]), rate)
-            elif isinstance(item, np.ndarray):
-                raise ItemError("decoded audio needs its sample rate: give (samples, sample_rate)")
-            else:
-                samples = audio.load(read_item(item), rate)
-        except audio.AudioError as err:
-            raise ItemError(str(err)) from err
+        if isinstance(item, tuple):
+            if len(item) != 2 or not isinstance(item[0], np.ndarray):
+                raise Unreadable("decoded audio is a (samples, sample_rate) pair, samples as a numpy array")
+            samples = audio.conform(item[0], int(item[1]), rate)
+        elif isinstance(item, np.ndarray):
+            raise Unreadable("decoded audio needs its sample rate: give (samples, sample_rate)")
+        else:
+            samples = audio.load(read_item(item), rate)
         if self.cfg.seconds is None:
             row, length = self.codec.pcm(samples, max(len(samples), self.pad_to))
             frames = np.asarray([max(1, self.cfg.frames(length))], dtype=np.int64)
@@ -233,7 +228,7 @@ def window_starts(length: int, window: int, hop: int) -> list[int]:
     """Where windows of `window` samples start, every `hop`, over a sound of `length` samples; the last
     one ends with the sound (a sound no longer than one window is one window)."""
     if hop < 1:
-        raise ItemError(f"the hop between windows must be positive, not {hop} samples")
+        raise Unreadable(f"the hop between windows must be positive, not {hop} samples")
     if length <= window:
         return [0]
     starts = list(range(0, length - window + 1, hop))

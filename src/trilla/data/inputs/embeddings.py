@@ -14,7 +14,8 @@ from pydantic import Field
 
 from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
 from trilla.data.embedding_data import HDF5_SUFFIXES, load_embeddings
-from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
+from trilla.data.inputs.registry import InputKind, Preprocessor, read_item, register_input
+from trilla.errors import Unreadable
 from trilla.errors import TrillaError
 from trilla.schema import Section
 
@@ -79,9 +80,9 @@ class EmbeddingsPreprocessor(Preprocessor):
         clip length as the training rows were."""
         clip = item if isinstance(item, np.ndarray) else _parse(read_item(item))
         if clip.ndim != 2 or clip.shape[1] != DIMS or not len(clip):
-            raise ItemError(f"an embedding clip is (seconds, {DIMS}) values, not an array of shape {clip.shape}")
+            raise Unreadable(f"an embedding clip is (seconds, {DIMS}) values, not an array of shape {clip.shape}")
         if not np.isfinite(clip).all() or clip.min() < 0 or clip.max() > 255:
-            raise ItemError("embedding values must lie in 0-255 (AudioSet's quantised embeddings)")
+            raise Unreadable("embedding values must lie in 0-255 (AudioSet's quantised embeddings)")
         padded, frames = fit_clips([clip.astype(np.uint8)])
         clips = EmbeddingClips(np.asarray([""]), padded, frames, np.zeros((1, 0), bool))
         return {"embeddings": clips.values(), "lengths": clips.frames}
@@ -89,13 +90,13 @@ class EmbeddingsPreprocessor(Preprocessor):
 
 def _parse(data: bytes) -> np.ndarray:
     if data.startswith(b"\x89HDF\r\n\x1a\n"):
-        raise ItemError("a packed HDF5 file holds many clips: use trilla evaluate RUN --data FILE (predictions.csv)")
+        raise Unreadable("a packed HDF5 file holds many clips: use trilla evaluate RUN --data FILE (predictions.csv)")
     if data.startswith(b"\x93NUMPY"):
         try:
             return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float64)
         except (ValueError, OSError) as err:
-            raise ItemError(f"not a readable .npy array: {err}") from err
+            raise Unreadable(f"not a readable .npy array: {err}") from err
     try:
         return np.asarray(json.loads(data), dtype=np.float64)
     except (ValueError, TypeError, RecursionError) as err:
-        raise ItemError("an embedding clip is a .npy file or a JSON array of rows of numbers") from err
+        raise Unreadable("an embedding clip is a .npy file or a JSON array of rows of numbers") from err

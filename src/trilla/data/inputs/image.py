@@ -18,8 +18,9 @@ from PIL import Image
 from trilla.data import images
 from trilla.data.augment_config import AugmentConfig
 from trilla.data.dataset import Rows
-from trilla.data.inputs.registry import InputKind, ItemError, Preprocessor, read_item, register_input
-from trilla.data.store import DecodeError, Decoded
+from trilla.data.inputs.registry import InputKind, Preprocessor, read_item, register_input
+from trilla.errors import Unreadable
+from trilla.data.store import Decoded
 from trilla.schema import Section
 
 
@@ -62,11 +63,8 @@ class ImageCodec:
         return (self.size, self.size, 1 if self.channels == "grey" else 3)  # type: ignore[return-value]
 
     def decode(self, data: bytes) -> Decoded:
-        try:
-            picture, note = images.decode_noted(data, self.size, self.channels, self.max_pixels)  # type: ignore[arg-type]
-            return Decoded(picture, 0, note)
-        except images.ImageError as err:
-            raise DecodeError(str(err)) from err
+        picture, note = images.decode_noted(data, self.size, self.channels, self.max_pixels)  # type: ignore[arg-type]
+        return Decoded(picture, 0, note)
 
 
 @dataclass
@@ -95,17 +93,14 @@ class ImagePreprocessor(Preprocessor):
         """A path, bytes or binary file of a picture, a PIL image, or a uint8 array (H, W[, C]); a
         picture is one window whatever `hop` says."""
         size, channels, limit = self.codec.size, self.codec.channels, self.codec.max_pixels
-        try:
-            if isinstance(item, Image.Image):
-                picture = images.fit(item, size, channels, limit)  # type: ignore[arg-type]
-            elif isinstance(item, np.ndarray):
-                if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3, 4)):
-                    raise ItemError(f"a picture array must be uint8 (H, W) or (H, W, 1/3/4), not {item.dtype} {item.shape}")
-                picture = images.fit(Image.fromarray(item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item), size, channels, limit)  # type: ignore[arg-type]
-            else:
-                picture = self.codec.decode(read_item(item))[0]
-        except (images.ImageError, DecodeError) as err:
-            raise ItemError(str(err)) from err
+        if isinstance(item, Image.Image):
+            picture = images.fit(item, size, channels, limit)  # type: ignore[arg-type]
+        elif isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3, 4)):
+                raise Unreadable(f"a picture array must be uint8 (H, W) or (H, W, 1/3/4), not {item.dtype} {item.shape}")
+            picture = images.fit(Image.fromarray(item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item), size, channels, limit)  # type: ignore[arg-type]
+        else:
+            picture = self.codec.decode(read_item(item))[0]
         return {"image": picture[None]}
 
 

@@ -21,17 +21,13 @@ import numpy as np
 from pydantic import ValidationError
 
 from trilla.data.sources import MEDIA
-from trilla.errors import TrillaError, unknown_name
+from trilla.errors import TrillaError, Unreadable, unknown_name
 from trilla.schema import Section
 
 log = logging.getLogger("trilla")
 
 
 WINDOWS = "windows"  # the prepared entry with each window's (start, end) in seconds, when an item has several
-
-
-class ItemError(ValueError):
-    """One item to predict cannot be read; the message is the reason given back for that item alone."""
 
 
 class Preprocessor(ABC):
@@ -255,18 +251,18 @@ def read_item(item: str | Path | bytes | bytearray | memoryview | IO[bytes]) -> 
     from trilla.data.sources import Problem
 
     if isinstance(item, Problem):
-        raise ItemError(item.reason)
+        raise Unreadable(item.reason)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item)
     if isinstance(item, (str, Path)):
         try:
             return Path(item).read_bytes()
         except OSError as err:
-            raise ItemError(f"cannot read file: {err.strerror or err}") from err
+            raise Unreadable(f"cannot read file: {err.strerror or err}") from err
     if hasattr(item, "read"):
         data = item.read()
         if not isinstance(data, (bytes, bytearray)):
-            raise ItemError("a file object to predict must be opened in binary mode ('rb')")
+            raise Unreadable("a file object to predict must be opened in binary mode ('rb')")
         return bytes(data)
-    raise ItemError(f"cannot predict a {type(item).__name__}: give a path, bytes, a binary file object or a decoded array")
+    raise Unreadable(f"cannot predict a {type(item).__name__}: give a path, bytes, a binary file object or a decoded array")
 
