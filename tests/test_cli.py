@@ -311,6 +311,6 @@ def test_report_html_stands_alone_and_the_html_leaderboard_links_to_it(trained):
 
 
 def test_numbers_are_written_for_people():
-    from trilla.evaluation.report import human
+    from trilla.tables import human
 
     assert [human(v) for v in (16000.0, 0.98765, 0.0003, 3e-6, 6.06e22, 2.0)] == ["16000", "0.9877", "0.0003", "3e-06", "6.06e+22", "2"]

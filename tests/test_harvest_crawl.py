@@ -214,7 +214,8 @@ def test_the_harvested_folder_trains_without_a_warning_and_the_console_stays_qui
     assert len(done.stderr.splitlines()) < 10, done.stderr
     assert sorted(p.name for p in out.iterdir()) == [".harvest", "bass", "guitar", "provenance.csv"]  # the report and sheets are not data
     trained = trilla("train", "--data", out, "--set", "train.epochs=1", "--set", "data.image_size=16", "--set", f"run.dir={tmp_path / 'runs'}")
-    assert "WARNING" not in trained.stderr, trained.stderr
+    about_data = [line for line in trained.stderr.splitlines() if line.startswith("WARNING") and "majority baseline" not in line]
+    assert not about_data, trained.stderr  # one epoch may learn nothing, and says so; nothing about the files
     assert Run(trained.stdout.strip().splitlines()[-1]).record["data"]["samples"] == 13
     verbose = trilla("harvest", "crawl", tmp_path / "site.yaml", tmp_path / "again", "--cache", tmp_path / "cache", "--dry-run", "-v")
     assert "Dumping Scrapy stats" in verbose.stderr

@@ -200,7 +200,7 @@ def runs(
     """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, the main metrics, and a
     flag on runs at the majority baseline."""
     _setup_logging(quiet)
-    from trilla.evaluation.report import markdown_table
+    from trilla.tables import markdown_table
     from trilla.evaluation.results import for_people, runs_table, to_html
 
     if format not in ("md", "csv", "html"):
@@ -322,7 +322,7 @@ def review(
     _setup_logging(quiet)
     from trilla.atomic import write_csv
     from trilla.evaluation.review import review as run_review
-    from trilla.runs import free_path
+    from trilla.paths import free_path
 
     queue = run_review(runs, data, min_votes)
     counts = (f"{len(queue)} examples queued ({int((queue['votes'] >= min_votes).sum())} with >= {min_votes} votes, "
@@ -352,7 +352,7 @@ def relabel(
 ) -> None:
     """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
     _setup_logging(quiet)
-    from trilla.evaluation.report import markdown_table
+    from trilla.tables import markdown_table
     from trilla.evaluation.review import merge
     from trilla.evaluation.review import relabel as run_relabel
 
@@ -384,7 +384,7 @@ def interpret(
     actual class) and the most confused pairs; prints the pairs and the folder."""
     _setup_logging(quiet)
     from trilla.evaluation.interpret import interpret_run
-    from trilla.evaluation.report import markdown_table
+    from trilla.tables import markdown_table
     from trilla.runs import Run
 
     losses, confused, out_dir = interpret_run(Run(run), split, top, min_count, progress=not quiet)
@@ -601,7 +601,7 @@ def label_export(
     from trilla.label import Project
     from trilla.label.export import write_manifest
     from trilla.label.labelstudio import labeling_config, to_labelstudio
-    from trilla.runs import free_path
+    from trilla.paths import free_path
 
     opened = Project(project, db)
     if format_ not in ("csv", "labelstudio"):
@@ -685,7 +685,7 @@ def cache_list(folder: Optional[Path] = typer.Option(None, "--dir", help="the st
     """Every packed store with its size, age, idle time, whether a process uses it, and its data."""
     _setup_logging(quiet)
     from trilla.data.cache import stores_table
-    from trilla.evaluation.report import markdown_table
+    from trilla.tables import markdown_table
 
     table = stores_table(folder)
     typer.echo(markdown_table(table, ".1f") if len(table) else "no stores")

@@ -17,7 +17,7 @@ from torch import nn
 
 from trilla.atomic import write_json
 from trilla.errors import TrillaError
-from trilla.runs import free_path
+from trilla.paths import free_path
 
 
 class _Probabilities(nn.Module):

@@ -58,15 +58,6 @@ def new_run_dir(root: Path, name: str) -> Path:
     raise TrillaError(f"could not create a new run folder in {root}")
 
 
-def free_path(path: Path) -> Path:
-    """`path`, or `name-2.png`, `name-3.png`... when it exists: nothing already there is overwritten."""
-    candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
-
-
 class Run:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -156,6 +147,12 @@ class Run:
 
     def has(self, name: str | Path) -> bool:
         return (self.path / name).is_file()
+
+    def label_columns(self) -> list[str]:
+        """The manifest columns a person corrects for this run: the label, or the affect coordinates its
+        classes come from."""
+        cfg = self.config.data
+        return list(cfg.targets.values()) if cfg.targets else [cfg.label_column]
 
     def trained_on(self) -> set[str]:
         """The paths of the files this run trained on (its splits.csv's train rows)."""

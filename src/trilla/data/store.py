@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from trilla.atomic import reserve, write_csv, write_json
 from trilla.data.sources import Problem
 from trilla.errors import TrillaError, Unreadable, write_failed
+from trilla.paths import cache_root
 
 log = logging.getLogger("trilla")
 
@@ -42,7 +43,7 @@ _CHUNK = 64
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("TRILLA_CACHE", Path.home() / ".cache" / "trilla")) / "stores"
+    return cache_root() / "stores"
 
 
 class DecodeError(Unreadable):

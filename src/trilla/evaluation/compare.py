@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from trilla.errors import TrillaError  # noqa: E402
-from trilla.evaluation.results import STUDY, leaderboard  # noqa: E402
-from trilla.runs import Run, find_runs, free_path  # noqa: E402
+from trilla.errors import TrillaError
+from trilla.evaluation.results import STUDY, leaderboard
+from trilla.figures import plt, save_figure
+from trilla.paths import free_path
+from trilla.runs import Run, find_runs
 
 DEFAULT_METRICS = ("test/balanced_accuracy", "test/mAP", "val/mAP", "min_val_loss")
 
@@ -72,8 +70,7 @@ def _plot_curves(runs: list[Run], labels: list[str], path: Path) -> Path:
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(f"Learning curves of {len(runs)} runs")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -108,6 +105,5 @@ def _plot_by_key(table: pd.DataFrame, keys: list[str], metric: str, path: Path) 
         ax.axis("off")
     fig.suptitle(f"{metric} against each key the runs differ in")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path

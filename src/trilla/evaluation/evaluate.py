@@ -20,7 +20,8 @@ from trilla.data.dataset import LabelledData
 from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
 from trilla.predict import Predictor
-from trilla.evaluation.report import plot_affect_plane, plot_average_precision, plot_confusion, plot_grid
+from trilla.evaluation.report import plot_affect_plane, plot_average_precision, plot_confusion
+from trilla.figures import plot_grid
 
 if TYPE_CHECKING:
     from trilla.config import DataConfig

@@ -19,7 +19,8 @@ import torch
 from trilla.errors import Unreadable
 from trilla.data.inputs.registry import WINDOWS
 from trilla.errors import TrillaError
-from trilla.runs import free_path
+from trilla.figures import save_figure
+from trilla.paths import free_path
 
 
 def gradcam(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
@@ -50,7 +51,7 @@ def gradcam(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | None =
 def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path, axes: tuple[str, str] | None = None) -> None:
     """The input as a person sees it, and the same with the heat over it; `axes` labels x and y (a
     spectrogram's time and frequency), or None for a picture."""
-    from trilla.evaluation.report import plt
+    from trilla.figures import plt
 
     grey = picture.shape[-1] == 1
     shown = picture.squeeze(-1) if grey else picture
@@ -69,8 +70,7 @@ def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path, 
     right.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, aspect="auto" if axes else "equal")
     right.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def explain_item(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | None = None) -> dict:

@@ -19,7 +19,7 @@ from trilla.atomic import write_csv
 from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
 from trilla.evaluation.evaluate import predict_positions
-from trilla.evaluation.report import plot_grid
+from trilla.figures import plot_grid
 
 
 def interpret_run(run, split: str = "test", top: int = 16, min_count: int = 1, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, Path]:

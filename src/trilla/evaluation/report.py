@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from trilla.figures import plt, save_figure
+from trilla.tables import markdown_table
 
 
 FOCUS = 30  # classes up to which the confusion matrix shows counts; beyond, a second plot of the most confused
@@ -59,30 +58,7 @@ def _plot_matrix(matrix: np.ndarray, classes: list[str], path: Path, title: str)
                     ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=color, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_grid(pictures: list[np.ndarray], titles: list[str], path: Path, title: str, columns: int = 4) -> None:
-    """Samples as a person sees them (HWC uint8: pictures, or spectrograms laid out wide), each with its
-    caption, as fastai's show_batch and plot_top_losses show them."""
-    if not len(pictures):
-        return
-    columns = min(columns, len(pictures))
-    rows = -(-len(pictures) // columns)
-    wide = min(max(np.mean([p.shape[1] / p.shape[0] for p in pictures]), 1.0), 3.0)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * wide * columns, 2.9 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, picture, text in zip(axes.flat, pictures, titles):
-        grey = picture.shape[-1] == 1
-        ax.imshow(picture.squeeze(-1) if grey else picture, cmap=("magma" if wide > 1 else "gray") if grey else None,
-                  aspect="auto" if wide > 1 else "equal")
-        ax.set_title(text, fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_affect_plane(valence: np.ndarray, arousal: np.ndarray, right: np.ndarray, path: Path, title: str) -> None:
@@ -98,8 +74,7 @@ def plot_affect_plane(valence: np.ndarray, arousal: np.ndarray, right: np.ndarra
     ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel="valence (pleasure)", ylabel="arousal (energy)", title=title)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_class_counts(counts: pd.DataFrame, path: Path) -> None:
@@ -118,8 +93,7 @@ def plot_class_counts(counts: pd.DataFrame, path: Path) -> None:
     ax.legend()
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None) -> None:
@@ -142,8 +116,7 @@ def plot_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_average_precision(table: pd.DataFrame, path: Path, title: str, show: int = 20) -> None:
@@ -160,36 +133,7 @@ def plot_average_precision(table: pd.DataFrame, path: Path, title: str, show: in
     ax.set_title(title + ("" if len(ranked) == len(table.dropna(subset=["average_precision"])) else f": worst and best {show}"))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    """A GitHub table without the `tabulate` dependency that pandas.to_markdown needs. `floatfmt`
-    "human" writes numbers as a person would: 16000, 0.9875, 0.0003, never 1.6e+04."""
-    def cell(value) -> str:
-        if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
-            return ""
-        if isinstance(value, (float, np.floating)):
-            return human(value) if floatfmt == "human" else format(value, floatfmt)
-        return str(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def human(value: float) -> str:
-    """A number for people: whole numbers as such, others to 4 decimals (trailing zeros dropped), and
-    only numbers too small or too large for that (below 1e-4, from 1e9) in scientific notation."""
-    value = float(value)
-    if abs(value) >= 1e9 or not np.isfinite(value):  # a diverged loss: its digits say nothing
-        return f"{value:.3g}"
-    if value.is_integer():
-        return str(int(value))
-    if abs(value) >= 1e-4:
-        return f"{value:.4f}".rstrip("0").rstrip(".")
-    return f"{value:.2g}"
+    save_figure(fig, path, dpi=100)
 
 
 def _topk_table(metrics: dict) -> pd.DataFrame | None:

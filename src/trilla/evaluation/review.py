@@ -27,7 +27,8 @@ from trilla.data.datamodule import load_data
 from trilla.data.sources import manifest_table
 from trilla.evaluation.evaluate import predict_positions
 from trilla.errors import TrillaError, unknown_name
-from trilla.runs import Run, free_path
+from trilla.paths import free_path
+from trilla.runs import Run
 from trilla.spreadsheet import defused, read_strings
 
 HISTORY = "label_history"
@@ -101,16 +102,10 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
     })
     queue = queue[(queue["votes"] >= min_votes) | queue["cleanlab_issue"]]
     queue = queue.sort_values(["votes", "cleanlab_rank"], ascending=[False, True], na_position="last")
-    for column in editable(first):
+    for column in first.label_columns():
         queue[f"new_{column}"] = ""
     queue.insert(0, "manifest", str(source))
     return queue.reset_index(drop=True)
-
-
-def editable(run: Run) -> list[str]:
-    """Manifest columns a person corrects: the label, or the affect coordinates the classes come from."""
-    cfg = run.config.data
-    return list(cfg.targets.values()) if cfg.targets else [cfg.label_column]
 
 
 def relabel(queue_csv: Path, apply: bool = False, path_column: str = "path", new_class: bool = False) -> pd.DataFrame:

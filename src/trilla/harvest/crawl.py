@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from trilla.data.store import default_cache_dir
+from trilla.paths import cache_root
 from trilla.errors import TrillaError
 from trilla.harvest.site import Site, load_site
 from trilla.harvest.spider import STAGING, Ledger, Node, owners
@@ -91,7 +91,7 @@ def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | No
     if not dry_run:
         staging.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()
-    cache = cache or default_cache_dir().parent / "harvest" / "http"
+    cache = cache or cache_root() / "harvest" / "http"
     process = CrawlerProcess(settings_for(site, ignore_robots, cache, verbose))
     crawler = process.create_crawler(CatalogueSpider)
 

@@ -13,7 +13,8 @@ from PIL import ImageOps
 
 from trilla.atomic import write_csv, write_text
 from trilla.data.images import open_picture
-from trilla.evaluation.report import markdown_table, plot_grid
+from trilla.figures import plot_grid
+from trilla.tables import markdown_table
 from trilla.harvest.pictures import PROVENANCE, Assembly
 from trilla.harvest.site import Site
 from trilla.harvest.spider import STAGING, Ledger

@@ -15,7 +15,6 @@ import pandas as pd
 
 from trilla.atomic import write_csv
 from trilla.errors import TrillaError
-from trilla.evaluation.review import editable
 from trilla.label.export import manifest
 from trilla.label.project import PROJECT, Project
 from trilla.runs import Run
@@ -38,7 +37,7 @@ def project_from_queue(folder: str | Path, queue: pd.DataFrame, runs: list[Run],
             raise TrillaError(f"a review project labels classes or the valence/arousal plane, not the axes {', '.join(targets)}")
         kind, names, columns = "plane", PLANE, {axis: targets[axis] for axis in PLANE}
     else:
-        kind, names, columns = "classes", run.classes, {"label": editable(run)[0]}
+        kind, names, columns = "classes", run.classes, {"label": run.label_columns()[0]}
     if (folder / PROJECT).exists() or (folder / QUEUE).exists():
         raise TrillaError(f"{folder} already holds a project or a review queue; it is kept (choose another folder)")
     if not len(queue):

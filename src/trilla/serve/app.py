@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trilla.config import MAX_EPOCHS
 from trilla.errors import Unreadable
-from trilla.data.store import default_cache_dir
+from trilla.paths import cache_root
 from trilla.errors import TrillaError
 from trilla.runs import Run
 from trilla.label.project import Project
@@ -282,7 +282,7 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
         pages.check(request)
 
     app.include_router(label_router({p.name: p for p in projects}, page_guard, pages.render))
-    scores = Path(settings.quiz_scores) if settings.quiz_scores else default_cache_dir().parent / "quiz_scores.db"
+    scores = Path(settings.quiz_scores) if settings.quiz_scores else cache_root() / "quiz_scores.db"
     app.include_router(quiz_router(served, None if settings.quiz_data is None else Path(settings.quiz_data), scores, page_guard, pages.render))
 
     @app.get("/", response_model=Versions, tags=["versions"], summary="API versions (a browser gets the predict page)",

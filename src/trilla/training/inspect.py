@@ -14,9 +14,9 @@ import lightning as L
 
 from trilla.config import Config
 from trilla.errors import TrillaError
-from trilla.evaluation.report import plt
+from trilla.figures import save_figure
 from trilla.evaluation.show import example_grid
-from trilla.runs import free_path
+from trilla.paths import free_path
 
 
 def lr_find(config: Config, out: Path, min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 100) -> tuple[float | None, Path]:
@@ -45,8 +45,7 @@ def lr_find(config: Config, out: Path, min_lr: float = 1e-6, max_lr: float = 1.0
     figure = finder.plot(suggest=suggestion is not None, show=False)
     figure.axes[0].set_title(f"learning-rate range test: suggested {suggestion:.2g}" if suggestion else "learning-rate range test")
     path = free_path(out / "lr_find.png")
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)
     return suggestion, path
 
 
