@@ -321,3 +321,28 @@ def test_a_sweep_tells_its_data_warnings_once_and_one_line_per_finished_trial(tm
     assert sum("broken.png" in w for w in warnings) == 1, warnings
     finished = [w for w in warnings if w.startswith("trial ") and " finished: val/loss " in w]
     assert len(finished) == 2 and all("test/accuracy" in w for w in finished)
+
+
+def test_the_private_optuna_calls_work_on_the_installed_optuna(tmp_path):
+    """Everything trilla takes from past Optuna's public API, against the installed release, on a real
+    SQLite storage: claim a queued trial once, fail and requeue it, read attributes, beat."""
+    from trilla.training import study_storage
+    from trilla.training.sweep import HEARTBEAT_S, GRACE_S
+
+    with study_storage.quiet_experimental():
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+    study = optuna.create_study(storage=storage, study_name="pin")
+    study.enqueue_trial({}, user_attrs={"label": "g0"})
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    live = study_storage.claim(study, waiting)
+    assert live is not None and study_storage.trial_id(live) == study_storage.trial_id(waiting)
+    assert study_storage.claim(study, waiting) is None  # taken: a second worker gets nothing
+    live.set_user_attr("run_dir", "runs/x")
+    assert study_storage.user_attrs(study, live) == {"label": "g0", "run_dir": "runs/x"}
+    study_storage.beat(study, live)
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert study_storage.fail(study, running[0]) and not study_storage.fail(study, running[0])
+    study_storage.requeue(study, running[0])
+    requeued = study.get_trials(states=(TrialState.WAITING,))
+    assert len(requeued) == 1 and requeued[0].user_attrs["label"] == "g0"

@@ -43,7 +43,7 @@ import optuna
 import torch
 import yaml
 from filelock import FileLock
-from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from sqlalchemy import make_url, text
@@ -52,6 +52,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from trilla.atomic import write_text
 from trilla.config import Config, SweepConfig, SweepRange, set_dotted, take_epochs_as_given, validate_config
 from trilla.errors import TrillaError
+from trilla.training import study_storage
+from trilla.training.study_storage import quiet_experimental
 from trilla import runs
 from trilla.runs import Run
 
@@ -160,7 +162,7 @@ def _storage(url: str) -> RDBStorage:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in itertools.count(1):
         try:
-            with _quiet_experimental():
+            with quiet_experimental():
                 return RDBStorage(
                     url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
@@ -184,14 +186,6 @@ def _shown(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (SQLAlchemyError, ValueError):
         return url
-
-
-@contextmanager
-def _quiet_experimental() -> Iterator[None]:
-    """Optuna marks its heartbeat API experimental (since 2.8); the warning tells a user nothing to act on."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
 
 
 def _direction(config: Config) -> str:
@@ -338,13 +332,10 @@ def _advisory_lock(storage: RDBStorage, name: str) -> Iterator[None]:
 
 def _claim(study: optuna.Study, sweep: SweepConfig) -> optuna.Trial | None:
     """A queued trial (a grid point or a rerun), taken atomically; otherwise, except for a grid, a new draw."""
-    storage = study._storage
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, frozen._trial_id)
-        except UpdateFinishedTrialError:
-            continue  # another worker claimed and finished it since this list was read
+        claimed = study_storage.claim(study, frozen)
+        if claimed is not None:
+            return claimed
     if sweep.method == "grid":
         return None
     with warnings.catch_warnings():
@@ -355,20 +346,16 @@ def _claim(study: optuna.Study, sweep: SweepConfig) -> optuna.Trial | None:
 def _reclaim_stale(study: optuna.Study) -> None:
     """Fail and requeue RUNNING trials whose worker is gone: on this machine, a dead process id; elsewhere,
     a heartbeat older than the grace period (Optuna's own check)."""
-    storage = study._storage
     host = socket.gethostname()
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = frozen.user_attrs
         if attrs.get("host") != host or _alive(attrs.get("pid")):
             continue
-        try:
-            storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
-        except UpdateFinishedTrialError:
+        if not study_storage.fail(study, frozen):
             continue  # another worker got there first
         log.warning("trial %s (%s) was left running by a dead worker; it is queued again", frozen.number, attrs.get("label"))
-        with _quiet_experimental():
-            storage.get_heartbeat_stale_trial_callback()(study, study._storage.get_trial(frozen._trial_id))
-    with _quiet_experimental():
+        study_storage.requeue(study, frozen)
+    with quiet_experimental():
         fail_stale_trials(study)
 
 
@@ -404,7 +391,7 @@ def _first(space: list[Any] | SweepRange) -> Any:
 def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], config: Config, folder: Path, quiet: bool) -> None:
     from trilla.training import train as training
 
-    attrs = study._storage.get_trial(trial._trial_id).user_attrs
+    attrs = study_storage.user_attrs(study, trial)
     if "overrides" in attrs:
         overrides, label = attrs["overrides"], attrs["label"]
     else:
@@ -430,7 +417,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], co
             error = f"{type(err).__name__}: {err}"
             log.error("trial %s failed: %s", label, error)
             trial.set_user_attr("error", error)
-            started = study._storage.get_trial(trial._trial_id).user_attrs.get("run_dir")
+            started = study_storage.user_attrs(study, trial).get("run_dir")
             if started:
                 Run(started).set_status(runs.FAILED, error=error)
             study.tell(trial, state=TrialState.FAIL)
@@ -471,13 +458,13 @@ class _Heartbeat:
     """Records the trial's heartbeat in the storage while it trains, so workers elsewhere see it alive."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial):
-        self.storage, self.trial_id = study._storage, trial._trial_id
+        self.study, self.trial = study, trial
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while True:
-            self.storage.record_heartbeat(self.trial_id)
+            study_storage.beat(self.study, self.trial)
             if self.stop.wait(HEARTBEAT_S):
                 return
 
