@@ -52,8 +52,10 @@ system:
 demo: $(STAMP)
 	$(BIN)/trilla demo
 
-# One pytest worker per core; a test file stays on one worker (its module fixtures are built once).
+# The design's walls first (import-linter contracts in pyproject.toml), then the suite: one pytest worker
+# per core; a test file stays on one worker (its module fixtures are built once).
 test: system $(STAMP) $(DEEPAAS_STAMP) $(LABELSTUDIO_STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)

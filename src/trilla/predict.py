@@ -169,6 +169,18 @@ class Predictor:
             flat[start : start + batch_size] = self.predict_inputs(batch, None if codes is None else codes[start : start + batch_size])
         return flat
 
+    def gradcam_png(self, prepared: dict[str, np.ndarray], codes: np.ndarray | None = None) -> bytes:
+        """A prepared item with the Grad-CAM heat of its predicted class over it, as a PNG (what a server
+        shows; `trilla explain` writes files)."""
+        import io
+
+        from trilla.evaluation.explain import explain_item, plot_gradcam
+
+        found = explain_item(self, prepared, codes)
+        buffer = io.BytesIO()
+        plot_gradcam(found["picture"], found["heat"], f"Grad-CAM: {found['label']} ({found['probability']:.2f})", buffer, found["axes"])
+        return buffer.getvalue()
+
     def answer(self, p: np.ndarray, top_k: int = 5) -> dict:
         """What one prediction says: regressed `values`, or `predictions` (label, probability); an error
         where the model answered no number (a run that diverged), which no JSON could hold."""

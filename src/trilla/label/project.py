@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from trilla.atomic import write_text
+from trilla.data.affect import QUADRANT_SIGNS
 from trilla.errors import TrillaError
 from trilla.label.store import DATABASE, Answer, Base, Item, engine_for
 
@@ -71,6 +72,12 @@ class Project:
     @property
     def axes(self) -> list[str]:
         return list(self.spec.get("axes") or [])
+
+    @property
+    def quadrants(self) -> dict[str, tuple[int, int]]:
+        """The plane's quadrant names and the signs of (valence, arousal) that make them, as the page
+        draws them (empty for other kinds)."""
+        return dict(QUADRANT_SIGNS) if self.kind == "plane" else {}
 
     @property
     def review(self) -> dict | None:

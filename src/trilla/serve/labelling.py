@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
-from trilla.data.affect import QUADRANT_SIGNS
 from trilla.label.export import agreement
 from trilla.label.project import Project, Shown
 from trilla.serve.failure import failures
@@ -83,13 +82,13 @@ def label_router(projects: dict[str, Project], guard, render) -> APIRouter:
     @router.get("/{name}", response_class=HTMLResponse, include_in_schema=False)
     def page(name: str, request: Request):
         project = project_of(name)
-        return render("label.html", request, project=project, quadrants=QUADRANT_SIGNS)
+        return render("label.html", request, project=project, quadrants=project.quadrants)
 
     @router.get("/{name}/api/project", response_model=ProjectView)
     def describe(name: str) -> ProjectView:
         project = project_of(name)
         return ProjectView(name=name, kind=project.kind, classes=project.classes, axes=project.axes,
-                           quadrants={k: list(v) for k, v in QUADRANT_SIGNS.items()}, guesses=project.guided)
+                           quadrants={k: list(v) for k, v in project.quadrants.items()}, guesses=project.guided)
 
     @router.get("/{name}/api/next", response_model=Next)
     def next_item(name: str, annotator: str = Query(..., min_length=1, max_length=200),

@@ -8,7 +8,6 @@ windows go through the model's batcher with other requests', and the answer is t
 from __future__ import annotations
 
 import asyncio
-import io
 from concurrent.futures import Executor
 from typing import Any, Callable
 
@@ -67,17 +66,8 @@ class ServedModel:
     async def explain(self, item: Any) -> bytes:
         """The item with its Grad-CAM heat laid over it, as a PNG; Unreadable for an unreadable item,
         TrillaError for a run with nothing to lay heat over (or no feature map)."""
-        from trilla.evaluation.explain import explain_item, plot_gradcam
-
         prepared = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self.predictor.prepare, item)
-
-        def draw() -> bytes:
-            found = explain_item(self.predictor, prepared, self.codes)
-            buffer = io.BytesIO()
-            plot_gradcam(found["picture"], found["heat"], f"Grad-CAM: {found['label']} ({found['probability']:.2f})", buffer, found["axes"])
-            return buffer.getvalue()
-
-        return await self.batcher.alone(draw)
+        return await self.batcher.alone(lambda: self.predictor.gradcam_png(prepared, self.codes))
 
     def close(self) -> None:
         self.batcher.close()
