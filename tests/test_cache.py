@@ -80,7 +80,7 @@ def test_max_size_removes_the_least_recently_used_first(tmp_path):
     budget_gb = (sizes[roots[2]] + 1) / 1e9
     removed, _ = cache.prune(cache_dir, max_size_gb=budget_gb, dry_run=True)
     assert [s.root for s in removed] == roots[:2] and all(r.exists() for r in roots), "a dry run removes nothing"
-    result = CliRunner().invoke(app, ["cache", "prune", "--max-size", str(budget_gb), "--dir", str(cache_dir)])
+    result = CliRunner().invoke(app, ["cache", "prune", "--max-size", str(budget_gb), "--cache", str(cache_dir)])
     assert result.exit_code == 0 and "2 stores" in result.output
     assert [r.exists() for r in roots] == [False, False, True]
     listing = CliRunner().invoke(app, ["cache", "list", "--dir", str(cache_dir)])

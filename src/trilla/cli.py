@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +18,38 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Turn homegrown datasets of images and audio into good classifiers.")
 
 
-QUIET = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the result")
+class PredictFormat(str, Enum):
+    json = "json"
+    csv = "csv"
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+class TableFormat(str, Enum):
+    md = "md"
+    csv = "csv"
+    html = "html"
+
+
+class ClipFormat(str, Enum):
+    wav = "wav"
+    flac = "flac"
+
+
+class LabelExportFormat(str, Enum):
+    csv = "csv"
+    labelstudio = "labelstudio"
+
+
+def _logging_from_quiet(quiet: bool) -> bool:
+    """Every command's -q, set up once as the option is read (a command whose output is its answers
+    makes itself quiet on top)."""
+    return quiet
+
+
+QUIET = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the result", callback=_logging_from_quiet)
 ALLOW_UNFINISHED = typer.Option(False, "--allow-unfinished", help="use a run that failed, was stopped or still trains (its best checkpoint so far)")
 
 
@@ -57,7 +88,6 @@ def train(
     quiet: bool = QUIET,
 ) -> None:
     """Train a classifier; the last line printed is the run directory."""
-    _setup_logging(quiet)
     if resume is not None:
         if config or data or set_:
             raise TrillaError("--resume takes only the run directory: the run's own config.yaml is used")
@@ -87,7 +117,6 @@ def evaluate(
 ) -> None:
     """Metrics and plots of a run's best model (or several runs' ensemble) on labelled data, preprocessed
     as in training."""
-    _setup_logging(quiet)
     from trilla.runs import Run
 
     first, *others = [Run(path) for path in runs]
@@ -101,7 +130,7 @@ def predict(
     run: Path = typer.Argument(..., help="run directory"),
     files: list[Path] = typer.Argument(..., help="image files or folders"),
     top_k: int = typer.Option(5, "--top-k", min=1, help="labels per answer, most probable first"),
-    format: str = typer.Option("json", "--format", help="json (one object per line) or csv"),
+    format: PredictFormat = typer.Option(PredictFormat.json, "--format", help="json (one object per line) or csv"),
     meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific (repeatable)"),
     meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
@@ -113,24 +142,18 @@ def predict(
     """Top-k labels with probabilities; a file that cannot be read gets an error line, the rest are predicted.
     A sound longer than the run's clips is read in sliding windows and answered as a whole."""
     _setup_logging(quiet=True)  # its stdout is the answers; -q is the default here
+    from trilla.predict import answers_csv
     from trilla.runs import Run
 
-    if format not in ("json", "csv"):
-        raise TrillaError(f"--format must be json or csv, not {format!r}")
-    if windows and format != "json":
+    if windows and format != PredictFormat.json:
         raise TrillaError("--windows lists each window's answer, which only --format json can hold")
     records = Run(run).predict(files, top_k=top_k, metadata=_pairs(meta), metadata_table=meta_csv, tta=tta, hop=hop, windows=windows,
                                allow_unfinished=allow_unfinished)
-    if format == "json":
+    if format == PredictFormat.json:
         for record in records:
             typer.echo(json.dumps(record, allow_nan=False))
     else:
-        k = max((len(r.get("predictions", [])) for r in records), default=0)
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["file", *[f"{c}_{i}" for i in range(1, k + 1) for c in ("label", "probability")], "error"])
-        for record in records:
-            cells = [v for p in record.get("predictions", []) for v in (p["label"], f"{p['probability']:.6f}")]
-            writer.writerow([record["file"], *cells, *[""] * (2 * k - len(cells)), record.get("error", "")])
+        typer.echo(answers_csv(records), nl=False)
     failed = [r for r in records if "error" in r]
     if failed:
         typer.echo(f"{len(failed)} of {len(records)} files could not be predicted", err=True)
@@ -175,7 +198,7 @@ def explain(
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="run directory"),
-    format: str = typer.Option("onnx", "--format", help="onnx"),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx"),
     out: Optional[Path] = typer.Option(None, "--out", help="file to write; default <run>/export/model.onnx"),
     quiet: bool = QUIET,
 ) -> None:
@@ -184,8 +207,6 @@ def export(
     from trilla.export import export_onnx
     from trilla.runs import Run
 
-    if format != "onnx":
-        raise TrillaError(f"--format {format!r} is not supported; available: onnx")
     typer.echo(str(export_onnx(Run(run), out)))
 
 
@@ -193,22 +214,19 @@ def export(
 def runs(
     root: Path = typer.Argument(Path("runs"), help="a folder of runs (searched recursively)"),
     sort: Optional[str] = typer.Option(None, "--sort", help="column to sort by, e.g. test/balanced_accuracy"),
-    format: str = typer.Option("md", "--format", help="md, csv (every column, for programs) or html"),
+    format: TableFormat = typer.Option(TableFormat.md, "--format", help="md, csv (every column, for programs) or html"),
     columns: Optional[str] = typer.Option(None, "--columns", help="more columns, comma-separated (train_time_s,best_epoch), or all"),
     quiet: bool = QUIET,
 ) -> None:
     """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, the main metrics, and a
     flag on runs at the majority baseline."""
-    _setup_logging(quiet)
     from trilla.tables import markdown_table
     from trilla.evaluation.results import for_people, runs_table, to_html
 
-    if format not in ("md", "csv", "html"):
-        raise TrillaError(f"--format must be md, csv or html, not {format!r}")
     table = runs_table(root, sort)
-    if format == "csv":
+    if format == TableFormat.csv:
         typer.echo(table.to_csv(index=False), nl=False)
-    elif format == "html":
+    elif format == TableFormat.html:
         typer.echo(to_html(for_people(table, columns).assign(path=table["path"]), f"Runs in {root}"), nl=False)
     else:
         shown = for_people(table, columns)
@@ -221,11 +239,10 @@ def sweep(
     config: Path = typer.Argument(..., help="YAML config with a sweep: section"),
     set_: list[str] = typer.Option([], "--set", help="override a key of the base config (repeatable)"),
     workers: int = typer.Option(1, "--workers", min=1, help="trials trained at once, each in its own process"),
-    folder: Optional[Path] = typer.Option(None, "--dir", help="sweep folder; default <run.dir>/<run.name or config name>"),
+    folder: Optional[Path] = typer.Option(None, "--out", "--dir", help="sweep folder; default <run.dir>/<run.name or config name>"),
     quiet: bool = QUIET,
 ) -> None:
     """Run a grid, random or Optuna sweep; run it again (or on more machines) to resume or join it."""
-    _setup_logging(quiet)
     from trilla.config import load_raw, with_input_kind
     from trilla.training.sweep import run_sweep
 
@@ -245,7 +262,6 @@ def compare(
     quiet: bool = QUIET,
 ) -> None:
     """Overlay the runs' learning curves and plot a metric against every key they differ in."""
-    _setup_logging(quiet)
     from trilla.evaluation.compare import compare as run_compare
 
     for path in run_compare(runs, out, sort):
@@ -265,14 +281,13 @@ def harvest_clips(
     sample: Optional[int] = typer.Option(None, "--sample", min=1, help="cut only this many clips, drawn at random"),
     seed: int = typer.Option(0, "--seed", help="seed of the random sample (the same seed draws the same clips)"),
     sample_rate: int = typer.Option(44100, "--sample-rate", min=1000, help="the clips' sample rate in Hz"),
-    format: str = typer.Option("wav", "--format", help="wav or flac"),
+    format: ClipFormat = typer.Option(ClipFormat.wav, "--format", help="wav or flac"),
     quiet: bool = QUIET,
 ) -> None:
     """List every clip of every song, draw a sample and cut it (mono, resampled); cut clips are kept."""
-    _setup_logging(quiet)
     from trilla.harvest.clips import harvest_clips as run_harvest
 
-    result = run_harvest(songs, out, seconds, skip_start, sample, seed, sample_rate, format)
+    result = run_harvest(songs, out, seconds, skip_start, sample, seed, sample_rate, format.value)
     typer.echo(f"{result.listed} possible clips listed; {result.cut} cut now, {result.kept} already there; "
                f"{len(result.problems)} songs skipped")
     typer.echo(str(result.manifest))
@@ -292,7 +307,6 @@ def harvest_crawl(
 ) -> None:
     """Harvest labelled pictures from a catalogue site: walk its category tree, label each branch by the
     site file's rules, download each product's picture once, and report what was found."""
-    _setup_logging(quiet)
     from trilla.harvest.crawl import crawl, tree
 
     if ignore_robots:
@@ -319,7 +333,6 @@ def review(
     quiet: bool = QUIET,
 ) -> None:
     """Queue likely label errors: examples most runs got wrong, ranked by confident learning (cleanlab)."""
-    _setup_logging(quiet)
     from trilla.atomic import write_csv
     from trilla.evaluation.review import review as run_review
     from trilla.paths import free_path
@@ -351,7 +364,6 @@ def relabel(
     quiet: bool = QUIET,
 ) -> None:
     """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
-    _setup_logging(quiet)
     from trilla.tables import markdown_table
     from trilla.evaluation.review import merge
     from trilla.evaluation.review import relabel as run_relabel
@@ -376,13 +388,12 @@ def relabel(
 def interpret(
     run: Path = typer.Argument(..., help="run directory"),
     split: str = typer.Option("test", "--split", help="train, val or test"),
-    top: int = typer.Option(16, "--top", min=1, help="how many top losses to show"),
+    top: int = typer.Option(16, "--top-k", "--top", min=1, help="how many top losses to show"),
     min_count: int = typer.Option(1, "--min-count", min=1, help="most confused: pairs confused at least this often"),
     quiet: bool = QUIET,
 ) -> None:
     """fastai's interpretation: the top losses as a grid (prediction / actual / loss / probability of the
     actual class) and the most confused pairs; prints the pairs and the folder."""
-    _setup_logging(quiet)
     from trilla.evaluation.interpret import interpret_run
     from trilla.tables import markdown_table
     from trilla.runs import Run
@@ -404,7 +415,6 @@ def lr_find_command(
     quiet: bool = QUIET,
 ) -> None:
     """Lightning's learning-rate range test on a config: the loss against the rate, and a suggested rate."""
-    _setup_logging(quiet)
     resolved = _given_config(config, data, set_)
     from trilla.training.inspect import lr_find
 
@@ -423,7 +433,6 @@ def show_batch_command(
     quiet: bool = QUIET,
 ) -> None:
     """A grid of training examples as the augmentation leaves them (pictures, or spectrograms for sound)."""
-    _setup_logging(quiet)
     resolved = _given_config(config, data, set_)
     from trilla.training.inspect import show_batch
 
@@ -438,21 +447,9 @@ def manifest(
     quiet: bool = QUIET,
 ) -> None:
     """Write a CSV manifest (path, label, level_1, level_2...) of a folder tree, to train on, review and relabel."""
-    _setup_logging(quiet)
-    from trilla.atomic import write_csv
-    from trilla.data.sources import folder_manifest
+    from trilla.data.sources import write_folder_manifest
 
-    if not folder.is_dir():
-        raise TrillaError(f"{folder} is not a folder")
-    target = out or folder.parent / f"{folder.resolve().name}.csv"
-    if target.exists():
-        raise TrillaError(f"{target} exists and is kept; give another --out")
-    table, problems = folder_manifest(folder, target, label_level)
-    if not len(table):
-        raise TrillaError(f"no labelled files found in {folder}")
-    for problem in problems:
-        logging.getLogger("trilla").warning("left out %s: %s", problem.path, problem.reason)
-    write_csv(target, table)
+    table, target = write_folder_manifest(folder, out, label_level)
     typer.echo(f"{len(table)} files, {table['label'].nunique()} labels; train on it with: trilla train --data {target}")
     typer.echo(str(target))
 
@@ -486,7 +483,6 @@ def serve(
 ) -> None:
     """Serve runs over a DEEPaaS-compatible REST API (Swagger UI at /api, schema at /swagger.json), with the
     predict page at / and the quiz at /quiz, and labelling projects at /label/NAME."""
-    _setup_logging(quiet)
     import socket
 
     import uvicorn
@@ -552,7 +548,6 @@ def label_new(
     quiet: bool = QUIET,
 ) -> None:
     """Make a labelling project over a folder or CSV of pictures or sounds."""
-    _setup_logging(quiet)
     import shlex
 
     from trilla.label import Project
@@ -586,7 +581,7 @@ def label_serve(
 @label_app.command("export")
 def label_export(
     project: Path = typer.Argument(..., help="the project folder"),
-    format_: str = typer.Option("csv", "--format", help="csv (a manifest trilla train reads) or labelstudio (tasks with annotations)"),
+    format_: LabelExportFormat = typer.Option(LabelExportFormat.csv, "--format", help="csv (a manifest trilla train reads) or labelstudio (tasks with annotations)"),
     out: Optional[Path] = typer.Option(None, "--out", help="where to write it; default: PROJECT/labels.csv or PROJECT/labelstudio.json"),
     media_root: Optional[Path] = typer.Option(None, "--media-root", help="labelstudio: Label Studio's local-files document root, a folder "
                                               "that holds every item; default: the parent of the items' folder"),
@@ -594,39 +589,18 @@ def label_export(
     quiet: bool = QUIET,
 ) -> None:
     """Write what the annotators said: the majority label (or mean point), agreement and history per item."""
-    _setup_logging(quiet)
-    import shlex
-
-    from trilla.atomic import write_text
     from trilla.label import Project
     from trilla.label.export import write_manifest
-    from trilla.label.labelstudio import labeling_config, to_labelstudio
+    from trilla.label.labelstudio import write_labelstudio
     from trilla.paths import free_path
 
     opened = Project(project, db)
-    if format_ not in ("csv", "labelstudio"):
-        raise TrillaError(f"--format is csv or labelstudio, not {format_!r}")
-    target = free_path(out or project / ("labels.csv" if format_ == "csv" else "labelstudio.json"))
-    if format_ == "csv":
+    target = free_path(out or project / ("labels.csv" if format_ == LabelExportFormat.csv else "labelstudio.json"))
+    if format_ == LabelExportFormat.csv:
         table, command = write_manifest(opened, target)
         typer.echo(f"{len(table)} items; train on them with: {command}")
     else:
-        export = to_labelstudio(opened, media_root)
-        write_text(target, json.dumps(export["tasks"], indent=1) + "\n")
-        users = free_path(target.with_name(f"{target.stem}.users.json"))
-        write_text(users, json.dumps(export["users"], indent=1) + "\n")
-        configs = []
-        for media in sorted(set(opened.items()["media"])):  # Label Studio needs one labelling config per kind of media
-            configs.append(free_path(target.with_name(f"{target.stem}.{media}.xml")))
-            write_text(configs[-1], labeling_config(opened, media) + "\n")
-        root = shlex.quote(export["document_root"])
-        typer.echo(f"{len(export['tasks'])} Label Studio tasks with {sum(len(t['annotations']) for t in export['tasks'])} annotations by "
-                   f"{len(export['users'])} annotators. In Label Studio (docs: Label Studio and trilla in the README):\n"
-                   f"  1. start it with: LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root} label-studio start\n"
-                   f"  2. create the users in {users} (POST /api/users/ with each email and username)\n"
-                   f"  3. create a project with the labelling config in {', '.join(map(str, configs))}\n"
-                   f"  4. add a Local Files source storage on {export['storage']} (do not sync it: the tasks bring the files)\n"
-                   f"  5. import {target}")
+        typer.echo(write_labelstudio(opened, target, media_root))
     typer.echo(str(target))
 
 
@@ -637,7 +611,6 @@ def label_stats(
     quiet: bool = QUIET,
 ) -> None:
     """Items answered, annotators, and Krippendorff's alpha for the whole project."""
-    _setup_logging(quiet)
     from trilla.label import Project
     from trilla.label.export import agreement
 
@@ -660,7 +633,6 @@ def label_import(
 ) -> None:
     """Read a Label Studio export's annotations into the project as answers (by annotator); importing the
     same export twice adds nothing."""
-    _setup_logging(quiet)
     from trilla.label import Project
     from trilla.label.labelstudio import from_labelstudio
 
@@ -681,9 +653,8 @@ app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("list")
-def cache_list(folder: Optional[Path] = typer.Option(None, "--dir", help="the store folder; default $TRILLA_CACHE/stores"), quiet: bool = QUIET) -> None:
+def cache_list(folder: Optional[Path] = typer.Option(None, "--cache", "--dir", help="the store folder; default $TRILLA_CACHE/stores"), quiet: bool = QUIET) -> None:
     """Every packed store with its size, age, idle time, whether a process uses it, and its data."""
-    _setup_logging(quiet)
     from trilla.data.cache import stores_table
     from trilla.tables import markdown_table
 
@@ -696,12 +667,11 @@ def cache_list(folder: Optional[Path] = typer.Option(None, "--dir", help="the st
 def cache_prune(
     older_than: Optional[float] = typer.Option(None, "--older-than", min=0, help="remove stores unused for more than DAYS"),
     max_size: Optional[float] = typer.Option(None, "--max-size", min=0, help="then remove the least recently used until the cache fits in GB"),
-    folder: Optional[Path] = typer.Option(None, "--dir", help="the store folder; default $TRILLA_CACHE/stores"),
+    folder: Optional[Path] = typer.Option(None, "--cache", "--dir", help="the store folder; default $TRILLA_CACHE/stores"),
     dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
     quiet: bool = QUIET,
 ) -> None:
     """Remove stores no process uses: a store in use by a training or being packed is never touched."""
-    _setup_logging(quiet)
     from trilla.data.cache import prune
 
     removed, busy = prune(folder, older_than, max_size, dry_run)
@@ -715,7 +685,6 @@ def cache_prune(
 @app.command()
 def models(quiet: bool = QUIET) -> None:
     """List the registered models."""
-    _setup_logging(quiet)
     from trilla.models import list_models
 
     for name in list_models():
@@ -723,9 +692,8 @@ def models(quiet: bool = QUIET) -> None:
 
 
 @app.command()
-def demo(root: Path = typer.Option(Path("demo"), "--dir", help="where the data and runs go"), quiet: bool = QUIET) -> None:
+def demo(root: Path = typer.Option(Path("demo"), "--out", "--dir", help="where the data and runs go"), quiet: bool = QUIET) -> None:
     """Digits from scikit-learn as PNG files, trained with defaults, evaluated, two images predicted."""
-    _setup_logging(quiet)
     from trilla.demo import run_demo
 
     report = run_demo(root, echo=typer.echo)

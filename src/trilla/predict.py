@@ -14,8 +14,9 @@ softmax (or the regressed values) over the original and `tta` augmented views (t
 
 from __future__ import annotations
 
+import csv
+import io
 import os
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -238,6 +239,19 @@ def combine_windows(windows: np.ndarray, multilabel: bool) -> np.ndarray:
     """One answer from an item's windows (W, classes): the mean of their probabilities (or values),
     the maximum for multi-label, where a label heard in one window is present in the whole."""
     return windows.max(0) if multilabel else windows.mean(0)
+
+
+def answers_csv(records: list[dict]) -> str:
+    """Answers as a CSV a spreadsheet opens: the file, then label and probability for each of the top k,
+    then the error of a file that could not be read."""
+    k = max((len(r.get("predictions", [])) for r in records), default=0)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["file", *[f"{c}_{i}" for i in range(1, k + 1) for c in ("label", "probability")], "error"])
+    for record in records:
+        cells = [v for p in record.get("predictions", []) for v in (p["label"], f"{p['probability']:.6f}")]
+        writer.writerow([record["file"], *cells, *[""] * (2 * k - len(cells)), record.get("error", "")])
+    return text.getvalue()
 
 
 def metadata_per_file(paths: list[Any], fixed: Mapping[str, str], table: Path | None, fields: list[str]) -> list[dict[str, str]]:

@@ -298,3 +298,23 @@ def folder_manifest(root: Path, out: Path, label_level: int | None = None) -> tu
         rows.append({"path": os.path.relpath(os.path.realpath(sample.path), home), "label": sample.label,
                      **{f"level_{i}": name for i, name in enumerate(folders, start=1)}})
     return pd.DataFrame(rows).fillna(""), listing.problems
+
+
+def write_folder_manifest(folder: Path, out: Path | None = None, label_level: int | None = None) -> tuple["pd.DataFrame", Path]:
+    """`folder_manifest` written to `out` (default FOLDER.csv beside the folder), never over a file that
+    is there; what was left out is logged."""
+    from trilla.atomic import write_csv
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrillaError(f"{folder} is not a folder")
+    target = Path(out) if out else folder.parent / f"{folder.resolve().name}.csv"
+    if target.exists():
+        raise TrillaError(f"{target} exists and is kept; give another --out")
+    table, problems = folder_manifest(folder, target, label_level)
+    if not len(table):
+        raise TrillaError(f"no labelled files found in {folder}")
+    for problem in problems:
+        log.warning("left out %s: %s", problem.path, problem.reason)
+    write_csv(target, table)
+    return table, target

@@ -105,6 +105,33 @@ def to_labelstudio(project: Project, root: Path | None = None) -> dict[str, Any]
     return {"tasks": tasks, "users": users, "document_root": str(root), "storage": str(storage)}
 
 
+
+def write_labelstudio(project: Project, target: Path, root: Path | None = None) -> str:
+    """The export as Label Studio takes it, beside `target` (tasks; users; one labelling config per kind of
+    media, which Label Studio needs), each under a free name; returns the steps that load it there."""
+    import shlex
+
+    from trilla.atomic import write_text
+    from trilla.paths import free_path
+
+    export = to_labelstudio(project, root)
+    write_text(target, json.dumps(export["tasks"], indent=1) + "\n")
+    users = free_path(target.with_name(f"{target.stem}.users.json"))
+    write_text(users, json.dumps(export["users"], indent=1) + "\n")
+    configs = []
+    for media in sorted(set(project.items()["media"])):
+        configs.append(free_path(target.with_name(f"{target.stem}.{media}.xml")))
+        write_text(configs[-1], labeling_config(project, media) + "\n")
+    document_root = shlex.quote(export["document_root"])
+    return (f"{len(export['tasks'])} Label Studio tasks with {sum(len(t['annotations']) for t in export['tasks'])} annotations by "
+            f"{len(export['users'])} annotators. In Label Studio (docs: Label Studio and trilla in the README):\n"
+            f"  1. start it with: LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={document_root} "
+            "label-studio start\n"
+            f"  2. create the users in {users} (POST /api/users/ with each email and username)\n"
+            f"  3. create a project with the labelling config in {', '.join(map(str, configs))}\n"
+            f"  4. add a Local Files source storage on {export['storage']} (do not sync it: the tasks bring the files)\n"
+            f"  5. import {target}")
+
 def _users(files: list[Any]) -> tuple[dict[int, str], dict[str, str]]:
     """(Label Studio user id -> e-mail, e-mail -> trilla annotator) from users files, each as read from
     JSON: Label Studio's /api/users answer (a list, or a page with `results`), or the users trilla's
