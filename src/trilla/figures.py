@@ -5,6 +5,7 @@ evaluation and harvesting all show."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 import matplotlib
 
@@ -13,11 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """Write the figure and free it (pyplot keeps every open figure until closed)."""
+def save_figure(fig, path: Path | IO[bytes], dpi: int = 110) -> None:
+    """Write the figure (to a file, or a buffer a server answers with) and free it: pyplot keeps every
+    open figure until closed."""
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
-    return Path(path)
 
 
 def plot_grid(pictures: list[np.ndarray], titles: list[str], path: Path, title: str, columns: int = 4) -> None:

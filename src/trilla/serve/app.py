@@ -25,7 +25,6 @@ import gc
 import json
 import logging
 import os
-import secrets
 import sys
 import time
 import urllib.parse
@@ -34,12 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trilla.config import MAX_EPOCHS
@@ -49,110 +47,20 @@ from trilla.errors import TrillaError
 from trilla.runs import Run
 from trilla.label.project import Project
 from trilla.label.store import StorageError
-from trilla.serve.failure import Failure
 from trilla.serve.hosts import HostCheck
 from trilla.serve.labelling import label_router
-from trilla.serve.pages import Pages, wants_html
+from trilla.serve.pages import Pages
 from trilla.serve.quiz import quiz_router
+from trilla.serve.context import Serving
 from trilla.serve.remote import Allowed, Fetcher
+from trilla.serve.routes import batch, deepaas_v2, operations, train
 from trilla.serve.served import ServedModel
 from trilla.serve.swagger2 import swagger2
-from trilla.errors import Refused
-from trilla.serve.trainings import Busy, Trainings
+from trilla.serve.trainings import Trainings
 from trilla.version import __version__
 
 access_log = logging.getLogger("trilla.access")
 ENVIRONMENT = "TRILLA_SERVE"  # what `trilla serve --workers N` hands each worker process: runs, names, options
-
-
-class Link(BaseModel):
-    rel: str
-    href: str
-    type: str = "application/json"
-
-
-class Version(BaseModel):
-    version: str = "stable"
-    id: str = "v2"
-    links: list[Link]
-
-
-class Versions(BaseModel):
-    versions: list[Version]
-    links: list[Link] = Field(description="the API's documentation (help) and its OpenAPI schema (describedby)")
-
-
-class ModelLink(BaseModel):
-    rel: str
-    href: str
-
-
-class ModelMeta(BaseModel):
-    """DEEPaaS's model metadata, plus what trilla knows of the run."""
-
-    id: str
-    name: str
-    description: str
-    author: str = ""
-    version: str = __version__
-    url: str = ""
-    license: str = ""
-    links: list[ModelLink]
-    classes: list[str] = Field(description="trilla: the labels, in output order")
-    input: str = Field(description="trilla: the input kind (image, audio, embeddings)")
-    metrics: dict[str, float] = Field(description="trilla: the run's test metrics")
-
-
-class Models(BaseModel):
-    models: list[ModelMeta]
-
-
-class LabelledPrediction(BaseModel):
-    """The study's answer: labels and their probabilities, most probable first, with links per label."""
-
-    labels: list[str]
-    probabilities: list[float]
-    links: dict[str, list[str]] = Field(description="per link kind (Google Images, Wikipedia), one URL per label")
-
-
-class Prediction(BaseModel):
-    status: str = "OK"
-    predictions: LabelledPrediction | list[LabelledPrediction] = Field(
-        description="one answer for one input; a list, in order, for several (a file and URLs, or several URLs)")
-
-
-class FileAnswer(BaseModel):
-    file: str = Field(description="the name the client gave the upload (never used as a path)")
-    predictions: list[dict[str, Any]] | None = None
-    values: dict[str, float] | None = None
-    windows_read: int | None = None
-    error: str | None = None
-
-
-class ManyAnswers(BaseModel):
-    model: str
-    results: list[FileAnswer]
-
-
-class Progress(BaseModel):
-    epoch: int = Field(description="epochs done")
-    epochs: int | None = Field(None, description="epochs the training runs")
-    metrics: dict[str, float] = Field(description="the latest epoch's losses and metrics (history.csv)")
-
-
-class TrainingState(BaseModel):
-    """DEEPaaS's training answer (uuid, date, status, args, message), with trilla's progress."""
-
-    uuid: str
-    date: str
-    status: str = Field(description="running, done, error or cancelled")
-    args: dict[str, Any]
-    message: str | None = Field(None, description="why it failed")
-    progress: Progress
-    run: str | None = Field(None, description="the new run's folder name, once it exists")
-    model: str | None = Field(None, description="the name it is served under, once it is done")
-    result: dict[str, Any] | None = Field(None, description="DEEPaaS's result of a finished training: output (the run and its metrics), "
-                                          "finish_date, duration")
 
 
 @dataclass
@@ -252,175 +160,13 @@ def create_app(runs: list[Run], names: list[str] | None = None, projects: list[P
         app.add_middleware(HostCheck, names=tuple(settings.allowed_hosts))
     observe.install(app)  # outermost: a 413 for an upload over the limit is counted too
 
-    def meta(name: str) -> ModelMeta:
-        return ModelMeta(id=name, name=name, links=[ModelLink(rel="self", href=f"/v2/models/{name}")], **served[name].meta)
-
-    def known(name: str) -> ServedModel:
-        if name not in served:
-            raise HTTPException(404, f"no model {name!r}; the models are {', '.join(served)}")
-        return served[name]
-
-    def authorized(request: Request) -> None:
-        if settings.token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), settings.token.encode()):
-            path = request.url.path
-            what = "labelling answers need" if path.startswith("/label/") else "the quiz needs" if path.startswith("/quiz") else "trainings need"
-            raise HTTPException(401, f"{what} the server's token (the --token it was started with): give it on the page, "
-                                     "or send Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
-
-    async def fetched(url: str) -> bytes | Unreadable:
-        try:
-            async with fetch_slots:
-                return await fetcher.fetch_async(url)
-        except Unreadable as err:
-            return err
-
-    def page_guard(request: Request) -> None:
-        authorized(request)
-        pages.check(request)
-
-    app.include_router(label_router({p.name: p for p in projects}, page_guard, pages.render))
+    serving = Serving(settings, served, projects, trainings, observe, pages, fetcher, fetch_slots, add)
+    app.include_router(label_router({p.name: p for p in projects}, serving.page_guard, pages.render))
     scores = Path(settings.quiz_scores) if settings.quiz_scores else cache_root() / "quiz_scores.db"
-    app.include_router(quiz_router(served, None if settings.quiz_data is None else Path(settings.quiz_data), scores, page_guard, pages.render))
-
-    @app.get("/", response_model=Versions, tags=["versions"], summary="API versions (a browser gets the predict page)",
-             responses={200: {"content": {"text/html": {}}}})
-    def versions(request: Request):
-        if wants_html(request):
-            return pages.render("predict.html", request, models=[(name, served[name].meta) for name in served],
-                                urls=settings.urls, projects=[p.name for p in projects], max_upload=int(settings.max_upload_mb * 2**20))
-        return Versions(versions=[version()], links=[Link(rel="help", type="text/html", href="/api"),
-                                                     Link(rel="describedby", href="/swagger.json")])
-
-    @app.get("/v2/", response_model=Version, tags=["versions"], summary="V2 API version information")
-    def version() -> Version:
-        return Version(links=[Link(rel="self", href="/v2/")])
-
-    @app.get("/v2/debug/", status_code=204, response_class=Response, tags=["debug"],
-             summary="Debug information: none, as deepaas-run answers without --debug-endpoint")
-    def debug() -> Response:
-        return Response(status_code=204)
-
-    @app.get("/v2/models/", response_model=Models, tags=["models"], summary="The loaded models and their metadata")
-    def models() -> Models:
-        return Models(models=[meta(name) for name in list(served)])
-
-    @app.get("/v2/models/{name}/", response_model=ModelMeta, tags=["models"], summary="A model's metadata",
-             responses={404: {"model": Failure}})
-    def model_meta(name: str) -> ModelMeta:
-        known(name)
-        return meta(name)
-
-    @app.post("/v2/models/{name}/predict/", response_model=Prediction, tags=["predict"],
-              summary="Predict an uploaded file and/or pictures or sounds at URLs",
-              responses={400: {"model": Failure}, 404: {"model": Failure}, 413: {"model": Failure}, 422: {"model": Failure}})
-    async def predict(name: str, data: UploadFile | None = File(None, description="a picture, a sound file, or an embedding clip (.npy or JSON)"),
-                      urls: list[str] = Query([], description="URLs of pictures or sounds to fetch (http or https, public addresses only)"),
-                      top_k: int = Query(5, ge=1, le=1000, description="labels in the answer")) -> Prediction:
-        model = known(name)
-        if data is None and not urls:
-            raise HTTPException(422, "give a file in the multipart field data, or one or more urls")
-        if urls and not settings.urls:
-            raise HTTPException(422, "this server does not fetch URLs (trilla serve --no-urls)")
-        items: list[Any] = [] if data is None else [await data.read()]
-        items += await asyncio.gather(*(fetched(url) for url in urls))
-        records = await asyncio.gather(*(_predicted(model, item, top_k) for item in items))
-        answers = []
-        for where, record in zip(([data.filename or "data"] if data is not None else []) + list(urls), records):
-            if "error" in record:
-                observe.error(name, "unreadable")
-                raise HTTPException(400, f"{where}: {record['error']}")
-            if "values" in record:
-                raise HTTPException(400, "this model regresses values; use POST /predict, which answers them")
-            labels = [p["label"] for p in record["predictions"]]
-            answers.append(LabelledPrediction(labels=labels, probabilities=[p["probability"] for p in record["predictions"]],
-                                              links=label_links(labels)))
-        return Prediction(predictions=answers[0] if len(answers) == 1 else answers)
-
-    @app.post("/v2/models/{name}/explain/", tags=["predict"], summary="Grad-CAM: the picture with the evidence for the answer laid over it",
-              response_class=Response, responses={200: {"content": {"image/png": {}}}, 400: {"model": Failure}, 404: {"model": Failure}})
-    async def explain(name: str, data: UploadFile = File(..., description="a picture or a sound file")) -> Response:
-        model = known(name)
-        try:
-            png = await model.explain(await data.read())
-        except TrillaError as err:  # an unreadable picture is one
-            raise HTTPException(400, str(err)) from None
-        return Response(png, media_type="image/png")
-
-    @app.post("/predict", response_model=ManyAnswers, tags=["predict"], summary="Predict several uploaded files at once",
-              responses={404: {"model": Failure}, 413: {"model": Failure}, 422: {"model": Failure}})
-    async def predict_many(files: list[UploadFile] = File(..., description="pictures, sound files or embedding clips"),
-                           model: str | None = Query(None, description="the model's name; needed when several are served"),
-                           top_k: int = Query(5, ge=1, le=1000, description="labels per answer")) -> ManyAnswers:
-        if model is None and len(served) > 1:
-            raise HTTPException(422, f"several models are served: say which with ?model= ({', '.join(served)})")
-        name = model or next(iter(served))
-        chosen = known(name)
-        bodies = [await upload.read() for upload in files]
-        records = await asyncio.gather(*(_predicted(chosen, body, top_k) for body in bodies))
-        for record in records:
-            if "error" in record:
-                observe.error(name, "unreadable")
-        return ManyAnswers(model=name, results=[FileAnswer(file=upload.filename or "", **record) for upload, record in zip(files, records)])
-
-    def training_of(name: str, key: str):
-        known(name)
-        found = trainings.items.get(key)
-        if found is None or found.model != name:
-            raise HTTPException(404, f"no training {key!r} of model {name!r}")
-        return found
-
-    def trainings_on() -> None:
-        if not settings.trainings:
-            raise HTTPException(501, "trainings over HTTP need a single server process (trilla serve --workers 1)")
-
-    train_guard = [Depends(authorized), Depends(trainings_on)]
-
-    @app.post("/v2/models/{name}/train/", response_model=TrainingState, tags=["train"], dependencies=train_guard,
-              summary="Start a training from this model's config (a new run beside it)",
-              responses={401: {"model": Failure}, 404: {"model": Failure}, 422: {"model": Failure}, 429: {"model": Failure}})
-    def train(name: str,
-              data: str | None = Query(None, description="data folder or CSV, relative to the server's --data-root; default: the run's own"),
-              epochs: int | None = Query(None, ge=1, le=100000, description="epochs to train"),
-              overrides: list[str] = Query([], description="config overrides, as trilla train --set: train.lr=0.01")) -> TrainingState:
-        base = known(name).run
-        try:
-            started = trainings.start(name, base, data, epochs, overrides)
-        except Busy as err:
-            raise HTTPException(429, str(err), headers={"Retry-After": "30"}) from None
-        except Refused as err:
-            raise HTTPException(422, str(err)) from None
-        return TrainingState(**started.describe())
-
-    @app.get("/v2/models/{name}/train/", response_model=list[TrainingState], tags=["train"], dependencies=train_guard,
-             summary="This model's trainings, running or ended", responses={401: {"model": Failure}, 404: {"model": Failure}})
-    def train_list(name: str) -> list[TrainingState]:
-        known(name)
-        return [TrainingState(**t.describe()) for t in list(trainings.items.values()) if t.model == name]
-
-    @app.get("/v2/models/{name}/train/{uuid}", response_model=TrainingState, tags=["train"], dependencies=train_guard,
-             summary="One training's status and progress", responses={401: {"model": Failure}, 404: {"model": Failure}})
-    def train_get(name: str, uuid: str) -> TrainingState:
-        return TrainingState(**training_of(name, uuid).describe())
-
-    @app.delete("/v2/models/{name}/train/{uuid}", response_model=TrainingState, tags=["train"], dependencies=train_guard,
-                summary="Cancel a training (its run is kept, marked cancelled)", responses={401: {"model": Failure}, 404: {"model": Failure}})
-    def train_cancel(name: str, uuid: str) -> TrainingState:
-        training = training_of(name, uuid)
-        trainings.cancel(training)
-        return TrainingState(**training.describe())
-
-    @app.get("/healthz", tags=["operations"], summary="The process answers")
-    def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz", tags=["operations"], summary="Every model is loaded")
-    def readyz() -> dict[str, Any]:
-        return {"status": "ready", "models": list(served), "projects": [p.name for p in projects]}
-
-    app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text exposition format)", response_class=Response)(observe.exposition)
+    app.include_router(quiz_router(served, None if settings.quiz_data is None else Path(settings.quiz_data), scores, serving.page_guard,
+                                   pages.render))
+    for family in (deepaas_v2, batch, train, operations):
+        app.include_router(family.router(serving))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
@@ -478,11 +224,6 @@ def log_access(quiet: bool = False) -> None:
         access_log.addHandler(handler)
     access_log.propagate = False
     access_log.setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-async def _predicted(model: ServedModel, item: Any, top_k: int) -> dict:
-    """A record for an item, or for a URL that could not be fetched."""
-    return {"error": str(item)} if isinstance(item, Unreadable) else await model.predict(item, top_k)
 
 
 async def _serve_finished(trainings: Trainings, served: dict[str, ServedModel], add) -> None:
@@ -615,15 +356,6 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def label_links(labels: list[str]) -> dict[str, list[str]]:
-    """Where a person looks a label up, as the study's API linked each answer."""
-    quoted = [urllib.parse.quote(label.replace("_", " ")) for label in labels]
-    return {
-        "Google Images": [f"https://www.google.com/search?tbm=isch&q={q}" for q in quoted],
-        "Wikipedia": [f"https://en.wikipedia.org/wiki/{urllib.parse.quote(label.replace(' ', '_'))}" for label in labels],
-    }
 
 
 def _methods(app: FastAPI, request: Request) -> list[str]:

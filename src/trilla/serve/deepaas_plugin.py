@@ -23,7 +23,7 @@ from aiohttp import web
 
 from trilla.errors import Unreadable
 from trilla.runs import Run
-from trilla.serve.app import label_links
+from trilla.serve.routes.deepaas_v2 import label_links
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.served import describe
 from trilla.errors import Refused
