@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from trilla.errors import TrillaError, write_failed
+from trilla.serve.settings import Settings
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn homegrown datasets of images and audio into good classifiers.")
@@ -47,6 +48,9 @@ def _logging_from_quiet(quiet: bool) -> bool:
     """Every command's -q, set up once as the option is read (a command whose output is its answers
     makes itself quiet on top)."""
     return quiet
+
+
+SERVED = Settings()  # a server's defaults, which trilla serve's options show
 
 
 QUIET = typer.Option(False, "--quiet", "-q", help="only warnings, errors and the result", callback=_logging_from_quiet)
@@ -466,17 +470,17 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, max=256, help="server processes, each loading the models (trainings need 1)"),
     token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that trainings and labelling answers require"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="trainings over HTTP may read data inside this folder only"),
-    max_trainings: int = typer.Option(1, "--max-trainings", min=1, max=64, help="trainings over HTTP running at once (more: 429)"),
-    max_epochs: int = typer.Option(1000, "--max-epochs", min=1, max=100_000, help="the most epochs a training over HTTP may run"),
-    max_batch: int = typer.Option(32, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
-    max_wait_ms: float = typer.Option(1.0, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="larger request bodies (and fetched URLs) are refused with 413"),
+    max_trainings: int = typer.Option(SERVED.max_trainings, "--max-trainings", min=1, max=64, help="trainings over HTTP running at once (more: 429)"),
+    max_epochs: int = typer.Option(SERVED.max_epochs, "--max-epochs", min=1, max=100_000, help="the most epochs a training over HTTP may run"),
+    max_batch: int = typer.Option(SERVED.max_batch, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
+    max_wait_ms: float = typer.Option(SERVED.max_wait_ms, "--max-wait-ms", min=0, max=10000, help="longest a request waits for others to join its batch"),
+    max_upload_mb: float = typer.Option(SERVED.max_upload_mb, "--max-upload-mb", min=0.001, help="larger request bodies (and fetched URLs) are refused with 413"),
     threads: int = typer.Option(0, "--threads", min=0, max=1024, help="torch threads for inference per process; 0: the cores the decoding threads leave"),
-    gil_switch_ms: float = typer.Option(1.0, "--gil-switch-ms", min=0.01, max=1000,
+    gil_switch_ms: float = typer.Option(SERVED.gil_switch_ms, "--gil-switch-ms", min=0.01, max=1000,
                                         help="how often the interpreter may hand its lock to another thread (Python's own: 5)"),
-    urls: bool = typer.Option(True, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),
+    urls: bool = typer.Option(SERVED.urls, "--urls/--no-urls", help="predict pictures and sounds at public http(s) URLs"),
     url_allow: list[str] = typer.Option([], "--url-allow", help="also fetch from this network or address:port (10.0.0.0/8, 127.0.0.1:8080)"),
-    url_deadline: float = typer.Option(30.0, "--url-deadline", min=0.1, max=3600, help="seconds a URL fetch may take, headers included"),
+    url_deadline: float = typer.Option(SERVED.url_deadline, "--url-deadline", min=0.1, max=3600, help="seconds a URL fetch may take, headers included"),
     allow_host: list[str] = typer.Option([], "--allow-host", help="without --token, also answer requests for this host name (addresses, localhost, "
                                          "--host and this machine's name always are)"),
     quiet: bool = QUIET,
@@ -574,8 +578,9 @@ def label_serve(
 ) -> None:
     """Serve a labelling project's page at /label/NAME (the same server as trilla serve --label)."""
     serve(runs=run, label=[project], db=db, quiz_data=None, host=host, port=port, name=[], workers=1, token=token, data_root=None,
-          max_trainings=1, max_epochs=1000, max_batch=32,
-          max_wait_ms=1.0, max_upload_mb=20.0, threads=0, gil_switch_ms=1.0, urls=True, url_allow=[], url_deadline=30.0, allow_host=[], quiet=quiet)
+          max_trainings=SERVED.max_trainings, max_epochs=SERVED.max_epochs, max_batch=SERVED.max_batch, max_wait_ms=SERVED.max_wait_ms,
+          max_upload_mb=SERVED.max_upload_mb, threads=0, gil_switch_ms=SERVED.gil_switch_ms, urls=SERVED.urls, url_allow=[],
+          url_deadline=SERVED.url_deadline, allow_host=[], quiet=quiet)
 
 
 @label_app.command("export")

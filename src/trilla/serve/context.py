@@ -18,13 +18,15 @@ from trilla.serve.remote import Fetcher
 from trilla.serve.served import ServedModel
 from trilla.serve.trainings import Training, Trainings
 
+from trilla.serve.settings import Settings
+
 if TYPE_CHECKING:
-    from trilla.serve.app import Metrics, Settings
+    from trilla.serve.app import Metrics
 
 
 @dataclass
 class Serving:
-    settings: "Settings"
+    settings: Settings
     served: dict[str, ServedModel]
     projects: list[Project]
     trainings: Trainings
