@@ -12,7 +12,7 @@ PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PURELIB := import sysconfig; print(sysconfig.get_path("purelib"))
 
-.PHONY: demo test install deepaas labelstudio system bench bench-serve clean-venv
+.PHONY: demo test test-fast install deepaas labelstudio system bench bench-serve clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ demo: $(STAMP)
 test: system $(STAMP) $(DEEPAAS_STAMP) $(LABELSTUDIO_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+# What needs nothing but trilla's own virtualenv (no apt-get, no second virtualenv, no browser or
+# database): the contributor's loop. `make test` stays the whole suite.
+test-fast: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not browser and not postgres and not deepaas and not labelstudio"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py

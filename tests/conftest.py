@@ -17,6 +17,24 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+# Test tiers: what a test needs beyond trilla's own virtualenv, as markers (`make test-fast` leaves these
+# out; `make test` runs everything). Marked here from what each test uses, so no test can forget its mark.
+NEEDS = {
+    "browser": {"test_pages.py"},  # Debian's Chromium, driven by Playwright
+    "deepaas": {"test_deepaas.py"},  # the real deepaas-run, in .venv-deepaas
+    "labelstudio": {"test_labelstudio.py"},  # the real Label Studio, in .venv-labelstudio
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, files in NEEDS.items():
+            if item.path.name in files:
+                item.add_marker(marker)
+        if "postgres" in getattr(item, "fixturenames", ()):  # a real PostgreSQL server, started by the fixture
+            item.add_marker("postgres")
+
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one pytest worker per core: each worker (and each process it starts) then gets one
     # thread, so two workers' trainings don't fight over the same cores with two threads each.

@@ -333,12 +333,23 @@ class Metrics:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _routes(app: FastAPI):
+    """Every route of the app, those of included routers too (FastAPI keeps an included router as one
+    entry that matches for all of its routes)."""
+    def flat(routes):
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            yield from flat(inner.routes) if inner is not None else [route]
+
+    return list(flat(app.router.routes))
+
+
 def _methods(app: FastAPI, request: Request) -> list[str]:
     """Every method some route answers at this request's path."""
     from starlette.routing import Match
 
     found = set()
-    for route in app.router.routes:
+    for route in _routes(app):
         if route.matches(request.scope)[0] != Match.NONE and getattr(route, "methods", None):
             found |= set(route.methods)
     return sorted(found)
@@ -348,7 +359,7 @@ def _routes_with_slash(app: FastAPI, request: Request) -> bool:
     from starlette.routing import Match
 
     scope = {**request.scope, "path": request.url.path + "/"}
-    return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+    return any(route.matches(scope)[0] == Match.FULL for route in _routes(app))
 
 
 def _swagger(app: FastAPI) -> None:
