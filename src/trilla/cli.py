@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from trilla.errors import TrillaError, write_failed
+from trilla.logs import StderrHandler
 from trilla.serve.settings import Settings
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -62,7 +63,7 @@ def _setup_logging(quiet: bool = False) -> None:
     logger = logging.getLogger("trilla")
     for old in [h for h in logger.handlers if getattr(h, "trilla_cli", False)]:
         logger.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.trilla_cli = True
     logger.addHandler(handler)

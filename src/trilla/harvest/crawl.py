@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from trilla.paths import cache_root
 from trilla.errors import TrillaError
 from trilla.harvest.site import Site, load_site
 from trilla.harvest.spider import STAGING, Ledger, Node, owners
+from trilla.logs import StderrHandler
 from trilla.version import __version__
 
 DONE = "finished"
@@ -92,16 +95,16 @@ def crawl(site_file: Path, out: Path, dry_run: bool = False, max_items: int | No
         staging.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()
     cache = cache or cache_root() / "harvest" / "http"
-    process = CrawlerProcess(settings_for(site, ignore_robots, cache, verbose))
+    process = CrawlerProcess(settings_for(site, ignore_robots, cache, verbose), install_root_handler=False)
     crawler = process.create_crawler(CatalogueSpider)
 
     def closed(spider, reason):
         ledger.finish = reason
 
     crawler.signals.connect(closed, signal=signals.spider_closed)
-    logging.getLogger("scrapy.downloadermiddlewares.robotstxt").addFilter(_without_traceback)
-    process.crawl(crawler, site=site, ledger=ledger, staging=staging, dry_run=dry_run, max_items=max_items)
-    process.start()
+    with _scrapy_log(verbose):
+        process.crawl(crawler, site=site, ledger=ledger, staging=staging, dry_run=dry_run, max_items=max_items)
+        process.start()
     roots = [node for node in ledger.nodes.values() if len(node.path) == 1]
     if ledger.finish == DONE and roots and all(node.skipped for node in roots):
         raise TrillaError("no start URL could be read: " + "; ".join(f"{node.url}: {node.skipped}" for node in roots))
@@ -130,9 +133,30 @@ def _from_parents(nodes: dict[tuple[str, ...], Node]) -> tuple[dict[str, int], i
     return taken, sum(1 for why in left.values() if why.startswith("only "))
 
 
+@contextmanager
+def _scrapy_log(verbose: bool) -> Iterator[None]:
+    """Scrapy's own messages on stderr while this crawl runs (everything with -v, else warnings and
+    errors), through a handler taken away afterwards. Scrapy's default is a handler on the root logger that
+    stays in the process: a second crawl doubles every message, and one on a stream since closed (a test's,
+    a notebook cell's) turns every later message of any library into a logging error."""
+    logger = logging.getLogger("scrapy")
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_without_traceback)
+    level = logger.level
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
     """Scrapy logs a robots.txt it could not fetch with a full traceback; its message says enough."""
-    record.exc_info = record.exc_text = None
+    if record.name == "scrapy.downloadermiddlewares.robotstxt":
+        record.exc_info = record.exc_text = None
     return True
 
 
