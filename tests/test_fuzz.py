@@ -85,8 +85,8 @@ def manifests(draw) -> bytes:
 def test_any_csv_manifest(world, monkeypatch, capsys, content):
     (world / "fuzz.csv").write_bytes(content)
     try:
-        run_cli(monkeypatch, capsys, world, "show-batch", "--data", "fuzz.csv", "--set", "data.image_size=16", "--out", "shown", "--count", "4",
-                "-q", outputs=("shown", "fuzz.csv"))
+        assert run_cli(monkeypatch, capsys, world, "show-batch", "--data", "fuzz.csv", "--set", "data.image_size=16", "--out", "shown", "--count", "4",
+                "-q", outputs=("shown", "fuzz.csv")) in (0, 1, 2)
     finally:
         (world / "fuzz.csv").unlink()
 
@@ -102,8 +102,8 @@ VALUES = st.one_of(st.integers(-10**40, 10**40), st.floats(allow_nan=True, allow
 @given(pairs=st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=4))
 def test_any_set_values(world, monkeypatch, capsys, pairs):
     overrides = [f"--set={key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in pairs]
-    run_cli(monkeypatch, capsys, world, "show-batch", "--data", "img", "--set", "data.image_size=16", *overrides, "--out", "shown",
-            "--count", "4", "-q", outputs=("shown",))
+    assert run_cli(monkeypatch, capsys, world, "show-batch", "--data", "img", "--set", "data.image_size=16", *overrides, "--out", "shown",
+            "--count", "4", "-q", outputs=("shown",)) in (0, 1, 2)
 
 
 YAML_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), TEXT),
@@ -119,8 +119,8 @@ YAML_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**
 def test_any_yaml_config(world, monkeypatch, capsys, config):
     (world / "fuzz.yaml").write_text(config)
     try:
-        run_cli(monkeypatch, capsys, world, "show-batch", "fuzz.yaml", "--data", "img", "--set", "data.image_size=16", "--out", "shown",
-                "--count", "4", "-q", outputs=("shown", "fuzz.yaml"))
+        assert run_cli(monkeypatch, capsys, world, "show-batch", "fuzz.yaml", "--data", "img", "--set", "data.image_size=16", "--out", "shown",
+                "--count", "4", "-q", outputs=("shown", "fuzz.yaml")) in (0, 1, 2)
     finally:
         (world / "fuzz.yaml").unlink()
 
@@ -150,7 +150,7 @@ def project(world, tmp_path_factory):
 def test_any_label_studio_export(project, monkeypatch, capsys, export, raw):
     (project.parent / "export.json").write_text(export if not raw else export[: len(export) // 2])
     try:
-        run_cli(monkeypatch, capsys, project.parent, "label", "import", "proj", "export.json", "-q", outputs=("proj", "export.json"))
+        assert run_cli(monkeypatch, capsys, project.parent, "label", "import", "proj", "export.json", "-q", outputs=("proj", "export.json")) in (0, 1, 2)
     finally:
         (project.parent / "export.json").unlink()
 
@@ -170,7 +170,7 @@ def test_any_site_file(world, monkeypatch, capsys, site):
     site.setdefault("politeness", {"timeout": 2, "retries": 0}) if isinstance(site.get("politeness"), dict) or "politeness" not in site else None
     (world / "site.yaml").write_text(yaml.safe_dump(site))
     try:
-        run_cli(monkeypatch, capsys, world, "harvest", "crawl", "site.yaml", "crawled", "--dry-run", "--cache", "httpcache", "-q",
-                outputs=("site.yaml", "crawled", "httpcache"))
+        assert run_cli(monkeypatch, capsys, world, "harvest", "crawl", "site.yaml", "crawled", "--dry-run", "--cache", "httpcache", "-q",
+                outputs=("site.yaml", "crawled", "httpcache")) in (0, 1, 2)
     finally:
         (world / "site.yaml").unlink()

@@ -12,12 +12,8 @@ class StderrHandler(logging.StreamHandler):
     a notebook cell, click's test runner) would otherwise write to a stream since closed."""
 
     def __init__(self):
-        super().__init__()
+        logging.Handler.__init__(self)  # not StreamHandler's: it would pin the stream of this moment
 
     @property
     def stream(self):
         return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass

@@ -31,11 +31,10 @@ def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
 def claim(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial | None:
     """A WAITING trial set RUNNING atomically, as a live trial; None when another worker took it first."""
     try:
-        if study._storage.set_trial_state_values(trial_id(frozen), state=TrialState.RUNNING):
-            return optuna.Trial(study, trial_id(frozen))
-    except UpdateFinishedTrialError:
-        pass  # another worker claimed and finished it since the list was read
-    return None
+        taken = study._storage.set_trial_state_values(trial_id(frozen), state=TrialState.RUNNING)
+    except UpdateFinishedTrialError:  # another worker claimed and finished it since the list was read
+        return None
+    return optuna.Trial(study, trial_id(frozen)) if taken else None
 
 
 def fail(study: optuna.Study, frozen: FrozenTrial) -> bool:
