@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
+import trilla
+
 from trilla.config import load_config
 from trilla.data import audioset
 from trilla.errors import TrillaError
@@ -278,3 +280,30 @@ def test_balanced_stream_shows_rare_classes_as_often_as_common_ones(tmp_path):
     balanced = np.concatenate([b["target"].numpy() for b in HDF5Stream(path, batch_size=128, balanced=True)]).mean(0)
     assert plain[3] < 0.05 and balanced[3] > 0.2  # the 2% class now fills about a quarter of each batch
     assert balanced[2] > 2 * plain[2]
+
+
+def test_one_registry_reads_every_source_and_a_packed_one_names_its_input_type(tmp_path):
+    from conftest import make_image_folder
+    from trilla.data.inputs import infer_kind
+    from trilla.data.sources import find_source, read_source
+
+    clip = np.full((10, 128), 128, np.uint8)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_tfrecord(shards / "a.tfrecord", [("--PJHxphWEs", 30, [0], clip)])
+    with h5py.File(tmp_path / "eval.h5", "w") as f:
+        f["x"], f["y"], f["video_id_list"] = clip[None], np.ones((1, 2), bool), np.array([b"--PJHxphWEs"])
+    pictures = make_image_folder(tmp_path / "pictures", {"a": 2, "b": 2})
+    (tmp_path / "list.csv").write_text("path,label\npictures/a/a_000.png,a\n")
+    found = {name: find_source(tmp_path / name) for name in ("shards", "shards/a.tfrecord", "eval.h5", "pictures", "list.csv")}
+    assert {name: source.name for name, source in found.items()} == {
+        "shards": "tfrecord", "shards/a.tfrecord": "tfrecord", "eval.h5": "hdf5", "pictures": "folder", "list.csv": "csv",
+    }
+    assert infer_kind(shards) == ("embeddings", "shards is embedding clip data")
+    assert infer_kind(pictures)[0] == "image"
+    with pytest.raises(TrillaError, match=r"packed embeddings data \(hdf5\).*input: \{type: embeddings\}"):
+        read_source(tmp_path / "eval.h5")
+    with pytest.raises(TrillaError, match=r"packed embeddings data \(tfrecord\): read it with input: \{type: embeddings\}, not image"):
+        trilla.train(load_config(data=shards, overrides=["input.type=image", f"run.dir={tmp_path / 'runs'}"]))
+    with pytest.raises(TrillaError, match="input type embeddings reads hdf5 or tfrecord data, which this is not"):
+        trilla.train(load_config(data=pictures, overrides=["input.type=embeddings", "task=multilabel", f"run.dir={tmp_path / 'runs'}"]))

@@ -179,7 +179,7 @@ def test_many_classes_get_a_readable_confusion_matrix_and_the_report_names_the_m
 
 
 def test_the_most_confused_classes_are_those_of_the_largest_errors():
-    from trilla.evaluation.report import most_confused_classes
+    from trilla.evaluation.plots import most_confused_classes
 
     matrix = np.diag(np.full(40, 10))
     matrix[3, 17], matrix[17, 3], matrix[8, 30], matrix[39, 0] = 9, 4, 6, 2

@@ -187,7 +187,7 @@ def test_embeddings_train_from_hdf5_in_memory_or_streamed(tmp_path, stream):
 
 
 def test_bipolar_variant_fits_tanh_outputs_to_targets_in_minus_one_one(tmp_path):
-    from trilla.tasks import _bipolar_mse
+    from trilla.objectives.multi_label import _bipolar_mse
 
     logits = torch.tensor([[3.0, -3.0]])
     assert _bipolar_mse(logits, torch.tensor([[1.0, 0.0]])) < 0.01 < _bipolar_mse(logits, torch.tensor([[0.0, 1.0]]))
@@ -199,7 +199,7 @@ def test_bipolar_variant_fits_tanh_outputs_to_targets_in_minus_one_one(tmp_path)
     run = trilla.train(config)
     assert run.metrics["test/mAP"] >= 0.85
     predictor = run.predictor()
-    assert predictor.multilabel and predictor.task.bipolar
+    assert predictor.objective.name == "bipolar" and predictor.objective.several
 
 
 def test_embeddings_train_from_a_folder_of_tfrecord_shards_and_the_same_clips_give_the_same_fingerprint(tmp_path):

@@ -8,28 +8,23 @@ by the parameter class that the chosen model registered, so each model declares 
 from __future__ import annotations
 
 import logging
-import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator
 
 from trilla.data.augment_config import AudioAugmentConfig, AugmentConfig  # noqa: F401  (the schema's public names)
 from trilla.data.inputs import infer_kind, input_kind, input_kinds, list_inputs
 from trilla.data.inputs.audio import AudioInput  # noqa: F401
 from trilla.data.inputs.embeddings import EmbeddingsInput  # noqa: F401
 from trilla.data.inputs.image import ImageInput
-from trilla.errors import TrillaError
+from trilla.errors import TrillaError, unknown_name
 from trilla.models import ModelParams, params_class
 from trilla.schema import Section, explain, load_yaml, short
 
 log = logging.getLogger("trilla")
 
-# The `input:` section is one of the registered kinds' schemas, told apart by `type`; `augment:` is the
-# augmentation section of one of them.
-InputSection = Annotated[typing.Union[tuple(kind.schema for kind in input_kinds())], Field(discriminator="type")]
-AugmentSection = typing.Union[tuple(kind.augment_schema for kind in input_kinds() if kind.augment_schema is not None)]
 
 
 class SplitConfig(Section):
@@ -154,6 +149,10 @@ class TrainConfig(Section):
     monitor: Literal["val/loss", "val/accuracy", "val/balanced_accuracy", "val/mAP"] = Field(
         "val/loss", description="what picks the best checkpoint and drives early stopping; val/mAP (macro) for task multilabel"
     )
+    objective: str | None = Field(
+        None, min_length=1, max_length=64, description="what is predicted, by the name of a registered objective (trilla.objectives), "
+        "for one that task and train.multilabel_loss do not name; default: the objective those keys and data.target_mode give"
+    )
     multilabel_loss: Literal["bce", "bipolar"] = Field(
         "bce", description="task multilabel: sigmoid outputs with binary cross-entropy, or the AudioSet study's bipolar "
         "variant (tanh outputs, targets in {-1, 1}, mean squared error)"
@@ -241,9 +240,12 @@ class Config(Section):
         "classification", description="one class per example, or any number of labels (data.labels_column, ';'-joined)"
     )
     data: DataConfig = DataConfig()
-    input: InputSection = ImageInput()
+    # The `input:` section is the schema of the kind its `type` names and `augment:` that kind's augmentation
+    # section, both looked up in the registry when a config is validated: a kind registered later (a
+    # plugin's) validates as the built-in ones do.
+    input: SerializeAsAny[Section] = ImageInput()
     model: SerializeAsAny[ModelParams] = Field(default_factory=lambda: params_class("small_cnn")())
-    augment: AugmentSection | None = AugmentConfig()
+    augment: SerializeAsAny[Section] | None = AugmentConfig()
     dynamic_sections: ClassVar[tuple[str, ...]] = ("model", "input", "augment")
 
     @classmethod
@@ -277,9 +279,37 @@ class Config(Section):
         if multilabel and self.train.imbalance == "class_weights":
             raise ValueError("train.imbalance class_weights is for one class per example; task multilabel takes balanced_sampler")
         return self
+
     train: TrainConfig = TrainConfig()
     run: RunConfig = RunConfig()
     sweep: SweepConfig | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _validate_with_kind_schema(cls, value: Any) -> Section:
+        if not isinstance(value, (dict, Section)):
+            raise ValueError("must be a mapping with at least a 'type'")
+        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        if not isinstance(kind, str):
+            raise ValueError(f"needs a 'type', one of {', '.join(list_inputs())}")
+        if kind not in list_inputs():
+            raise ValueError(str(unknown_name("input type", kind, list_inputs())))
+        schema = input_kind(kind).schema
+        return value if isinstance(value, schema) else schema.model_validate(value if isinstance(value, dict) else value.model_dump())
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _validate_with_kind_augment(cls, value: Any, info: ValidationInfo) -> Section | None:
+        """The input kind's own augmentation section (its defaults turned a mapping into it already)."""
+        if value is None or isinstance(value, Section):
+            return value
+        found = info.data.get("input")
+        if found is None:  # the input section was refused: that error says it
+            return None
+        schema = input_kind(found.type).augment_schema
+        if schema is None:
+            raise ValueError(f"input: {{type: {found.type}}} has no augmentation: set augment: null")
+        return schema.model_validate(value)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -293,6 +323,17 @@ class Config(Section):
         except TrillaError as err:
             raise ValueError(str(err)) from None
         return params.model_validate(value)
+
+    @property
+    def objective(self) -> str:
+        """What the run predicts, by its name in `trilla.objectives`: train.objective when set, else what
+        the three keys that say it give, read in this one place (task, train.multilabel_loss, and
+        data.target_mode with affect targets)."""
+        if self.train.objective:
+            return self.train.objective
+        if self.task == "multilabel":
+            return "bipolar" if self.train.multilabel_loss == "bipolar" else "multilabel"
+        return "regression" if self.data.targets and self.data.target_mode == "regression" else "classification"
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

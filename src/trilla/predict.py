@@ -47,8 +47,7 @@ class Predictor:
         self.device = device
         hp = self.task.hparams
         self.classes: list[str] = list(hp.classes)
-        self.regression: bool = self.task.regression
-        self.multilabel: bool = self.task.multilabel
+        self.objective = self.task.objective
         self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.spec: dict = dict(hp.input_spec)
         self.input = input_kind(self.spec.get("kind", "image"))
@@ -136,7 +135,7 @@ class Predictor:
         return records
 
     def combine(self, windows: np.ndarray) -> np.ndarray:
-        return combine_windows(windows, self.multilabel)
+        return self.objective.combine(windows)
 
     def window_outputs(
         self, items: list[Any], codes: np.ndarray | None = None, hop: float | None = None, batch_size: int = 64,
@@ -183,19 +182,11 @@ class Predictor:
         return buffer.getvalue()
 
     def answer(self, p: np.ndarray, top_k: int = 5) -> dict:
-        """What one prediction says: regressed `values`, or `predictions` (label, probability); an error
-        where the model answered no number (a run that diverged), which no JSON could hold."""
+        """What one prediction says, as the run's objective words it (`predictions` with their
+        probabilities, or regressed `values`); an error where the model answered no number (a run that diverged), which no JSON could hold."""
         if not np.isfinite(p).all():
             return {"error": "the model answered NaN or infinity: its weights are not finite (a run that diverged; retrain it)"}
-        if self.regression:
-            return {"values": {name: float(v) for name, v in zip(self.classes, p)}}
-        if self.multilabel:
-            above = [j for j in np.argsort(-p) if p[j] >= self.thresholds[j]]
-            return {"predictions": [
-                {"label": self.classes[j], "probability": float(p[j]), "threshold": float(self.thresholds[j])} for j in above
-            ]}
-        best = np.argsort(-p)[: min(top_k, len(self.classes))]
-        return {"predictions": [{"label": self.classes[j], "probability": float(p[j])} for j in best]}
+        return self.objective.answer(p, self.classes, self.thresholds, top_k)
 
 
 class Ensemble:
@@ -207,10 +198,10 @@ class Ensemble:
     def __init__(self, members: list[Predictor]):
         first = members[0]
         for other in members[1:]:
-            if (other.classes, other.regression, other.multilabel, other.vocab) != (first.classes, first.regression, first.multilabel, first.vocab):
+            if (other.classes, other.objective.name, other.vocab) != (first.classes, first.objective.name, first.vocab):
                 raise TrillaError("the runs of an ensemble must predict the same classes the same way (and read the same metadata)")
         self.members = members
-        self.classes, self.regression, self.multilabel, self.vocab = first.classes, first.regression, first.multilabel, first.vocab
+        self.classes, self.objective, self.vocab, self.input = first.classes, first.objective, first.vocab, first.input
         self.thresholds = np.mean([m.thresholds for m in members], axis=0)
 
     def predict_inputs(self, inputs: dict[str, np.ndarray], metadata: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
@@ -224,7 +215,7 @@ class Ensemble:
         return outputs, answers[0][1], answers[0][2]
 
     def combine(self, windows: np.ndarray) -> np.ndarray:
-        return combine_windows(windows, self.multilabel)
+        return self.objective.combine(windows)
 
 
 def single_windows(prepared: dict[str, np.ndarray]) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
@@ -233,12 +224,6 @@ def single_windows(prepared: dict[str, np.ndarray]) -> tuple[list[dict[str, np.n
     inputs = {key: value for key, value in prepared.items() if key != WINDOWS}
     count = len(next(iter(inputs.values())))
     return [{key: value[w : w + 1] for key, value in inputs.items()} for w in range(count)], prepared.get(WINDOWS)
-
-
-def combine_windows(windows: np.ndarray, multilabel: bool) -> np.ndarray:
-    """One answer from an item's windows (W, classes): the mean of their probabilities (or values),
-    the maximum for multi-label, where a label heard in one window is present in the whole."""
-    return windows.max(0) if multilabel else windows.mean(0)
 
 
 def answers_csv(records: list[dict]) -> str:

@@ -107,6 +107,13 @@ class Run:
         return _read_json(self.path / CLASSES, required="it is written when training starts")
 
     @property
+    def objective(self):
+        """What the run predicts (a `trilla.objectives.Objective`), as its config says."""
+        from trilla.objectives import objective_for
+
+        return objective_for(self.config)
+
+    @property
     def info(self) -> dict:
         """run.json; empty when there is none (the leaderboard still lists the run)."""
         return _read_json(self.path / INFO)

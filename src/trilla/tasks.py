@@ -8,11 +8,9 @@ enough to predict exactly as in training.
 A batch is a dict: `image` (uint8 NCHW), `spectrogram` (float N, frames, bins, with `lengths` in
 frames when clips keep their own length) or `features` (pooled backbone features from the feature
 cache), `metadata` (int64 codes, one column per field) when the run fuses metadata, and `target`.
-The objective is classification (cross-entropy over `classes`), regression (mean squared error, one
-output per name in `classes`, e.g. the valence and arousal coordinates), multilabel (a sigmoid and
-binary cross-entropy per class in `classes`) or bipolar (the AudioSet study's tanh outputs against
-targets in {-1, 1} by squared error, reported as scores in [0, 1]). `embeddings` batches (AudioSet's
-per-second vectors) come with `lengths` in seconds.
+What is predicted (one class, several labels, values on the plane) is the run's objective
+(trilla.objectives), named in the hyperparameters: the task asks it for the loss, the outputs and the
+validation metrics. `embeddings` batches (AudioSet's per-second vectors) come with `lengths` in seconds.
 """
 
 from __future__ import annotations
@@ -22,13 +20,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from trilla.checkpoints import reading_checkpoint
 from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
 from trilla.models import InputSpec, build, params_class
+from trilla.objectives import objective as objective_named
 
 # Fused kernels (one pass over all parameters) where torch has them: with fused Adam the AudioSet MLP
 # trains 11% faster on 2 CPU cores (benchmarks/results/embedding_train_speed.md).
@@ -69,21 +67,10 @@ class ClassificationTask(L.LightningModule):
         shape, scale = kind.norm_layout(len(mean))
         self.register_buffer("mean", torch.tensor(mean).view(shape) * scale, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(shape) * scale, persistent=False)
-        self.regression = objective == "regression"
-        self.multilabel = objective in ("multilabel", "bipolar")
-        self.bipolar = objective == "bipolar"
-        self._val_outputs: list[torch.Tensor] = []
-        self._val_targets: list[torch.Tensor] = []
-        if self.regression:
-            self.loss = self.val_loss = nn.MSELoss()
-        elif self.bipolar:
-            self.loss = self.val_loss = _bipolar_mse
-        elif self.multilabel:
-            self.loss = self.val_loss = nn.BCEWithLogitsLoss()
-        else:
-            weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
-            self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=train["label_smoothing"])
-            self.val_loss = nn.CrossEntropyLoss()
+        self.objective = objective_named(objective)
+        self.val_outputs: list[torch.Tensor] = []  # what an objective scoring the whole split keeps (see validation_end)
+        self.val_targets: list[torch.Tensor] = []
+        self.loss, self.val_loss = self.objective.losses(class_weights, train["label_smoothing"])
         self.val_accuracy = MulticlassAccuracy(max(2, len(classes)), average="micro")
         self.val_balanced = MulticlassAccuracy(max(2, len(classes)), average="macro")
 
@@ -101,25 +88,8 @@ class ClassificationTask(L.LightningModule):
         return self(batch[self.input_key], batch.get("metadata"), batch.get("lengths"))
 
     def outputs(self, logits: torch.Tensor) -> torch.Tensor:
-        """What a prediction is: class probabilities (one softmax, or an independent score in [0, 1] per
-        label), or the regressed values themselves."""
-        if self.regression:
-            return logits
-        if self.bipolar:
-            return (torch.tanh(logits) + 1) / 2
-        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
-
-    def _hits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Correct per sample: the class, (regression) the sign of every output, or (multi-label) every
-        label's presence at the 0.5 threshold."""
-        if self.regression:
-            return ((logits >= 0) == (targets >= 0)).all(1)
-        if self.multilabel:
-            return ((logits >= 0) == (targets > 0.5)).all(1)
-        return logits.argmax(1) == targets
-
-    def _targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["target"].float() if self.multilabel else batch["target"]
+        """What a prediction is, as the objective says: class probabilities, scores per label, or values."""
+        return self.objective.outputs(logits)
 
     def on_train_epoch_start(self) -> None:
         thaw = getattr(self.model, "thaw", None)
@@ -127,22 +97,19 @@ class ClassificationTask(L.LightningModule):
             thaw(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
-        targets = self._targets(batch)
+        targets = self.objective.batch_targets(batch["target"])
         alpha = self.hparams.train.get("mixup", 0.0)
         if alpha:
             share = float(torch.distributions.Beta(alpha, alpha).sample())
             order = torch.randperm(len(targets), device=targets.device)
             logits = self.logits(_mix(batch, order, share, ("features", self.input_key)))
-            if self.regression or self.multilabel:
-                loss = self.loss(logits, share * targets + (1 - share) * targets[order])
-            else:
-                loss = share * self.loss(logits, targets) + (1 - share) * self.loss(logits, targets[order])
+            loss = self.objective.mixed_loss(self.loss, logits, targets, order, share)
         else:
             logits = self.logits(batch)
             loss = self.loss(logits, targets)
         if self._logged_step():
             self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
-        return {"loss": loss, "correct": self._hits(logits, targets).sum().detach(), "count": len(targets)}
+        return {"loss": loss, "correct": self.objective.hits(logits, targets).sum().detach(), "count": len(targets)}
 
     def _logged_step(self) -> bool:
         """Whether the logger writes this step. Only those steps log the training loss: every self.log costs
@@ -152,34 +119,13 @@ class ClassificationTask(L.LightningModule):
         return trainer is not None and trainer.log_every_n_steps > 0 and (trainer.global_step + 1) % trainer.log_every_n_steps == 0
 
     def validation_step(self, batch, batch_idx):
-        targets = self._targets(batch)
+        targets = self.objective.batch_targets(batch["target"])
         logits = self.logits(batch)
         self.log("val/loss", self.val_loss(logits, targets), prog_bar=True, on_epoch=True, batch_size=len(targets), sync_dist=True)
-        if self.multilabel:
-            self._val_outputs.append(self.outputs(logits).detach().cpu())
-            self._val_targets.append(targets.detach().cpu())
-            return
-        if self.regression:  # accuracy of the quadrant (or half-plane) the coordinates fall in
-            hits = self._hits(logits, targets).long()
-            self.val_accuracy.update(hits, torch.ones_like(hits))
-            self.val_balanced.update(hits, torch.ones_like(hits))
-        else:
-            self.val_accuracy.update(logits, targets)
-            self.val_balanced.update(logits, targets)
-        self.log("val/accuracy", self.val_accuracy, prog_bar=True, on_epoch=True)
-        self.log("val/balanced_accuracy", self.val_balanced, on_epoch=True)
+        self.objective.validate(self, logits, targets)
 
     def on_validation_epoch_end(self) -> None:
-        """Multi-label: macro mAP over the whole validation split (average precision does not average
-        over batches), computed as every report computes it."""
-        if not self._val_outputs:
-            return
-        from trilla.metrics import macro_average_precision
-
-        outputs, targets = torch.cat(self._val_outputs).numpy(), torch.cat(self._val_targets).numpy()
-        self._val_outputs.clear()
-        self._val_targets.clear()
-        self.log("val/mAP", macro_average_precision(targets, outputs), prog_bar=True)
+        self.objective.validation_end(self)
 
     def on_train_start(self) -> None:
         """A resumed run's schedule, re-planned for its steps: the scheduler restored from the checkpoint
@@ -221,11 +167,6 @@ def load_task(checkpoint: Path, device: str = "cpu") -> ClassificationTask:
         raise TrillaError(f"checkpoint {checkpoint} does not exist")
     with reading_checkpoint(checkpoint):
         return ClassificationTask.load_from_checkpoint(checkpoint, map_location=device, load_weights=False, weights_only=True)
-
-
-def _bipolar_mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The AudioSet study's bipolar output: tanh units fitted to targets in {-1, 1} by squared error."""
-    return nn.functional.mse_loss(torch.tanh(logits), 2 * targets - 1)
 
 
 def _mix(batch: dict[str, torch.Tensor], order: torch.Tensor, share: float, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:

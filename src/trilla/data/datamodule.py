@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trilla.data import multilabel as multi
 from trilla.data.dataset import LabelledData
 from trilla.data.sources import SONG, Problem, header
 from trilla.data.inputs import input_kind
-from trilla.data.splits import class_counts, joint_groups, split_indices
+from trilla.data.splits import joint_groups, split_indices
 from trilla.errors import TrillaError
+from trilla.objectives import objective_for
 
 if TYPE_CHECKING:
     from trilla.config import Config
@@ -115,6 +115,7 @@ class StoreDataModule(L.LightningDataModule):
     def __init__(self, config: Config, progress: bool = True, device: str = "cpu"):
         super().__init__()
         self.config, self.progress, self.device = config, progress, device
+        self.objective = objective_for(config)
         self.data: LabelledData | None = None
         self.test_data: LabelledData | None = None
         self.splits: dict[str, np.ndarray] = {}
@@ -132,8 +133,7 @@ class StoreDataModule(L.LightningDataModule):
             if cfg.split.group_column:
                 log.info("clips of one %s stay in one split (data.split.group_column: %s; null mixes them)", SONG, SONG)
         self.data = load_data(cfg.path, self.config, device=self.device, progress=self.progress, group_column=cfg.split.group_column)
-        classifying = self.config.task == "classification" and not (cfg.targets and cfg.target_mode == "regression")
-        if classifying and len(set(self.data.strata.tolist())) < 2:
+        if self.objective.one_label and len(set(self.data.strata.tolist())) < 2:
             found = sorted({self.data.groups[i] for i in self.data.strata})
             raise TrillaError(
                 f"{cfg.path} holds one class only ({', '.join(found)}, {len(self.data.targets)} files): a classifier needs at least two. "
@@ -188,13 +188,12 @@ class StoreDataModule(L.LightningDataModule):
         return None
 
     def counts(self):
-        multilabel = self.config.task == "multilabel"
         parts = {}
         for name in ("train", "val", "test"):
             found = self.split_data(name)
             if found:
-                parts[name] = (found[0].targets if multilabel else found[0].strata)[found[1]]
-        return multi.positives(self.data.classes, parts) if multilabel else class_counts(self.data.groups, parts)
+                parts[name] = (found[0].targets[found[1]], found[0].strata[found[1]])
+        return self.objective.counts(self.data.groups, self.data.classes, parts)
 
     def normalization(self, limit: int = 4096) -> tuple[list[float], list[float]]:
         """Mean and std of the training inputs from at most `limit` of them: per channel on the 0-1 scale

@@ -24,6 +24,7 @@ from trilla.data import store as store_mod
 from trilla.data.duplicates import deduplicate
 from trilla.data.sources import Problem, read_source
 from trilla.errors import TrillaError
+from trilla.objectives import objective_for
 
 if TYPE_CHECKING:
     from trilla.config import Config, DataConfig
@@ -114,16 +115,16 @@ def load_labelled(
     `group_column` is read only for the data a run splits (a test set or a served file need not have it).
     """
     cfg = config.data
-    multilabel = config.task == "multilabel"
+    objective = objective_for(config)
     affective = bool(cfg.targets)
-    if multilabel and Path(path).is_dir():
+    if objective.several and Path(path).is_dir():
         raise TrillaError(
             f"task multilabel needs a CSV manifest with a '{cfg.labels_column}' column of '{cfg.label_separator}'-joined labels; {path} is a folder"
         )
-    label_columns = list(cfg.targets.values()) + ([cfg.labels_column] if multilabel else [])
+    label_columns = list(cfg.targets.values()) + ([cfg.labels_column] if objective.several else [])
     extra_columns = meta.column_names(cfg.metadata) + label_columns + ([group_column] if group_column else [])
     listing = read_source(
-        Path(path), path_column=cfg.path_column, label_column=None if affective or multilabel else cfg.label_column,
+        Path(path), path_column=cfg.path_column, label_column=None if affective or objective.several else cfg.label_column,
         extra_columns=extra_columns, label_level=cfg.label_level, allow_outside=cfg.allow_outside,
     )
     # A file listed on many rows is packed once: `at` maps each row of the listing to its file's row of the store.
@@ -134,26 +135,24 @@ def load_labelled(
     problems = list(listing.problems) + store.problems
     ok = store.index["ok"].to_numpy()[at]
     coords = _coordinates(cfg, listing.samples, ok, problems) if affective else None
-    if affective:
-        strata_all = affect.labels(cfg, coords)
-        labels = [affect.strata_names(cfg)[i] for i in strata_all]
+    if affective:  # the region of the plane (or the half of one axis) is the label
+        names = affect.strata_names(cfg)
+        label_sets = [[names[i]] for i in affect.labels(cfg, coords)]
         classes = affect.classes(cfg) if classes is None else classes
         ok = ok & ~np.isnan(coords).any(1)
-    elif multilabel:
+    elif objective.several:
         label_sets = [multi.parse(s.columns[cfg.labels_column], cfg.label_separator) for s in listing.samples]
-        labels = [cfg.label_separator.join(sorted(found)) for found in label_sets]
     else:
-        labels = [s.label for s in listing.samples]
+        label_sets = [[s.label] for s in listing.samples]
+    labels = [cfg.label_separator.join(sorted(found)) for found in label_sets]
     if classes is None:
-        given = (label_sets if multilabel else [[label] for label in labels])
-        classes = sorted({label for found, good in zip(given, ok) if good for label in found})
-    regression = affective and cfg.target_mode == "regression"
-    known = {name: i for i, name in enumerate(affect.strata_names(cfg) if regression else classes)}
+        classes = sorted({label for found, good in zip(label_sets, ok) if good for label in found})
+    known = {name: i for i, name in enumerate(objective.label_names(config, classes))}
     keep = []
-    for row, (label, good) in enumerate(zip(labels, ok)):
+    for row, good in enumerate(ok):
         if not good:
             continue
-        unknown = [x for x in label_sets[row] if x not in known] if multilabel else [label] * (label not in known)
+        unknown = [x for x in label_sets[row] if x not in known]
         if unknown:
             problems.append(Problem(str(listing.samples[row].path), f"label '{', '.join(unknown)}' is not a class of this run"))
             continue
@@ -171,19 +170,11 @@ def load_labelled(
     paths = [str(listing.samples[r].path) for r in keep]
     sha1 = all_sha1[keep].tolist()
     kept_coords = coords[keep] if coords is not None else None
-    if multilabel:
-        targets = multi.multi_hot([label_sets[r] for r in keep], classes)
-        strata = multi.strata(targets)
-    else:
-        strata = np.asarray([known[labels[r]] for r in keep], dtype=np.int64)
-        targets = strata
-    if regression:
-        trained = [list(cfg.targets).index(axis) for axis in cfg.trained_axes()]
-        targets = kept_coords[:, trained].astype(np.float32)
+    targets, strata = objective.targets([label_sets[r] for r in keep], known, classes, kept_coords, config)
     codes, vocab = meta.encode_table(cfg.metadata, paths, [listing.samples[r].columns for r in keep], vocab, where=str(path))
     for problem in problems:
         log.warning("skipped %s: %s", problem.path, problem.reason)
-    groups = list(known) + ([multi.NONE] if multilabel else [])
+    groups = list(known) + objective.extra_groups()
     if len(unique.merged):
         log.info("%d duplicates (the same content listed again, or under another path) merged into one sample each", len(unique.merged))
     used = set(paths)

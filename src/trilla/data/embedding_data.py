@@ -1,4 +1,5 @@
-"""AudioSet-style embeddings as a LabelledData: a packed HDF5 file or a folder of TFRecord shards.
+"""AudioSet-style embeddings as a LabelledData: a packed HDF5 file or a folder of TFRecord shards, the
+two packed sources of the embeddings kind (registered with the other sources, in data/sources.py).
 
 Clips are kept in memory when they fit; a file larger than that (the two-million-clip unbalanced set is
 2.6 GB of embeddings) stays on disk: its labels are read once (bool, 1 byte per class and clip), the
@@ -18,10 +19,11 @@ import pandas as pd
 from trilla.data import multilabel as multi
 from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, open_hdf5, read_class_labels, read_hdf5, read_tfrecords
 from trilla.data.dataset import LabelledData, Rows
+from trilla.data.sources import register_packed_source
 from trilla.errors import TrillaError
 
 if TYPE_CHECKING:
-    from trilla.config import DataConfig
+    from trilla.config import Config, DataConfig
     from trilla.data.inputs.embeddings import EmbeddingsInput
 
 AUDIOSET_CLASSES = 527
@@ -77,6 +79,15 @@ def class_names(cfg: "DataConfig", count: int) -> list[str]:
     return names
 
 
+def is_hdf5(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in HDF5_SUFFIXES
+
+
+def is_tfrecord(path: Path) -> bool:
+    """A shard, or a folder holding shards."""
+    return (path.is_file() and path.suffix.lower() == ".tfrecord") or (path.is_dir() and any(path.glob("*.tfrecord")))
+
+
 def load_embeddings(
     path: Path, cfg: "DataConfig", input_cfg: "EmbeddingsInput", *, classes: list[str] | None = None, progress: bool = True
 ) -> LabelledData:
@@ -85,12 +96,10 @@ def load_embeddings(
     path = Path(path)
     if not path.exists():
         raise TrillaError(f"data path {path} does not exist")
-    if path.is_file() and path.suffix.lower() in HDF5_SUFFIXES:
+    if is_hdf5(path):
         source, labels, ids, fingerprint = _hdf5(path, input_cfg)
-    elif path.is_dir() or path.suffix.lower() == ".tfrecord":
+    elif is_tfrecord(path):
         shards = sorted(path.glob("*.tfrecord")) if path.is_dir() else [path]
-        if not shards:
-            raise TrillaError(f"{path} holds no .tfrecord shards")
         count = len(classes) if classes is not None else (len(read_class_labels(cfg.class_list)) if cfg.class_list else AUDIOSET_CLASSES)
         clips = read_tfrecords(shards, count)
         source, labels, ids = EmbeddingSource(clips), clips.labels, clips.video_ids
@@ -109,6 +118,18 @@ def load_embeddings(
         metadata=np.zeros((len(labels), 0), dtype=np.int64), vocab={}, strata=multi.strata(labels),
         groups=[*classes, multi.NONE], source=source,
     )
+
+
+def _load(path: Path, config: "Config", *, classes: list[str] | None = None, progress: bool = True, group_column: str | None = None,
+          **_: object) -> LabelledData:
+    """A packed source's loader (see data/sources.py): the embeddings as `config` reads them."""
+    if group_column:
+        raise TrillaError("data.split.group_column needs files listed in a CSV manifest; embeddings are split by clip")
+    return load_embeddings(path, config.data, config.input, classes=classes, progress=progress)
+
+
+register_packed_source("hdf5", accepts=is_hdf5, kind="embeddings")(_load)
+register_packed_source("tfrecord", accepts=is_tfrecord, kind="embeddings")(_load)
 
 
 def _hdf5(path: Path, input_cfg: "EmbeddingsInput", chunk: int = 65536):

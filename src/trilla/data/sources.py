@@ -1,7 +1,10 @@
-"""Where labelled files come from: a registry of source readers (folder tree, CSV manifest).
+"""Where labelled data comes from: the one registry of sources, each recognised by its path.
 
-A reader turns `data.path` into a listing of (file, label) samples plus the problems it met on the way
-(a missing file, an empty class folder); it never opens images, which is the store's job.
+Two sorts register here. A listing source (a folder tree, a CSV manifest) turns `data.path` into
+(file, label) samples plus the problems it met on the way (a missing file, an empty class folder); it
+never opens a file, which is the store's job. A packed source (AudioSet's HDF5 file, a folder of
+TFRecord shards) holds the inputs and labels themselves, of one input kind, and loads them as labelled
+data. Packed sources are asked first: they are recognised by their suffixes, where any folder is a tree.
 """
 
 from __future__ import annotations
@@ -49,37 +52,76 @@ log = logging.getLogger("trilla")
 SONG = "song"  # the column naming each clip's recording (harvest clips writes it): a split keeps a song's clips together
 Reader = Callable[..., Listing]
 EMPTY = "an empty folder: nothing to read"
-_SOURCES: dict[str, tuple[Callable[[Path], bool], Reader]] = {}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registered source: `read` lists files with labels, or (a packed source) `load` gives the
+    labelled data of input kind `kind` itself (`load(path, config, **options)`, as `InputKind.load`)."""
+
+    name: str
+    accepts: Callable[[Path], bool]
+    read: Reader | None = None
+    load: Callable[..., object] | None = None
+    kind: str | None = None
+
+
+_SOURCES: dict[str, Source] = {}
 
 
 def register_source(name: str, accepts: Callable[[Path], bool]) -> Callable[[Reader], Reader]:
+    """Register a listing source: `reader(path, *, path_column, label_column, extra_columns, label_level,
+    allow_outside) -> Listing`."""
     def decorator(reader: Reader) -> Reader:
-        _SOURCES[name] = (accepts, reader)
+        _SOURCES[name] = Source(name, accepts, read=reader)
         return reader
 
     return decorator
+
+
+def register_packed_source(name: str, accepts: Callable[[Path], bool], kind: str) -> Callable:
+    """Register a packed source of input kind `kind`: `loader(path, config, **options) -> LabelledData`."""
+    def decorator(loader: Callable) -> Callable:
+        _SOURCES[name] = Source(name, accepts, load=loader, kind=kind)
+        return loader
+
+    return decorator
+
+
+def find_source(path: Path) -> Source | None:
+    """The source that reads `path`: a packed one first, else a listing one; None when none does."""
+    path = Path(path)
+    ordered = sorted(_SOURCES.values(), key=lambda source: source.load is None)
+    return next((source for source in ordered if source.accepts(path)), None)
+
+
+def packed_sources(kind: str) -> list[str]:
+    """The names of the packed sources holding input kind `kind`."""
+    return [source.name for source in _SOURCES.values() if source.kind == kind]
 
 
 def read_source(
     path: Path, *, path_column: str = "path", label_column: str | None = "label", extra_columns: list[str] = (),
     label_level: int | None = None, allow_outside: bool = False,
 ) -> Listing:
-    """List the samples at `path` with the first registered reader that accepts it. A manifest's paths
-    must stay inside its folder unless `allow_outside`."""
+    """List the samples at `path` with the listing source that reads it. A manifest's paths must stay
+    inside its folder unless `allow_outside`."""
     path = Path(path)
     if not path.exists():
         raise TrillaError(f"data path {path} does not exist")
-    for accepts, reader in _SOURCES.values():
-        if accepts(path):
-            listing = reader(
-                path, path_column=path_column, label_column=label_column, extra_columns=list(extra_columns), label_level=label_level,
-                allow_outside=allow_outside,
-            )
-            if not listing.samples:
-                found = "".join(f"\n  {p.path}: {p.reason}" for p in listing.problems[:5])
-                raise TrillaError(f"no labelled files found in {path}; expected a <class>/<file> folder tree or a CSV" + (f". Left out:{found}" if found else ""))
-            return listing
-    raise TrillaError(f"data path {path} is neither a folder nor a .csv manifest")
+    source = find_source(path)
+    if source is None:
+        raise TrillaError(f"data path {path} is neither a folder nor a .csv manifest")
+    if source.read is None:
+        raise TrillaError(f"{path} is packed {source.kind} data ({source.name}), not a list of files: read it with input: {{type: {source.kind}}}")
+    listing = source.read(
+        path, path_column=path_column, label_column=label_column, extra_columns=list(extra_columns), label_level=label_level,
+        allow_outside=allow_outside,
+    )
+    if not listing.samples:
+        found = "".join(f"\n  {p.path}: {p.reason}" for p in listing.problems[:5])
+        raise TrillaError(f"no labelled files found in {path}; expected a <class>/<file> folder tree or a CSV" + (f". Left out:{found}" if found else ""))
+    return listing
 
 
 def visible_files(folder: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Evaluate a trained model on a labelled split: metrics, confusion matrix, per-class table, predictions.
+"""Evaluate a trained model on a labelled split: the metrics and files its objective writes (confusion
+matrix, per-class table, predictions; see trilla.objectives), and the plane for affect targets.
 
 Everything lands in one folder (the run for its test split, or an evaluation folder inside the run),
 as files that report.md is rendered from.
@@ -10,23 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import confusion_matrix
 
-from trilla import metrics as M
-from trilla.atomic import write_csv, write_json
-from trilla.data import affect, multilabel
+from trilla.atomic import write_json
+from trilla.data import affect
 from trilla.data.dataset import LabelledData
 from trilla.data.inputs import input_kind
 from trilla.errors import TrillaError
 from trilla.predict import Predictor
-from trilla.evaluation.report import plot_affect_plane, plot_average_precision, plot_confusion
-from trilla.figures import plot_grid
+from trilla.evaluation.plots import plot_affect_plane
 
 if TYPE_CHECKING:
     from trilla.config import DataConfig
-
-WORST = 16
 
 
 def predict_positions(predictor: Predictor, data: LabelledData, positions: np.ndarray, chunk: int = 2048) -> np.ndarray:
@@ -59,85 +54,9 @@ def evaluate_split(
     out_dir.mkdir(parents=True, exist_ok=True)
     if outputs is None:
         outputs = predict_positions(predictor, data, positions)
-    if predictor.regression:
-        result = _evaluate_regression(predictor, data, positions, outputs, majority_class, out_dir, prefix, data_cfg)
-    elif predictor.multilabel:
-        result = _evaluate_multilabel(predictor, data, positions, outputs, out_dir, prefix)
-    else:
-        result = _evaluate_classes(predictor, data, positions, outputs, majority_class, out_dir, prefix)
+    result = predictor.objective.evaluate(predictor, data, positions, outputs, majority_class, out_dir, prefix, data_cfg)
     if data_cfg is not None and data.coords is not None:
         result.update(_evaluate_affect(data_cfg, data.coords[positions], outputs, out_dir, prefix))
-    return result
-
-
-def _evaluate_classes(predictor, data, positions, probs, majority_class, out_dir, prefix) -> dict[str, float]:
-    targets = data.targets[positions]
-    classes = predictor.classes
-    result = M.classification_metrics(targets, probs, majority_class, prefix)
-    matrix = M.confusion(targets, probs, len(classes))
-    plot_confusion(matrix, classes, out_dir / "confusion_matrix.png", title=f"Confusion matrix ({prefix})")
-    write_csv(out_dir / "confusion_matrix.csv", pd.DataFrame(matrix, index=pd.Index(classes, name="true"), columns=classes), index=True)
-    write_csv(out_dir / "per_class.csv", M.per_class(targets, probs, classes))
-    predicted = probs.argmax(1)
-    write_csv(out_dir / "predictions.csv", pd.DataFrame(
-        {
-            "path": [data.paths[p] for p in positions],
-            "label": [classes[t] for t in targets],
-            "predicted": [classes[p] for p in predicted],
-            "probability": probs[np.arange(len(probs)), predicted],
-            "label_probability": probs[np.arange(len(probs)), targets],
-        }
-    ))
-    worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
-    kind = input_kind(data.kind)
-    if len(worst) and kind.view(data.inputs(positions[worst[:1]])) is not None:  # a kind a person can look at
-        plot_grid(
-            [kind.view(data.inputs(positions[[i]])) for i in worst],
-            [f"{classes[predicted[i]]} / {classes[targets[i]]}\n{-np.log(max(probs[i, targets[i]], 1e-12)):.2f} / {probs[i, targets[i]]:.2f}"
-             for i in worst],
-            out_dir / "worst.png", title=f"Worst predicted ({prefix}): predicted / actual, loss / probability of the actual class",
-        )
-    return result
-
-
-def _evaluate_multilabel(predictor, data, positions, probs, out_dir, prefix) -> dict[str, float]:
-    """Ranking metrics (macro mAP, AUC, d', the study's own two), F1 at the run's thresholds, and the
-    per-class AP table with display names, best and worst classes plotted."""
-    targets = np.asarray(data.targets[positions]).astype(bool)
-    classes = predictor.classes
-    result = M.multilabel_metrics(targets, probs, prefix)
-    result.update(M.thresholded_metrics(targets, probs, predictor.thresholds, prefix))
-    table = M.per_class_ranking(targets, probs, classes)
-    table["threshold"] = predictor.thresholds
-    write_csv(out_dir / "per_class.csv", table.sort_values("average_precision", ascending=False))
-    plot_average_precision(table, out_dir / "average_precision.png", title=f"Average precision per class ({prefix})")
-    predicted = probs >= predictor.thresholds[None, :]
-    write_csv(out_dir / "predictions.csv", pd.DataFrame(
-        {
-            "path": [data.paths[p] for p in positions],
-            "labels": [multilabel.names(row, classes) for row in targets],
-            "predicted": [multilabel.names(row, classes) for row in predicted],
-            "probabilities": [";".join(f"{p:.3f}" for p in row[hit]) for row, hit in zip(probs, predicted)],
-        }
-    ))
-    return result
-
-
-def _evaluate_regression(predictor, data, positions, values, majority_class, out_dir, prefix, data_cfg) -> dict[str, float]:
-    """R^2, r and RMSE per output; accuracy of the quadrant (or half-plane) the values fall in."""
-    targets = data.targets[positions]
-    result = M.regression_metrics(targets, values, predictor.classes, prefix)
-    truth = data.strata[positions]
-    predicted = affect.labels(data_cfg, values)
-    result.update(M.group_metrics(truth, predicted, majority_class, prefix))
-    groups = data.groups
-    matrix = confusion_matrix(truth, predicted, labels=np.arange(len(groups)))
-    plot_confusion(matrix, groups, out_dir / "confusion_matrix.png", title=f"Confusion matrix of the regressed quadrants ({prefix})")
-    write_csv(out_dir / "confusion_matrix.csv", pd.DataFrame(matrix, index=pd.Index(groups, name="true"), columns=groups), index=True)
-    frame = pd.DataFrame({"path": [data.paths[p] for p in positions], "label": [groups[t] for t in truth], "predicted": [groups[p] for p in predicted]})
-    for i, name in enumerate(predictor.classes):
-        frame[name], frame[f"predicted_{name}"] = targets[:, i], values[:, i]
-    write_csv(out_dir / "predictions.csv", frame)
     return result
 
 

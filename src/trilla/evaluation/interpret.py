@@ -29,8 +29,8 @@ def interpret_run(run, split: str = "test", top: int = 16, min_count: int = 1, p
     if split not in ("train", "val", "test"):
         raise TrillaError(f"--split must be train, val or test, not {split!r}")
     predictor = run.predictor()
-    if predictor.multilabel or predictor.regression:
-        raise TrillaError("interpret ranks the losses of single-label runs; this run is " + ("multi-label" if predictor.multilabel else "a regression"))
+    if not predictor.objective.one_label:
+        raise TrillaError(f"interpret ranks the losses of single-label runs; this run is {predictor.objective.title}")
     datamodule = StoreDataModule(run.config, progress)
     datamodule.prepare()
     found = datamodule.split_data(split)

@@ -27,6 +27,7 @@ from trilla.data.datamodule import load_data
 from trilla.data.sources import manifest_table
 from trilla.evaluation.evaluate import predict_positions
 from trilla.errors import TrillaError, unknown_name
+from trilla.objectives import objective_for
 from trilla.paths import free_path
 from trilla.runs import Run
 from trilla.spreadsheet import defused, read_strings
@@ -46,10 +47,9 @@ def review(runs: list[Path], data: Path | None = None, min_votes: int = 3, progr
     first = loaded[0]
     if any(r.classes != first.classes for r in loaded):
         raise TrillaError("the runs were trained on different classes; review runs of one dataset")
-    if first.config.data.target_mode == "regression" and first.config.data.targets:
-        raise TrillaError("review needs classification runs (regression runs have no label to vote on)")
-    if first.config.task == "multilabel":
-        raise TrillaError("review needs single-label runs: confident learning and the vote rule rank one label per example")
+    found = objective_for(first.config)
+    if not found.one_label:
+        raise TrillaError(f"review needs single-label runs: confident learning and the vote rule rank one label per example; these are {found.title}")
     if min_votes > len(loaded):
         raise TrillaError(f"--min-votes {min_votes} is more than the {len(loaded)} runs given")
     seeds = {run.config.data.split.seed for run in loaded}

@@ -25,14 +25,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from trilla import runs
 from trilla.checkpoints import load_checkpoint
 from trilla.config import MAX_EPOCHS, Config, TrainConfig
-from trilla.data import multilabel as multi
 from trilla.data.datamodule import StoreDataModule
 from trilla.data.features import model_features
 from trilla.data.inputs import input_kind
 from trilla.errors import Diverged, TrillaError
 from trilla.metrics import near_baseline
 from trilla.evaluation.evaluate import evaluate_split, predict_positions
-from trilla.evaluation.report import plot_class_counts, plot_curves, render_report
+from trilla.evaluation.plots import plot_class_counts, plot_curves
+from trilla.evaluation.report import render_report
 from trilla.evaluation.show import example_grid
 from trilla.metrics import tune_thresholds
 from trilla.predict import default_device
@@ -79,7 +79,7 @@ def prepare_training(config: Config, progress: bool | None = None) -> tuple[Conf
     task = ClassificationTask(
         model=config.model.model_dump(mode="json"),
         input_spec=data.input_spec(),
-        objective=_objective(config),
+        objective=config.objective,
         classes=data.classes,
         mean=mean,
         std=std,
@@ -167,12 +167,6 @@ def summarize_counts(counts: pd.DataFrame) -> str:
         lines.append(f"  {split}: {int(column.sum())} files, {int(column.min())} to {int(column.max())} per class"
                      + (f", {int((column == 0).sum())} classes with none" if (column == 0).any() else ""))
     return "\n".join(lines)
-
-
-def _objective(config: Config) -> str:
-    if config.task == "multilabel":
-        return "bipolar" if config.train.multilabel_loss == "bipolar" else "multilabel"
-    return "regression" if config.data.target_mode == "regression" and config.data.targets else "classification"
 
 
 def resume(run_path: str | Path, callbacks: list[L.Callback] | tuple = (), progress: bool | None = None) -> Run:
@@ -323,7 +317,7 @@ def _finish(run: Run, datamodule: StoreDataModule, history: History, logger=None
     tta = run.config.augment.tta if run.config.augment else 0
     predictor = run.predictor(default_device(cfg.accelerator), tta=tta)
     known = {}
-    if run.config.task == "multilabel":
+    if predictor.objective.tunes_thresholds:
         known["val"] = _tune_thresholds(run, predictor, *datamodule.split_data("val"))
     splits = [("val", run.path / "val"), ("test", run.path)]
     if run.config.data.targets:  # the study plotted the training clips on the plane too
@@ -389,10 +383,7 @@ def _write_data_records(run: Run, datamodule: StoreDataModule) -> None:
         found = datamodule.split_data(name)
         if found:
             source, positions = found
-            if datamodule.config.task == "multilabel":
-                labels = [multi.names(source.targets[p], source.classes) for p in positions]
-            else:
-                labels = [source.groups[t] for t in source.strata[positions]]
+            labels = datamodule.objective.split_labels(source.targets[positions], source.strata[positions], source.groups, source.classes)
             frames.append(pd.DataFrame({"path": [source.paths[p] for p in positions], "label": labels, "split": name}))
     run.write_csv(runs.SPLITS, pd.concat(frames))
     problems = data.problems + (datamodule.test_data.problems if datamodule.test_data else [])

@@ -1,22 +1,20 @@
 """Precomputed embeddings (AudioSet's 10 x 128 uint8 per clip), read as rows of an HDF5 file or of
-TFRecord shards (see data/embedding_data.py); they are not packed, and the model reads them as they
-were released, centred by (v - 128) / 128, as the study fed them."""
+TFRecord shards (the packed sources of data/embedding_data.py); they are not packed into the store, and
+the model reads them as they were released, centred by (v - 128) / 128, as the study fed them."""
 
 from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
-from trilla.data.embedding_data import HDF5_SUFFIXES, load_embeddings
+from trilla.data import embedding_data  # noqa: F401  (registers the HDF5 and TFRecord sources)
 from trilla.data.inputs.registry import InputKind, Preprocessor, read_item, register_input
 from trilla.errors import Unreadable
-from trilla.errors import TrillaError
 from trilla.schema import Section
 
 
@@ -48,19 +46,8 @@ class EmbeddingsKind(InputKind):
             raise ValueError("input: {type: embeddings} holds multi-label clips: set task: multilabel")
         super().check(config)
 
-    def claims(self, path: Path) -> bool:
-        path = Path(path)
-        if path.is_file():
-            return path.suffix.lower() in (*HDF5_SUFFIXES, ".tfrecord")
-        return path.is_dir() and any(path.glob("*.tfrecord"))
-
     def codec(self, config, spec: dict | None = None) -> None:
         return None
-
-    def load(self, path: Path, config, **kwargs):
-        if kwargs.get("group_column"):
-            raise TrillaError("data.split.group_column needs files listed in a CSV manifest; embeddings are split by clip")
-        return load_embeddings(path, config.data, config.input, classes=kwargs.get("classes"), progress=kwargs.get("progress", True))
 
     def preprocessor(self, config, spec: dict, record: dict) -> "EmbeddingsPreprocessor":
         return EmbeddingsPreprocessor()

@@ -99,19 +99,24 @@ class InputKind:
 
     # --- data -------------------------------------------------------------------------------------
 
-    def claims(self, path: Path) -> bool:
-        """Whether `data.path` itself is this kind's (a packed file, a folder of shards), whatever it holds."""
-        return False
-
     def codec(self, config, spec: dict | None = None):
         """The store codec: from the config for new data, or (with a trained run's `spec`) the run's own."""
         raise TrillaError(f"input type {self.name} is not packed into the store")
 
     def load(self, path: Path, config, **kwargs):
-        """The labelled data at `path` as `config` reads it (a `LabelledData`): by default its files,
-        listed by a data source, packed into the store with `codec` and laid out by `rows`."""
+        """The labelled data at `path` as `config` reads it (a `LabelledData`): what a packed source of
+        this kind holds, or the files a listing source lists, packed into the store with `codec` and
+        laid out by `rows`."""
         from trilla.data.dataset import load_labelled
+        from trilla.data.sources import find_source, packed_sources
 
+        source = find_source(path)
+        if source is not None and source.load is not None:
+            if source.kind != self.name:
+                raise TrillaError(f"{path} is packed {source.kind} data ({source.name}): read it with input: {{type: {source.kind}}}, not {self.name}")
+            return source.load(path, config, **kwargs)
+        if not self.suffixes:  # a kind no listed file holds: only its packed sources read it
+            raise TrillaError(f"{path}: input type {self.name} reads {' or '.join(packed_sources(self.name))} data, which this is not")
         return load_labelled(path, config, self, **kwargs)
 
     def longer_than_input(self, data, positions: np.ndarray) -> np.ndarray:
@@ -220,12 +225,14 @@ def input_kind(name: str) -> InputKind:
 
 
 def infer_kind(path: Path, path_column: str = "path", sample: int = 2000) -> tuple[str, str]:
-    """The kind of the data at `path`, and why: a kind that claims the path itself, else the kind whose
+    """The kind of the data at `path`, and why: the kind of the packed source that reads it, else the kind whose
     suffixes most of its files have (a folder's files, a CSV manifest's paths; at most `sample` read)."""
+    from trilla.data.sources import find_source
+
     path = Path(path)
-    for kind in _KINDS.values():
-        if kind.claims(path):
-            return kind.name, f"{path.name} is {kind.noun} data"
+    source = find_source(path)
+    if source is not None and source.kind in _KINDS:
+        return source.kind, f"{path.name} is {_KINDS[source.kind].noun} data"
     suffixes = Counter(p.suffix.lower() for p in _listed(path, path_column, sample))
     votes = Counter({kind.name: sum(n for s, n in suffixes.items() if s in kind.suffixes) for kind in _KINDS.values()})
     best, count = votes.most_common(1)[0] if votes else ("image", 0)
