@@ -18,7 +18,7 @@ import torch
 from matplotlib import mlab
 
 from trilla.config import AudioInput
-from trilla.data.spectrogram import Spectrogram, clips_per_batch
+from trilla.kinds.audio.spectrogram import Spectrogram, clips_per_batch
 
 
 def main() -> None:

@@ -36,8 +36,8 @@ import torch
 
 import trilla
 from trilla.config import AudioInput
-from trilla.data import audio
-from trilla.data.spectrogram import Spectrogram
+from trilla.kinds.audio import decode as audio
+from trilla.kinds.audio.spectrogram import Spectrogram
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 RESULTS = Path(__file__).parent / "results"

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import torch
 
-from trilla.data.embedding_stream import HDF5Stream
+from trilla.kinds.embeddings.stream import HDF5Stream
 
 RESULTS = Path(__file__).parent / "results" / "embedding_stream.md"
 

@@ -48,7 +48,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     os.environ["TRILLA_CACHE"] = str(tmp / "cache")
     data = write_pictures(tmp / "pictures", args.images, args.size)
-    common = [f"model.name=timm", f"model.backbone={args.backbone}", "model.pretrained=false", "augment=null",
+    common = ["model.name=timm", f"model.backbone={args.backbone}", "model.pretrained=false", "augment=null",
               f"data.image_size={args.size}", f"train.epochs={args.epochs}", "train.progress=false", f"run.dir={tmp / 'runs'}"]
     times: dict[str, list[float]] = {"through": [], "cached": [], "cached_total": []}
     first_cache_s = None

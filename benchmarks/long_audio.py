@@ -30,7 +30,8 @@ import soundfile as sf
 import soxr
 from PIL import Image
 
-from trilla.data import audio, images
+from trilla.kinds.audio import decode as audio
+from trilla.kinds.image import decode as images
 
 
 def peak(call) -> tuple[float, float]:

@@ -33,7 +33,7 @@ from PIL import Image
 
 import trilla
 from trilla.data.datamodule import StoreDataModule, to_batch
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
 from trilla.models import InputSpec, build
 from trilla.tasks import OPTIMIZERS
 

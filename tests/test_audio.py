@@ -10,10 +10,10 @@ import torch
 from conftest import make_affect_manifest, make_tone_folder, tone_clip
 from trilla import load_config, train
 from trilla.config import AudioAugmentConfig, AudioInput
-from trilla.data import audio, spectrogram
-from trilla.data.audio_augment import SpectrogramAugment
+from trilla.kinds.audio import decode as audio, spectrogram
+from trilla.kinds.audio.augment import SpectrogramAugment
 from trilla.data import store as store_mod
-from trilla.data.inputs.audio import AudioCodec, AudioKind
+from trilla.kinds.audio.kind import AudioCodec, AudioKind
 from trilla.errors import TrillaError
 
 FAST = ["train.progress=false", "train.batch_size=16", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}"]

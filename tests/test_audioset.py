@@ -9,7 +9,7 @@ import torch
 import trilla
 
 from trilla.config import load_config
-from trilla.data import audioset
+from trilla.kinds.embeddings import audioset
 from trilla.errors import TrillaError
 
 
@@ -76,8 +76,8 @@ def test_packed_hdf5_reads_only_the_rows_asked_for(tmp_path):
 
 def test_the_same_clips_read_the_same_from_tfrecord_shards_and_the_packed_file(tmp_path):
     from trilla.data.datamodule import StoreDataModule
-    from trilla.data.embedding_data import load_embeddings
-    from trilla.data.embedding_stream import HDF5Stream
+    from trilla.kinds.embeddings.data import load_embeddings
+    from trilla.kinds.embeddings.stream import HDF5Stream
 
     rng = np.random.default_rng(2)
     lengths = [10, 3, 7, 10, 1, 9, 10, 5]
@@ -241,7 +241,7 @@ def _ids(batch_embeddings, path):
 
 
 def test_stream_visits_each_training_row_once_per_epoch_in_a_new_order(tmp_path):
-    from trilla.data.embedding_stream import HDF5Stream
+    from trilla.kinds.embeddings.stream import HDF5Stream
 
     path = write_hdf5(tmp_path / "train.h5", 1000)
     train_rows = np.arange(1000)[np.arange(1000) % 5 != 0]  # a fifth carved out for validation
@@ -261,7 +261,7 @@ def test_stream_visits_each_training_row_once_per_epoch_in_a_new_order(tmp_path)
 def test_stream_memory_stays_bounded_by_the_buffer(tmp_path):
     import tracemalloc
 
-    from trilla.data.embedding_stream import HDF5Stream
+    from trilla.kinds.embeddings.stream import HDF5Stream
 
     path = write_hdf5(tmp_path / "big.h5", 40000)  # 51 MB of embeddings
     stream = HDF5Stream(path, batch_size=128, chunk=1024, buffer=2048)
@@ -273,7 +273,7 @@ def test_stream_memory_stays_bounded_by_the_buffer(tmp_path):
 
 
 def test_balanced_stream_shows_rare_classes_as_often_as_common_ones(tmp_path):
-    from trilla.data.embedding_stream import HDF5Stream
+    from trilla.kinds.embeddings.stream import HDF5Stream
 
     path = write_hdf5(tmp_path / "unbalanced.h5", 3000)
     plain = np.concatenate([b["target"].numpy() for b in HDF5Stream(path, batch_size=128)]).mean(0)
@@ -284,7 +284,7 @@ def test_balanced_stream_shows_rare_classes_as_often_as_common_ones(tmp_path):
 
 def test_one_registry_reads_every_source_and_a_packed_one_names_its_input_type(tmp_path):
     from conftest import make_image_folder
-    from trilla.data.inputs import infer_kind
+    from trilla.kinds import infer_kind
     from trilla.data.sources import find_source, read_source
 
     clip = np.full((10, 128), 128, np.uint8)

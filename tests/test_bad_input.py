@@ -200,7 +200,7 @@ def test_a_read_only_folder_is_an_error_naming_it(read_only, pictures, tmp_path)
 def test_a_plain_state_dict_as_checkpoint_and_a_file_gone_before_packing_are_said(pictures, tmp_path):
     import torch
 
-    from trilla.data.inputs.image import ImageCodec
+    from trilla.kinds.image.kind import ImageCodec
     from trilla.data.store import open_or_build
 
     done = trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY)

@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 from conftest import make_image_folder
 from trilla.cli import app
 from trilla.data import cache, store
-from trilla.data.inputs.image import ImageCodec
+from trilla.kinds.image.kind import ImageCodec
 from trilla.errors import TrillaError
 
 HOLD = """
 import sys, time
 from pathlib import Path
 from trilla.data import store
-from trilla.data.inputs.image import ImageCodec
+from trilla.kinds.image.kind import ImageCodec
 store.open_or_build(sorted(Path(sys.argv[1]).rglob('*.png')), ImageCodec(8, 'rgb'), Path(sys.argv[2]), progress=False)
 print('held', flush=True)
 time.sleep(60)

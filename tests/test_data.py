@@ -9,7 +9,7 @@ from conftest import make_image_folder
 from trilla.config import load_config
 from trilla.data import store
 from trilla.data.datamodule import load_data
-from trilla.data.inputs.image import ImageCodec
+from trilla.kinds.image.kind import ImageCodec
 from trilla.data.sources import read_source
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
@@ -70,7 +70,7 @@ def test_store_packs_in_parallel_and_matches_decoding(tmp_path):
     root = make_image_folder(tmp_path / "d", {"a": 100, "b": 100}, size=20)
     paths = sorted(root.rglob("*.png"))
     packed = store.open_or_build(paths, ImageCodec(12), cache_dir=tmp_path / "c", progress=False)
-    from trilla.data import images
+    from trilla.kinds.image import decode as images
 
     for i in (0, 77, 199):
         np.testing.assert_array_equal(np.asarray(packed.array[i]), images.decode(Path(paths[i]).read_bytes(), 12, "rgb"))

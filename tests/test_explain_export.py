@@ -87,7 +87,7 @@ def test_tta_and_report_extras(quadrant_run):
     plain = quadrant_run.predictor()
     averaged = quadrant_run.predictor(tta=2)
     found = sorted(quadrant_run.config.data.path.rglob("*.png"))[:6]
-    from trilla.data.images import decode
+    from trilla.kinds.image.decode import decode
 
     batch = np.stack([decode(p.read_bytes(), 24, "rgb") for p in found])
     p0, p2 = plain.predict_inputs({"image": batch}), averaged.predict_inputs({"image": batch})

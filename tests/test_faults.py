@@ -16,7 +16,7 @@ import pytest
 from conftest import make_image_folder
 from trilla.checkpoints import load_checkpoint
 from trilla.config import load_config
-from trilla.data.inputs.image import ImageCodec
+from trilla.kinds.image.kind import ImageCodec
 from trilla.data.store import open_or_build
 from trilla.errors import TrillaError
 from trilla.runs import INTERRUPTED, Run, find_runs
@@ -85,7 +85,7 @@ SLOW_PACKER = textwrap.dedent('''
     import sys, time
     from dataclasses import dataclass
     from pathlib import Path
-    from trilla.data.inputs.image import ImageCodec
+    from trilla.kinds.image.kind import ImageCodec
     from trilla.data.store import open_or_build
 
     @dataclass(frozen=True)

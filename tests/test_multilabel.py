@@ -206,7 +206,7 @@ def test_embeddings_train_from_a_folder_of_tfrecord_shards_and_the_same_clips_gi
     from test_audioset import write_tfrecord
 
     from trilla.config import EmbeddingsInput
-    from trilla.data.embedding_data import load_embeddings
+    from trilla.kinds.embeddings.data import load_embeddings
 
     write_scenes_hdf5(tmp_path / "scenes.h5", 240, seed=0)
     with h5py.File(tmp_path / "scenes.h5", "r") as f:

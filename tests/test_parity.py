@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_image_folder, tone_clip
 from trilla import load_config, train
-from trilla.data.inputs.audio import AudioCodec
+from trilla.kinds.audio.kind import AudioCodec
 
 AUDIO = "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32%s}"
 
@@ -72,6 +72,6 @@ def _quiet_tones(root, per_class: int, sr: int = 8000):
 
 
 def _unrounded(samples: np.ndarray, length: int) -> np.ndarray:
-    from trilla.data import audio
+    from trilla.kinds.audio import decode as audio
 
     return audio.fit(samples, length) * 32767.0

@@ -14,9 +14,9 @@ from PIL import Image
 
 from conftest import make_image_folder, trilla
 from trilla.config import load_config
-from trilla.data import images
+from trilla.kinds.image import decode as images
 from trilla.data.datamodule import load_data
-from trilla.data.inputs.image import ImageCodec, ImagePreprocessor
+from trilla.kinds.image.kind import ImageCodec, ImagePreprocessor
 from trilla.errors import Unreadable
 
 

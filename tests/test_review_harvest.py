@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import make_tone_folder, tone_clip, trilla
 from trilla import load_config, train
 from trilla.cli import app
-from trilla.data import audio
+from trilla.kinds.audio import decode as audio
 from trilla.errors import TrillaError
 from trilla.evaluation.review import relabel, review
 from trilla.label import Project

@@ -14,11 +14,12 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator
 
-from trilla.data.augment_config import AudioAugmentConfig, AugmentConfig  # noqa: F401  (the schema's public names)
-from trilla.data.inputs import infer_kind, input_kind, input_kinds, list_inputs
-from trilla.data.inputs.audio import AudioInput  # noqa: F401
-from trilla.data.inputs.embeddings import EmbeddingsInput  # noqa: F401
-from trilla.data.inputs.image import ImageInput
+from trilla.kinds.audio.augment_config import AudioAugmentConfig  # noqa: F401  (the schema's public names)
+from trilla.kinds.image.augment_config import AugmentConfig  # noqa: F401  (the schema's public names)
+from trilla.kinds import infer_kind, input_kind, input_kinds, list_inputs
+from trilla.kinds.audio.kind import AudioInput  # noqa: F401
+from trilla.kinds.embeddings.kind import EmbeddingsInput  # noqa: F401
+from trilla.kinds.image.kind import ImageInput
 from trilla.errors import TrillaError, unknown_name
 from trilla.models import ModelParams, params_class
 from trilla.schema import Section, explain, load_yaml, short

@@ -17,6 +17,7 @@ from torch import nn
 
 from trilla.atomic import write_json
 from trilla.errors import TrillaError
+from trilla.kinds.protocols import Exports, able
 from trilla.paths import free_path
 
 
@@ -38,7 +39,8 @@ def export_onnx(run, out: Path | None = None) -> Path:
         raise TrillaError("ONNX export needs the export extra: pip install 'trilla[export]'") from err
     predictor = run.predictor()
     task = predictor.task.cpu().eval()
-    kind, spec = predictor.input, predictor.spec
+    kind = able(predictor.input, Exports, "export takes runs on fixed-shape inputs; this run reads {kind} input")
+    spec = predictor.spec
     inputs: tuple = (kind.example_input(spec),)
     names = [kind.key]
     if predictor.vocab:

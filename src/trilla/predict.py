@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from trilla.data import metadata as meta
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
 from trilla.errors import Unreadable
-from trilla.data.inputs.registry import WINDOWS
+from trilla.kinds.protocols import Augments, Decodes, able
+from trilla.kinds.registry import WINDOWS
 from trilla.data.sources import Problem, manifest_rows, walk
 from trilla.errors import TrillaError
 from trilla.tasks import load_task
@@ -60,13 +61,14 @@ class Predictor:
         if tta:
             if config.augment is None:
                 raise TrillaError("test-time augmentation needs the run's augment: section, and this run trained without one")
-            self.augment = self.input.augmentation(config.augment, config, self.spec)
+            self.augment = able(self.input, Augments, "input type {kind} has no test-time augmentation").augmentation(config.augment, config, self.spec)
 
     @property
     def preprocessor(self):
         """The run's input kind's preprocessing, built on first use (a run on embeddings has none)."""
         if self._preprocessor is None:
-            self._preprocessor = self.input.preprocessor(self.config, self.spec, self.record)
+            decodes = able(self.input, Decodes, "a run on {kind} cannot predict single items: use trilla evaluate RUN --data FILE (predictions.csv)")
+            self._preprocessor = decodes.preprocessor(self.config, self.spec, self.record)
         return self._preprocessor
 
     @torch.inference_mode()

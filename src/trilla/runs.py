@@ -178,9 +178,11 @@ class Run:
 
     def codec(self):
         """How this run packs new data into the store, exactly as its own (None for kinds not packed)."""
-        from trilla.data.inputs import input_kind
+        from trilla.kinds import input_kind
+        from trilla.kinds.protocols import Packs
 
-        return input_kind(self.config.input.type).codec(self.config, self.record["data"]["input"])
+        kind = input_kind(self.config.input.type)
+        return kind.codec(self.config, self.record["data"]["input"]) if isinstance(kind, Packs) else None
 
     # --- writers ---------------------------------------------------------------------------------
 

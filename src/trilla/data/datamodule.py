@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trilla.data.dataset import LabelledData
 from trilla.data.sources import SONG, Problem, header
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
+from trilla.kinds.protocols import Augments
 from trilla.data.splits import joint_groups, split_indices
 from trilla.errors import TrillaError
 from trilla.objectives import objective_for
@@ -42,9 +43,10 @@ def to_batch(inputs: dict[str, np.ndarray], kind: str, transform=None) -> dict[s
 
 def build_transform(config: "Config", data: LabelledData):
     """The training-time augmentation for this input, or None."""
-    if config.augment is None:
+    kind = input_kind(data.kind)
+    if config.augment is None or not isinstance(kind, Augments):
         return None
-    return input_kind(data.kind).augmentation(config.augment, config, data.input_spec())
+    return kind.augmentation(config.augment, config, data.input_spec())
 
 
 class StoreDataset(Dataset):

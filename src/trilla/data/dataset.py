@@ -28,7 +28,7 @@ from trilla.objectives import objective_for
 
 if TYPE_CHECKING:
     from trilla.config import Config, DataConfig
-    from trilla.data.inputs.registry import InputKind
+    from trilla.kinds.registry import InputKind
 
 log = logging.getLogger("trilla")
 

@@ -175,7 +175,7 @@ def walk(folder: Path) -> tuple[list[Path], list[Problem]]:
     return sorted(files), problems
 
 
-MEDIA: set[str] = set()  # the suffixes of the files input kinds read, added as each kind registers (trilla.data.inputs)
+MEDIA: set[str] = set()  # the suffixes of the files input kinds read, added as each kind registers (trilla.kinds)
 
 
 @register_source("folder", accepts=lambda p: p.is_dir())

@@ -15,7 +15,7 @@ import numpy as np
 from trilla.atomic import write_json
 from trilla.data import affect
 from trilla.data.dataset import LabelledData
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
 from trilla.errors import TrillaError
 from trilla.predict import Predictor
 from trilla.evaluation.plots import plot_affect_plane

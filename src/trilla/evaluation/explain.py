@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from trilla.errors import Unreadable
-from trilla.data.inputs.registry import WINDOWS
+from trilla.kinds.protocols import Shows, able
+from trilla.kinds.registry import WINDOWS
 from trilla.errors import TrillaError
 from trilla.figures import save_figure
 from trilla.paths import free_path
@@ -77,6 +78,7 @@ def explain_item(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | N
     """Grad-CAM of one prepared item (`Predictor.prepare`; a long sound: the window that speaks most for
     the answer of the whole): the picture a person sees, the heat in its coordinates, the axis labels,
     the predicted label and probability, and that window's (start, end) seconds or None."""
+    shows = able(predictor.input, Shows, "Grad-CAM lays heat over what a person can look at; this run reads {kind} input")
     inputs = dict(inputs)
     spans = inputs.pop(WINDOWS, None)
     best = None
@@ -85,10 +87,7 @@ def explain_item(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | N
         best = int(probabilities[:, probabilities.mean(0).argmax()].argmax())
         inputs = {key: value[best : best + 1] for key, value in inputs.items()}
     heat, predicted, probability = gradcam(predictor, inputs, None if codes is None else codes[0])
-    view = predictor.input.explain_view(inputs, heat)
-    if view is None:
-        raise TrillaError(f"Grad-CAM lays heat over what a person can look at; this run reads {predictor.input.name} input")
-    picture, shown_heat, axes = view
+    picture, shown_heat, axes = shows.explain_view(inputs, heat)
     return {"picture": picture, "heat": shown_heat, "axes": axes, "label": predictor.classes[predicted], "probability": probability,
             "window": None if best is None else [float(v) for v in spans[best]]}
 

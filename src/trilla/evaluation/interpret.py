@@ -16,7 +16,8 @@ import pandas as pd
 
 from trilla import metrics as M
 from trilla.atomic import write_csv
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
+from trilla.kinds.protocols import view
 from trilla.errors import TrillaError
 from trilla.evaluation.evaluate import predict_positions
 from trilla.figures import plot_grid
@@ -56,7 +57,7 @@ def interpret_run(run, split: str = "test", top: int = 16, min_count: int = 1, p
     write_csv(out_dir / "top_losses.csv", losses)
     write_csv(out_dir / "most_confused.csv", confused)
     kind = input_kind(data.kind)
-    pictures = [kind.view(data.inputs(positions[[i]])) for i in order]
+    pictures = [view(kind, data.inputs(positions[[i]])) for i in order]
     if pictures and pictures[0] is not None:
         plot_grid(pictures, [f"{r.predicted} / {r.actual}\n{r.loss:.2f} / {r.probability_of_actual:.2f}" for r in losses.itertuples()],
                   out_dir / "top_losses.png", title=f"Top losses ({split}): prediction / actual, loss / probability of the actual class")

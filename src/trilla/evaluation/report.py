@@ -63,7 +63,7 @@ def _affect_section(run, metrics: dict) -> list[str]:
 def render_report(run) -> Path:
     """report.md of a run (a `runs.Run`), rendered from the files in its directory alone (so it can be
     re-rendered)."""
-    from trilla.data.inputs import input_kind
+    from trilla.kinds import input_kind
     from trilla.metrics import near_baseline
 
     info, metrics, config = run.info, run.metrics, run.raw_config

@@ -10,7 +10,8 @@ import numpy as np
 
 from trilla.config import Config
 from trilla.data.datamodule import build_transform, to_batch
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
+from trilla.kinds.protocols import view
 from trilla.figures import plot_grid
 
 
@@ -26,7 +27,7 @@ def example_grid(config: Config, datamodule, path: Path, count: int = 16, seed: 
         one = {key: np.asarray(value[at : at + 1]) for key, value in batch.items()}
         if "image" in one:  # back to the uint8 HWC the kind shows
             one["image"] = np.clip(np.round(one["image"].astype(np.float32)), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-        picture = kind.view(one)
+        picture = view(kind, one)
         if picture is None:
             return None
         pictures.append(picture)

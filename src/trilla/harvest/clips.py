@@ -19,7 +19,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from trilla.atomic import replacing, write_csv
-from trilla.data import audio
+from trilla.kinds.audio import decode as audio
 from trilla.data.sources import SONG, Problem, visible_files
 from trilla.errors import TrillaError
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from trilla.atomic import write_bytes
-from trilla.data.images import open_picture
+from trilla.kinds.image.decode import open_picture
 from trilla.harvest.site import Site
 from trilla.harvest.spider import Ledger, Picture, Tile, owners, slug
 

@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import ImageOps
 
 from trilla.atomic import write_csv, write_text
-from trilla.data.images import open_picture
+from trilla.kinds.image.decode import open_picture
 from trilla.figures import plot_grid
 from trilla.tables import markdown_table
 from trilla.harvest.pictures import PROVENANCE, Assembly

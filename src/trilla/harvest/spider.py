@@ -30,7 +30,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from trilla.atomic import write_bytes
-from trilla.data.images import ImageError, open_picture
+from trilla.kinds.image.decode import ImageError, open_picture
 from trilla.harvest.site import SKIP, Site, allowed, label_for, select, select_nodes
 
 STAGING = ".harvest"  # OUT/.harvest: the pictures while the crawl runs, then the report and contact sheets (a hidden folder is no data)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
 from trilla.data.sources import manifest_table, walk
 from trilla.errors import TrillaError
 

@@ -1,5 +1,5 @@
 """The registry of objectives (what a run predicts), as `trilla.models` registers models and
-`trilla.data.inputs` input kinds: `objective(name)` gives the one registered under a checkpoint's name,
+`trilla.kinds` input kinds: `objective(name)` gives the one registered under a checkpoint's name,
 `objective_for(config)` the one a config asks for.
 
 A new objective is a module with an `Objective` subclass decorated with `@register`, imported below.

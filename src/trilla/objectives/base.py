@@ -118,6 +118,7 @@ class Objective:
         from trilla.atomic import write_csv
         from trilla.evaluation.plots import plot_confusion
         from trilla.figures import plot_grid
+        from trilla.kinds.protocols import view
 
         probs, targets, classes = outputs, data.targets[positions], predictor.classes
         result = M.classification_metrics(targets, probs, majority_class, prefix)
@@ -137,9 +138,9 @@ class Objective:
         ))
         worst = np.argsort(probs[np.arange(len(probs)), targets])[:WORST]
         kind = predictor.input
-        if len(worst) and kind.view(data.inputs(positions[worst[:1]])) is not None:  # a kind a person can look at
+        if len(worst) and view(kind, data.inputs(positions[worst[:1]])) is not None:  # a kind a person can look at
             plot_grid(
-                [kind.view(data.inputs(positions[[i]])) for i in worst],
+                [view(kind, data.inputs(positions[[i]])) for i in worst],
                 [f"{classes[predicted[i]]} / {classes[targets[i]]}\n{-np.log(max(probs[i, targets[i]], 1e-12)):.2f} / {probs[i, targets[i]]:.2f}"
                  for i in worst],
                 out_dir / "worst.png", title=f"Worst predicted ({prefix}): predicted / actual, loss / probability of the actual class",

@@ -27,7 +27,7 @@ from trilla.checkpoints import load_checkpoint
 from trilla.config import MAX_EPOCHS, Config, TrainConfig
 from trilla.data.datamodule import StoreDataModule
 from trilla.data.features import model_features
-from trilla.data.inputs import input_kind
+from trilla.kinds import input_kind
 from trilla.errors import Diverged, TrillaError
 from trilla.metrics import near_baseline
 from trilla.evaluation.evaluate import evaluate_split, predict_positions

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from trilla.data.augment_config import AudioAugmentConfig
-from trilla.data.spectrogram import bin_frequencies
+from trilla.kinds.audio.augment_config import AudioAugmentConfig
+from trilla.kinds.audio.spectrogram import bin_frequencies
 from trilla.errors import TrillaError
 
 if TYPE_CHECKING:
-    from trilla.data.inputs.audio import AudioInput
+    from trilla.kinds.audio.kind import AudioInput
 
 
 class SpectrogramAugment:

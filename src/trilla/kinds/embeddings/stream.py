@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trilla.data.audioset import EmbeddingClips, open_hdf5, read_hdf5
+from trilla.kinds.embeddings.audioset import EmbeddingClips, open_hdf5, read_hdf5
 
 
 class HDF5Stream(torch.utils.data.IterableDataset):

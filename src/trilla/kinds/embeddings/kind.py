@@ -1,5 +1,5 @@
 """Precomputed embeddings (AudioSet's 10 x 128 uint8 per clip), read as rows of an HDF5 file or of
-TFRecord shards (the packed sources of data/embedding_data.py); they are not packed into the store, and
+TFRecord shards (the packed sources of data.py); they are not packed into the store, and
 the model reads them as they were released, centred by (v - 128) / 128, as the study fed them."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
-from trilla.data import embedding_data  # noqa: F401  (registers the HDF5 and TFRecord sources)
-from trilla.data.inputs.registry import InputKind, Preprocessor, read_item, register_input
+from trilla.kinds.embeddings.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
+import trilla.kinds.embeddings.data  # noqa: F401  (registers the HDF5 and TFRecord sources)
+from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
 from trilla.errors import Unreadable
 from trilla.schema import Section
 
@@ -45,9 +45,6 @@ class EmbeddingsKind(InputKind):
         if config.task != "multilabel":
             raise ValueError("input: {type: embeddings} holds multi-label clips: set task: multilabel")
         super().check(config)
-
-    def codec(self, config, spec: dict | None = None) -> None:
-        return None
 
     def preprocessor(self, config, spec: dict, record: dict) -> "EmbeddingsPreprocessor":
         return EmbeddingsPreprocessor()

@@ -18,11 +18,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from trilla.data import audio
-from trilla.data.augment_config import AudioAugmentConfig
+from trilla.kinds.audio import decode as audio
+from trilla.kinds.audio.augment_config import AudioAugmentConfig
 from trilla.data.dataset import Rows
-from trilla.data.inputs.registry import WINDOWS, InputKind, Preprocessor, read_item, register_input
-from trilla.errors import Unreadable
+from trilla.kinds.registry import WINDOWS, InputKind, Preprocessor, read_item, register_input
+from trilla.errors import TrillaError, Unreadable
 from trilla.data.store import Decoded
 from trilla.schema import Section
 
@@ -147,7 +147,7 @@ class SpectrogramRows(Rows):
 
 class AudioPreprocessor(Preprocessor):
     def __init__(self, cfg: AudioInput, codec: AudioCodec, pad_to: int, masked: bool = False):
-        from trilla.data.spectrogram import Spectrogram
+        from trilla.kinds.audio.spectrogram import Spectrogram
 
         self.cfg, self.codec, self.pad_to, self.masked = cfg, codec, pad_to, masked
         self.transform = Spectrogram(cfg)
@@ -160,7 +160,7 @@ class AudioPreprocessor(Preprocessor):
         """(samples,) or (windows, samples) float waves -> (1 or windows, frames, bins) features."""
         import torch
 
-        from trilla.data.spectrogram import features
+        from trilla.kinds.audio.spectrogram import features
 
         return features(self.transform, torch.from_numpy(np.atleast_2d(waves))).astype(np.float32)
 
@@ -261,7 +261,7 @@ class AudioKind(InputKind):
         return data.store.lengths[data.rows[positions]] > codec.samples
 
     def rows(self, store, config, device: str, progress: bool) -> SpectrogramRows:
-        from trilla.data.spectrogram import cached_spectrograms, frame_counts
+        from trilla.kinds.audio.spectrogram import cached_spectrograms, frame_counts
 
         features = cached_spectrograms(store, config.input, device, progress=progress)
         _say_lengths(store, config.input)
@@ -276,7 +276,7 @@ class AudioKind(InputKind):
         return AudioPreprocessor(config.input, codec, int(record.get("clip_samples") or 0), masked=bool(spec.get("masked")))
 
     def augmentation(self, augment, config, spec: dict):
-        from trilla.data.audio_augment import SpectrogramAugment
+        from trilla.kinds.audio.augment import SpectrogramAugment
 
         return SpectrogramAugment(augment, config.input)
 
@@ -309,5 +309,9 @@ class AudioKind(InputKind):
         import torch
 
         if spec.get("frames") is None:
-            return super().example_input(spec, batch)
+            raise TrillaError("export takes runs on fixed-shape inputs; this run reads clips of their own length (input.seconds: null)")
         return torch.full((batch, spec["frames"], spec["bins"]), -50.0)
+
+    def export_sidecar(self, spec: dict) -> dict:
+        return {"layout": "(batch, frames, bins): a log-mel spectrogram in decibels as trilla computes it from the run's input: section",
+                "frames": spec["frames"], "bins": spec["bins"]}

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from trilla.atomic import replacing, reserve
 
 if TYPE_CHECKING:
-    from trilla.data.inputs.audio import AudioInput
+    from trilla.kinds.audio.kind import AudioInput
     from trilla.data.store import Store
 
 log = logging.getLogger("trilla")

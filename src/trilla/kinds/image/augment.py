@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from trilla.data.augment_config import AugmentConfig
+from trilla.kinds.image.augment_config import AugmentConfig
 
 
 def build_augment(cfg: AugmentConfig | None, image_size: int) -> v2.Transform | None:

@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 
 from trilla.data import multilabel as multi
-from trilla.data.audioset import DIMS, SECONDS, EmbeddingClips, open_hdf5, read_class_labels, read_hdf5, read_tfrecords
+from trilla.kinds.embeddings.audioset import DIMS, SECONDS, EmbeddingClips, open_hdf5, read_class_labels, read_hdf5, read_tfrecords
 from trilla.data.dataset import LabelledData, Rows
 from trilla.data.sources import register_packed_source
 from trilla.errors import TrillaError
 
 if TYPE_CHECKING:
     from trilla.config import Config, DataConfig
-    from trilla.data.inputs.embeddings import EmbeddingsInput
+    from trilla.kinds.embeddings.kind import EmbeddingsInput
 
 AUDIOSET_CLASSES = 527
 STREAM_BYTES = 1 << 30
@@ -49,7 +49,7 @@ class EmbeddingSource(Rows):
             return None
         from torch.utils.data import DataLoader
 
-        from trilla.data.embedding_stream import HDF5Stream
+        from trilla.kinds.embeddings.stream import HDF5Stream
 
         stream = HDF5Stream(
             self.path, np.sort(rows), train_cfg.batch_size, input_cfg.chunk, input_cfg.buffer,

@@ -1,4 +1,4 @@
-"""Pictures: decoded, resized on the long side and padded to a square, kept as uint8 (see data/images.py).
+"""Pictures: decoded, resized on the long side and padded to a square, kept as uint8 (see decode.py).
 
 Every path a picture takes to the model goes through `images.decode` or `images.fit` with the run's
 side and channels: packing the store, predicting a file, bytes from a server, a PIL image or an array.
@@ -15,10 +15,10 @@ from pydantic import Field
 import numpy as np
 from PIL import Image
 
-from trilla.data import images
-from trilla.data.augment_config import AugmentConfig
+from trilla.kinds.image import decode as images
+from trilla.kinds.image.augment_config import AugmentConfig
 from trilla.data.dataset import Rows
-from trilla.data.inputs.registry import InputKind, Preprocessor, read_item, register_input
+from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
 from trilla.errors import Unreadable
 from trilla.data.store import Decoded
 from trilla.schema import Section
@@ -135,7 +135,7 @@ class ImageKind(InputKind):
         return batch
 
     def augmentation(self, augment, config, spec: dict):
-        from trilla.data.augment import build_augment
+        from trilla.kinds.image.augment import build_augment
 
         return build_augment(augment, spec["size"])
 
@@ -146,8 +146,8 @@ class ImageKind(InputKind):
     def norm_layout(self, count: int) -> tuple[tuple[int, ...], float]:
         return (1, count, 1, 1), 255.0
 
-    def picture(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return inputs["image"][0]
+    def explain_view(self, inputs: dict[str, np.ndarray], heat: np.ndarray):
+        return inputs["image"][0], heat, None
 
     def describe(self, config, info: dict) -> str:
         return (f"{info['samples']} usable image{'s' if info['samples'] != 1 else ''}, {info['channels']}, {info['image_size']} px "

@@ -1,12 +1,20 @@
 """The registry of input kinds, in the manner of timm's `register_model`: one class per kind of input.
 
 An input kind owns everything that depends on what a sample is (a picture, a sound, a row of
-embeddings): the schema of its `input:` section and of its `augment:` section, the defaults it gives a
-config, decoding one item (a path, bytes, a binary file object, or an in-memory object) exactly as the
-store decodes it, the store codec, the rows the model reads, the input spec saved in the checkpoint,
-how a batch is laid out and augmented, and what a person is shown of a sample. Training, evaluation,
-prediction, explanation, export and the review loop ask the kind and never branch on its name, so a
-fourth kind is one new module in this package.
+embeddings). Every kind has the base's part (`InputKind`): the schema of its `input:` section, the
+defaults it gives a config, how its data is loaded, the batch the model reads and how it is
+normalized, what the report says of it. The rest is a small protocol (protocols.py) a kind implements
+only where it has it, and callers ask for by `able(kind, Protocol, why)`:
+
+- `Packs`: its files are decoded into the store (the codec) and laid out as the model reads them (rows);
+- `Decodes`: a run predicts single items of it (a path, bytes, a file object, an in-memory object);
+- `Augments`: training (and test-time) augmentation, with the kind's `augment:` section;
+- `Shows`: what a person is shown of a sample (the worst predicted, top losses, Grad-CAM);
+- `Exports`: an example input for ONNX export, and the steps a program repeats before the model.
+
+Training, evaluation, prediction, explanation, export and the review loop ask the kind and never branch
+on its name, so a fourth kind is one new package beside image/, audio/ and embeddings/
+(tests/test_kinds.py writes one outside the package).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from pydantic import ValidationError
 
 from trilla.data.sources import MEDIA
 from trilla.errors import TrillaError, Unreadable, unknown_name
+from trilla.kinds.protocols import Packs
 from trilla.schema import Section
 
 log = logging.getLogger("trilla")
@@ -48,7 +57,8 @@ class Preprocessor(ABC):
 
 
 class InputKind:
-    """Base of every input kind; subclasses set the class attributes and override the hooks they need."""
+    """Base of every input kind: subclasses set the class attributes, override the hooks below where
+    they differ, and implement the protocols (`Packs`, `Decodes`, `Augments`, `Shows`, `Exports`) they have."""
 
     name: ClassVar[str]
     schema: ClassVar[type[Section]]  # the `input:` section; its `type` field is `name`
@@ -99,14 +109,10 @@ class InputKind:
 
     # --- data -------------------------------------------------------------------------------------
 
-    def codec(self, config, spec: dict | None = None):
-        """The store codec: from the config for new data, or (with a trained run's `spec`) the run's own."""
-        raise TrillaError(f"input type {self.name} is not packed into the store")
-
     def load(self, path: Path, config, **kwargs):
         """The labelled data at `path` as `config` reads it (a `LabelledData`): what a packed source of
-        this kind holds, or the files a listing source lists, packed into the store with `codec` and
-        laid out by `rows`."""
+        this kind holds, or (a kind that `Packs`) the files a listing source lists, packed into the store
+        with its codec and laid out by its rows."""
         from trilla.data.dataset import load_labelled
         from trilla.data.sources import find_source, packed_sources
 
@@ -115,7 +121,7 @@ class InputKind:
             if source.kind != self.name:
                 raise TrillaError(f"{path} is packed {source.kind} data ({source.name}): read it with input: {{type: {source.kind}}}, not {self.name}")
             return source.load(path, config, **kwargs)
-        if not self.suffixes:  # a kind no listed file holds: only its packed sources read it
+        if not isinstance(self, Packs):  # only its packed sources hold it
             raise TrillaError(f"{path}: input type {self.name} reads {' or '.join(packed_sources(self.name))} data, which this is not")
         return load_labelled(path, config, self, **kwargs)
 
@@ -123,15 +129,6 @@ class InputKind:
         """Which of these samples hold more than the model reads at once (sounds longer than the run's
         clips, cropped in the store): evaluation reads those from their files in windows."""
         return np.zeros(len(positions), dtype=bool)
-
-    def rows(self, store, config, device: str, progress: bool):
-        """What the model reads for the store's rows (a `dataset.Rows`); kinds that pack files define it."""
-        raise TrillaError(f"input type {self.name} is not packed into the store")
-
-    def preprocessor(self, config, spec: dict, record: dict) -> Preprocessor:
-        """How a run trained on this kind turns one item into model inputs, exactly as training did;
-        `record` is the `data` section of the run's run.json."""
-        raise TrillaError(f"a run on {self.name} cannot predict single items: use trilla evaluate RUN --data FILE (predictions.csv)")
 
     # --- batches ------------------------------------------------------------------------------------
 
@@ -144,10 +141,6 @@ class InputKind:
             batch[self.key] = transform(batch[self.key], batch.get("lengths"))
         return batch
 
-    def augmentation(self, augment, config, spec: dict):
-        """The training-time transform for `augment` (this kind's augment section), or None."""
-        return None
-
     def normalization_values(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
         """(values, channels) float64 whose mean and std standardize the input; None: the kind's inputs
         are fed as they are (mean 0, std 1 per `spec['bins']`)."""
@@ -157,23 +150,6 @@ class InputKind:
         """The shape the task's mean and std broadcast in, and the scale of their values."""
         return (1, 1, count), 1.0
 
-    def picture(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
-        """One sample (batch of one) as a person would look at it (HWC), or None."""
-        return None
-
-    def explain_view(self, inputs: dict[str, np.ndarray], heat: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, str] | None] | None:
-        """What Grad-CAM's `heat` (over the model input's last two axes) is laid over for a person: (HWC
-        uint8 picture, the heat in its coordinates, axis labels or None), or None for a kind with nothing
-        to look at. By default the kind's `picture`, the heat as it is."""
-        picture = self.picture(inputs)
-        return None if picture is None else (picture, heat, None)
-
-    def view(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
-        """One sample (batch of one) as a person looks at it (HWC uint8: a picture, or a spectrogram with
-        time on x), or None."""
-        found = self.explain_view(inputs, np.zeros(inputs[self.key].shape[1:3]))
-        return None if found is None else found[0]
-
     def describe(self, config, info: dict) -> str:
         """One line of the report on the run's data."""
         return f"{info['samples']} usable {self.noun}{'s' if info['samples'] != 1 else ''}"
@@ -181,14 +157,6 @@ class InputKind:
     def record(self, data) -> dict:
         """Extra entries of run.json's `data` section."""
         return {}
-
-    def example_input(self, spec: dict, batch: int = 2):
-        """A tensor shaped as the model's input, for export; raises when the kind does not export."""
-        raise TrillaError(f"export takes runs on fixed-shape inputs; this run reads {self.name} input")
-
-    def export_sidecar(self, spec: dict) -> dict:
-        return {}
-
 
 _KINDS: dict[str, InputKind] = {}
 
