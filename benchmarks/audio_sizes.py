@@ -246,8 +246,8 @@ def write(results: list[dict]) -> Path:
         for name in CONFIGS:
             group = [r for r in ordered if r["size"] == size and r["config"] == name]
             if group:
-                span = lambda key: f"{min(r[key] for r in group):.3f}-{max(r[key] for r in group):.3f}"  # noqa: E731
-                lines.append(f"| {size} | {name} | {span('val')} | {span('muse')} | {span('timgm')} |")
+                spans = [f"{min(r[key] for r in group):.3f}-{max(r[key] for r in group):.3f}" for key in ("val", "muse", "timgm")]
+                lines.append(f"| {size} | {name} | {' | '.join(spans)} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     picture = plot(results, RESULTS / "audio_sizes.png")
     lines += ["", f"![accuracy against data size, per held-out library]({picture.name})"]

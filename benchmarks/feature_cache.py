@@ -52,7 +52,7 @@ def main() -> None:
               f"data.image_size={args.size}", f"train.epochs={args.epochs}", "train.progress=false", f"run.dir={tmp / 'runs'}"]
     times: dict[str, list[float]] = {"through": [], "cached": [], "cached_total": []}
     first_cache_s = None
-    for round_ in range(args.rounds):
+    for _ in range(args.rounds):
         for name, extra in (("through", ["train.feature_cache=false"]), ("cached", [])):
             start = time.perf_counter()
             run = train(load_config(data=data, overrides=common + extra))

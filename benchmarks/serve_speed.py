@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -229,7 +229,8 @@ def write(rows, args) -> None:
     threads = ["", *(f" --threads {n}" for n in args.threads)]
     thread_names = "; ".join(["default threads", *(f"--threads {n}" for n in args.threads)])
     lines += ["", f"| model | ceiling (pictures/s, in process) | at batch | best trilla req/s / ceiling ({names}) | "
-              f"trilla / DEEPaaS at c=8 ({names}) | batching / --max-batch 1 at c=32 ({thread_names}) | trilla p99 ms at c=8 (goal < 60; {names}) | switch 1 ms / 5 ms at c=32 |",
+              f"trilla / DEEPaaS at c=8 ({names}) | batching / --max-batch 1 at c=32 ({thread_names}) | "
+              f"trilla p99 ms at c=8 (goal < 60; {names}) | switch 1 ms / 5 ms at c=32 |",
               "|---|---|---|---|---|---|---|---|"]
     for label, rate, batch, m in rows:
         best = "; ".join(f"{max(m[s, 8]['rps'], m[s, 32]['rps']) / rate:.2f}" for s in served)

@@ -10,11 +10,12 @@ import torch
 from conftest import make_affect_manifest, make_tone_folder, tone_clip
 from trilla import load_config, train
 from trilla.config import AudioAugmentConfig, AudioInput
-from trilla.kinds.audio import decode as audio, spectrogram
-from trilla.kinds.audio.augment import SpectrogramAugment
 from trilla.data import store as store_mod
-from trilla.kinds.audio.kind import AudioCodec, AudioKind
 from trilla.errors import TrillaError
+from trilla.kinds.audio import decode as audio
+from trilla.kinds.audio import spectrogram
+from trilla.kinds.audio.augment import SpectrogramAugment
+from trilla.kinds.audio.kind import AudioCodec, AudioKind
 
 FAST = ["train.progress=false", "train.batch_size=16", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}"]
 

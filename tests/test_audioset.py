@@ -7,10 +7,9 @@ import pytest
 import torch
 
 import trilla
-
 from trilla.config import load_config
-from trilla.kinds.embeddings import audioset
 from trilla.errors import TrillaError
+from trilla.kinds.embeddings import audioset
 
 
 def write_tfrecord(path, clips):
@@ -284,8 +283,8 @@ def test_balanced_stream_shows_rare_classes_as_often_as_common_ones(tmp_path):
 
 def test_one_registry_reads_every_source_and_a_packed_one_names_its_input_type(tmp_path):
     from conftest import make_image_folder
-    from trilla.kinds import infer_kind
     from trilla.data.sources import find_source, read_source
+    from trilla.kinds import infer_kind
 
     clip = np.full((10, 128), 128, np.uint8)
     shards = tmp_path / "shards"

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from conftest import TRILLA, make_image_folder, make_tone_folder, trilla
-from trilla.checkpoints import load_checkpoint
 from trilla import load_config, train
+from trilla.checkpoints import load_checkpoint
 from trilla.runs import Run, find_runs
 
 TINY = ["--set", "data.image_size=16", "--set", "train.progress=false", "-q"]
@@ -200,8 +200,8 @@ def test_a_read_only_folder_is_an_error_naming_it(read_only, pictures, tmp_path)
 def test_a_plain_state_dict_as_checkpoint_and_a_file_gone_before_packing_are_said(pictures, tmp_path):
     import torch
 
-    from trilla.kinds.image.kind import ImageCodec
     from trilla.data.store import open_or_build
+    from trilla.kinds.image.kind import ImageCodec
 
     done = trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY)
     run = Run(done.stdout.strip().splitlines()[-1])

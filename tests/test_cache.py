@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from conftest import make_image_folder
 from trilla.cli import app
 from trilla.data import cache, store
-from trilla.kinds.image.kind import ImageCodec
 from trilla.errors import TrillaError
+from trilla.kinds.image.kind import ImageCodec
 
 HOLD = """
 import sys, time

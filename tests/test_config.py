@@ -5,7 +5,6 @@ import pytest
 import yaml
 
 from conftest import make_tone_folder, trilla
-
 from trilla.config import Config, load_config
 from trilla.errors import TrillaError
 from trilla.harvest.site import label_for, load_site

@@ -9,10 +9,10 @@ from conftest import make_image_folder
 from trilla.config import load_config
 from trilla.data import store
 from trilla.data.datamodule import load_data
-from trilla.kinds.image.kind import ImageCodec
 from trilla.data.sources import read_source
 from trilla.data.splits import class_counts, split_indices
 from trilla.errors import TrillaError
+from trilla.kinds.image.kind import ImageCodec
 
 
 def test_folder_tree_labels_and_problems(tmp_path):

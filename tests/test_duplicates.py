@@ -8,8 +8,8 @@ import pytest
 
 from conftest import make_image_folder, trilla
 from trilla.config import load_config
-from trilla.errors import TrillaError
 from trilla.data.datamodule import StoreDataModule
+from trilla.errors import TrillaError
 
 FAST = ["data.image_size=8", "data.channels=rgb", "train.progress=false"]
 

@@ -10,11 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from conftest import make_region_tree
 from trilla import load_config, train
 from trilla.errors import TrillaError
 from trilla.evaluation.explain import gradcam
-
-from conftest import make_region_tree
 
 FAST = ["data.image_size=24", "train.epochs=12", "train.progress=false", "model.conv=[{maps: 8}, {maps: 16, pool: 1}]",
         "train.lr=0.01"]

@@ -16,9 +16,9 @@ import pytest
 from conftest import make_image_folder
 from trilla.checkpoints import load_checkpoint
 from trilla.config import load_config
-from trilla.kinds.image.kind import ImageCodec
 from trilla.data.store import open_or_build
 from trilla.errors import TrillaError
+from trilla.kinds.image.kind import ImageCodec
 from trilla.runs import INTERRUPTED, Run, find_runs
 from trilla.training.train import resume, train
 

@@ -9,12 +9,11 @@ import sys
 import pandas as pd
 import pytest
 
+from conftest import make_region_tree
 from trilla import load_config, train
 from trilla.data.datamodule import load_data
 from trilla.errors import TrillaError
 from trilla.runs import Run
-
-from conftest import make_region_tree
 
 SMALL = ["model.conv=[{maps: 8}, {maps: 16}]", "model.global_pool=avg", "augment=null", "train.epochs=40",
          "train.progress=false", "train.lr=0.01", "data.label_level=-2", "data.split.test=0.25"]

@@ -145,7 +145,8 @@ def test_a_dry_run_prints_the_tree_and_downloads_no_picture(shop, tmp_path):
                          "has sub-categories (check that they are not from an unread branch)")
     assert lines[-2] == (f"on the start page http://127.0.0.1:{p}/c/instruments/ these selectors found nothing: "
                          "selectors.products, selectors.next_page, selectors.page_count")  # the root is no listing: said, not an error
-    assert "│   ├── acoustic-guitars  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 2 listing pages, 5 products (6 tiles: its pages repeat 1, and may skip as many: a stable sort order in listing_query avoids both)]" in lines
+    assert ("│   ├── acoustic-guitars  [-> guitar (rule 'electric-guitars|acoustic-guitars'); 2 listing pages, 5 products (6 tiles: its pages "
+            "repeat 1, and may skip as many: a stable sort order in listing_query avoids both)]") in lines
     # distinct products: g1, b11 and c1 are each on two listings, g11 twice on one; facets are no nodes
     assert lines[-1] == "15 categories, 6 skipped; 27 distinct products in labelled listings, 0 in listings without a label"
     assert not [path for _, _, path, _ in shop.log if path.startswith("/img/")] and not (tmp_path / "out").exists()

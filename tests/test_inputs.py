@@ -11,8 +11,8 @@ from PIL import Image
 
 from conftest import make_image_folder, make_tone_folder
 from trilla import load_config, train
-from trilla.kinds import infer_kind, input_kind, list_inputs
 from trilla.errors import TrillaError
+from trilla.kinds import infer_kind, input_kind, list_inputs
 
 
 @pytest.fixture(scope="module")

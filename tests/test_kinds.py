@@ -18,17 +18,17 @@ from torch import nn
 
 import trilla
 from trilla.data.dataset import Rows
-from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
 from trilla.data.store import Decoded
 from trilla.errors import Unreadable
 from trilla.export import export_onnx
+from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
 from trilla.models.registry import ModelParams, register
-from trilla.schema import Section
+from trilla.schema import InputSection
 
 FRAMES, SIDE = 4, 8
 
 
-class FramesInput(Section):
+class FramesInput(InputSection):
     type: Literal["frames"]
 
 
@@ -119,8 +119,8 @@ class FramesNet(nn.Module):
 
 @pytest.fixture
 def frames_kind():
-    from trilla.kinds import registry as kinds
     from trilla.data.sources import MEDIA
+    from trilla.kinds import registry as kinds
     from trilla.models import registry as models
 
     register_input(FramesKind)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trilla.kinds.embeddings.audioset import DIMS, SECONDS
 from trilla.kinds import input_kind
+from trilla.kinds.embeddings.audioset import DIMS, SECONDS
 from trilla.kinds.protocols import Exports
 from trilla.models.registry import InputSpec, build, list_models, params_class
 

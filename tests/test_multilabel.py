@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from test_audioset import weak_scenes
 
 import trilla
-from trilla.errors import Unreadable
 from conftest import tone_clip
-from test_audioset import weak_scenes
-from trilla.errors import TrillaError
+from trilla.errors import TrillaError, Unreadable
 
 QUADRANTS = ["nw", "ne", "sw", "se"]
 

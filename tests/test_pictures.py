@@ -14,10 +14,10 @@ from PIL import Image
 
 from conftest import make_image_folder, trilla
 from trilla.config import load_config
-from trilla.kinds.image import decode as images
 from trilla.data.datamodule import load_data
-from trilla.kinds.image.kind import ImageCodec, ImagePreprocessor
 from trilla.errors import Unreadable
+from trilla.kinds.image import decode as images
+from trilla.kinds.image.kind import ImageCodec, ImagePreprocessor
 
 
 def png_header(width: int, height: int) -> bytes:

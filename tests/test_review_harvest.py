@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from conftest import make_tone_folder, tone_clip, trilla
 from trilla import load_config, train
 from trilla.cli import app
-from trilla.kinds.audio import decode as audio
 from trilla.errors import TrillaError
 from trilla.evaluation.review import relabel, review
+from trilla.kinds.audio import decode as audio
 from trilla.label import Project
 from trilla.runs import Run
 

@@ -69,7 +69,7 @@ def test_yaml_is_read_with_the_safe_loader(run, tmp_path):
     copy.mkdir()
     (copy / "config.yaml").write_text(payload)
     with pytest.raises(TrillaError, match="not valid YAML"):
-        Run(copy).config
+        _ = Run(copy).config
     assert not marker.exists()
 
 

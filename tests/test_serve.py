@@ -4,10 +4,10 @@ over HTTP as a DEEPaaS client would."""
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx

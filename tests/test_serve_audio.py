@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from test_multilabel import write_scenes_hdf5
 
 from conftest import make_tone_folder, serving, tone_clip
-from test_multilabel import write_scenes_hdf5
 from trilla import load_config, train
 
 AUDIO = ["train.progress=false", "train.batch_size=16", "input={type: audio, sample_rate: 8000, n_fft: 256, hop: 64, n_mels: 32}",

@@ -40,7 +40,7 @@ def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(api_schema, d
             if case.path_parameters and "name" in case.path_parameters:
                 case.path_parameters["name"] = "shapes"  # the served model: a generated name would only ever be a 404
             response = case.call_and_validate(checks=[not_a_server_error, response_schema_conformance, status_code_conformance], timeout=60)
-            answered[operation.label, response.status_code] += 1
+            answered[operation.label, response.status_code] += 1  # noqa: B023  (check() runs within this iteration)
 
         check()
     print(sorted(answered.items()))

@@ -18,12 +18,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from conftest import make_image_folder
 from trilla.config import load_raw, validate_config
 from trilla.errors import TrillaError
 from trilla.runs import Run, find_runs
 from trilla.training.sweep import grid_points, run_sweep
-
-from conftest import make_image_folder
 
 TRILLA = [sys.executable, "-m", "trilla"]
 BASE = {
@@ -327,7 +326,7 @@ def test_the_private_optuna_calls_work_on_the_installed_optuna(tmp_path):
     """Everything trilla takes from past Optuna's public API, against the installed release, on a real
     SQLite storage: claim a queued trial once, fail and requeue it, read attributes, beat."""
     from trilla.training import study_storage
-    from trilla.training.sweep import HEARTBEAT_S, GRACE_S
+    from trilla.training.sweep import GRACE_S, HEARTBEAT_S
 
     with study_storage.quiet_experimental():
         storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,

@@ -8,10 +8,10 @@ import torch
 from conftest import make_image_folder
 from trilla import load_config, train
 from trilla.config import AugmentConfig, TrainConfig
-from trilla.kinds.image import decode as images
-from trilla.kinds.image.augment import build_augment
 from trilla.data.datamodule import EpochSampler, StoreDataModule
 from trilla.errors import TrillaError
+from trilla.kinds.image import decode as images
+from trilla.kinds.image.augment import build_augment
 from trilla.training.train import planned_epochs
 
 

@@ -14,7 +14,6 @@ from trilla.datasets import write_sklearn_digits
 from trilla.errors import TrillaError
 from trilla.models import InputSpec, build, params_class
 
-
 TINY = ["model.name=timm", "model.backbone=test_resnet", "data.image_size=32", "train.progress=false", "model.head=[32]"]
 
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 from PIL import Image
+from test_multilabel import write_scenes_hdf5
 
 from conftest import make_image_folder, make_tone_folder
-from test_multilabel import write_scenes_hdf5
 from trilla import load_config, train
 from trilla.cli import main
 

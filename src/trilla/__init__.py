@@ -28,19 +28,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'trilla' has no attribute {name!r}")
 
 
-def train(config: "Config", **kwargs) -> "Run":
+def train(config: Config, **kwargs) -> Run:
     from trilla.training.train import train as _train
 
     return _train(config, **kwargs)
 
 
-def resume(run: str, **kwargs) -> "Run":
+def resume(run: str, **kwargs) -> Run:
     from trilla.training.train import resume as _resume
 
     return _resume(run, **kwargs)
 
 
-def load_run(path: str) -> "Run":
+def load_run(path: str) -> Run:
     from trilla.runs import Run
 
     return Run(path)

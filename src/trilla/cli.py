@@ -8,7 +8,6 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -75,7 +74,7 @@ CONFIG = typer.Argument(None, help="YAML config; optional when --data is given")
 DATA = typer.Option(None, "--data", help="folder tree <class>/<file> or CSV manifest")
 
 
-def _given_config(config: Optional[Path], data: Optional[Path], overrides: list[str]):
+def _given_config(config: Path | None, data: Path | None, overrides: list[str]):
     """The config a command on a config file and/or --data reads, validated before torch loads."""
     from trilla.config import load_config
 
@@ -86,10 +85,10 @@ def _given_config(config: Optional[Path], data: Optional[Path], overrides: list[
 
 @app.command()
 def train(
-    config: Optional[Path] = CONFIG,
-    data: Optional[Path] = DATA,
+    config: Path | None = CONFIG,
+    data: Path | None = DATA,
     set_: list[str] = typer.Option([], "--set", help="override a key: --set train.lr=0.01 (repeatable)"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
+    resume: Path | None = typer.Option(None, "--resume", help="continue an interrupted run directory"),
     quiet: bool = QUIET,
 ) -> None:
     """Train a classifier; the last line printed is the run directory."""
@@ -114,8 +113,8 @@ def train(
 @app.command()
 def evaluate(
     runs: list[Path] = typer.Argument(..., help="run directory; several runs are evaluated as one ensemble (their predictions averaged)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="labelled folder or CSV; default: the run's test split"),
-    out: Optional[Path] = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
+    data: Path | None = typer.Option(None, "--data", help="labelled folder or CSV; default: the run's test split"),
+    out: Path | None = typer.Option(None, "--out", help="also write the metrics to this JSON file"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
     allow_unfinished: bool = ALLOW_UNFINISHED,
     quiet: bool = QUIET,
@@ -137,9 +136,9 @@ def predict(
     top_k: int = typer.Option(5, "--top-k", min=1, help="labels per answer, most probable first"),
     format: PredictFormat = typer.Option(PredictFormat.json, "--format", help="json (one object per line) or csv"),
     meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific (repeatable)"),
-    meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
+    meta_csv: Path | None = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
     tta: int = typer.Option(0, "--tta", min=0, help="average over this many augmented views too"),
-    hop: Optional[float] = typer.Option(None, "--hop", min=0.001, help="sounds longer than the run's clips: seconds between windows (default: half a clip)"),
+    hop: float | None = typer.Option(None, "--hop", min=0.001, help="sounds longer than the run's clips: seconds between windows (default: half a clip)"),
     windows: bool = typer.Option(False, "--windows", help="also give each window's answer (JSON only)"),
     allow_unfinished: bool = ALLOW_UNFINISHED,
     quiet: bool = QUIET,
@@ -181,7 +180,7 @@ def explain(
     files: list[Path] = typer.Argument(..., help="image files or folders"),
     out: Path = typer.Option(..., "--out", help="folder for the heat maps (existing files are kept)"),
     meta: list[str] = typer.Option([], "--meta", help="metadata for every file: --meta region=Indo-Pacific"),
-    meta_csv: Optional[Path] = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
+    meta_csv: Path | None = typer.Option(None, "--meta-csv", help="CSV with a 'file' column and one column per field"),
     quiet: bool = QUIET,
 ) -> None:
     """Grad-CAM heat maps over each image for its predicted class; prints one JSON line per file."""
@@ -204,7 +203,7 @@ def explain(
 def export(
     run: Path = typer.Argument(..., help="run directory"),
     format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx"),
-    out: Optional[Path] = typer.Option(None, "--out", help="file to write; default <run>/export/model.onnx"),
+    out: Path | None = typer.Option(None, "--out", help="file to write; default <run>/export/model.onnx"),
     quiet: bool = QUIET,
 ) -> None:
     """Export the best model (with its metadata inputs) for serving without trilla; prints the file."""
@@ -218,15 +217,15 @@ def export(
 @app.command()
 def runs(
     root: Path = typer.Argument(Path("runs"), help="a folder of runs (searched recursively)"),
-    sort: Optional[str] = typer.Option(None, "--sort", help="column to sort by, e.g. test/balanced_accuracy"),
+    sort: str | None = typer.Option(None, "--sort", help="column to sort by, e.g. test/balanced_accuracy"),
     format: TableFormat = typer.Option(TableFormat.md, "--format", help="md, csv (every column, for programs) or html"),
-    columns: Optional[str] = typer.Option(None, "--columns", help="more columns, comma-separated (train_time_s,best_epoch), or all"),
+    columns: str | None = typer.Option(None, "--columns", help="more columns, comma-separated (train_time_s,best_epoch), or all"),
     quiet: bool = QUIET,
 ) -> None:
     """Leaderboard of runs (a sweep's, or any folder): the keys they differ in, the main metrics, and a
     flag on runs at the majority baseline."""
-    from trilla.tables import markdown_table
     from trilla.evaluation.results import for_people, runs_table, to_html
+    from trilla.tables import markdown_table
 
     table = runs_table(root, sort)
     if format == TableFormat.csv:
@@ -244,7 +243,7 @@ def sweep(
     config: Path = typer.Argument(..., help="YAML config with a sweep: section"),
     set_: list[str] = typer.Option([], "--set", help="override a key of the base config (repeatable)"),
     workers: int = typer.Option(1, "--workers", min=1, help="trials trained at once, each in its own process"),
-    folder: Optional[Path] = typer.Option(None, "--out", "--dir", help="sweep folder; default <run.dir>/<run.name or config name>"),
+    folder: Path | None = typer.Option(None, "--out", "--dir", help="sweep folder; default <run.dir>/<run.name or config name>"),
     quiet: bool = QUIET,
 ) -> None:
     """Run a grid, random or Optuna sweep; run it again (or on more machines) to resume or join it."""
@@ -262,7 +261,7 @@ def sweep(
 @app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="run directories, or folders of runs such as a sweep"),
-    sort: Optional[str] = typer.Option(None, "--sort", help="metric to plot against each varied key; default test/balanced_accuracy (test/mAP for multi-label)"),
+    sort: str | None = typer.Option(None, "--sort", help="metric to plot against each varied key; default test/balanced_accuracy (test/mAP for multi-label)"),
     out: Path = typer.Option(Path("compare"), "--out", help="folder for the plots (existing files are kept)"),
     quiet: bool = QUIET,
 ) -> None:
@@ -283,7 +282,7 @@ def harvest_clips(
     out: Path = typer.Argument(..., help="folder for the clips, clips.csv and manifest.csv"),
     seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="length of every clip"),
     skip_start: float = typer.Option(0.0, "--skip-start", min=0.0, help="seconds skipped at the start of every song"),
-    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="cut only this many clips, drawn at random"),
+    sample: int | None = typer.Option(None, "--sample", min=1, help="cut only this many clips, drawn at random"),
     seed: int = typer.Option(0, "--seed", help="seed of the random sample (the same seed draws the same clips)"),
     sample_rate: int = typer.Option(44100, "--sample-rate", min=1000, help="the clips' sample rate in Hz"),
     format: ClipFormat = typer.Option(ClipFormat.wav, "--format", help="wav or flac"),
@@ -303,10 +302,10 @@ def harvest_crawl(
     site: Path = typer.Argument(..., help="SITE.yaml: start URLs, allowed domains, selectors, label rules"),
     out: Path = typer.Argument(..., help="folder for <label>/<picture> and provenance.csv (the report and contact sheets go to OUT/.harvest)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="walk the category tree without downloading pictures and print it"),
-    max_items: Optional[int] = typer.Option(None, "--max-items", min=1, help="download at most this many pictures"),
+    max_items: int | None = typer.Option(None, "--max-items", min=1, help="download at most this many pictures"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted harvest into OUT (pages already fetched come from the cache)"),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="do not obey the site's robots.txt (only for a site you may crawl so)"),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="the HTTP cache folder; default $TRILLA_CACHE/harvest/http"),
+    cache: Path | None = typer.Option(None, "--cache", help="the HTTP cache folder; default $TRILLA_CACHE/harvest/http"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also Scrapy's own log: its settings, every page's progress, its statistics"),
     quiet: bool = QUIET,
 ) -> None:
@@ -330,11 +329,11 @@ def harvest_crawl(
 @app.command()
 def review(
     runs: list[Path] = typer.Argument(..., help="run directories trained on the same data"),
-    data: Optional[Path] = typer.Option(None, "--data", help="labelled data to review; default: the first run's"),
+    data: Path | None = typer.Option(None, "--data", help="labelled data to review; default: the first run's"),
     min_votes: int = typer.Option(3, "--min-votes", min=1, help="queue examples at least this many runs got wrong"),
     out: Path = typer.Option(Path("review.csv"), "--out", help="the queue (an existing file is never overwritten)"),
-    label: Optional[Path] = typer.Option(None, "--label", help="put the queue into a new labelling project in this folder instead, to relabel in the browser"),
-    db: Optional[str] = typer.Option(None, "--db", help="with --label: keep the answers in this database (postgresql://...)"),
+    label: Path | None = typer.Option(None, "--label", help="put the queue into a new labelling project in this folder instead, to relabel in the browser"),
+    db: str | None = typer.Option(None, "--db", help="with --label: keep the answers in this database (postgresql://...)"),
     quiet: bool = QUIET,
 ) -> None:
     """Queue likely label errors: examples most runs got wrong, ranked by confident learning (cleanlab)."""
@@ -361,17 +360,17 @@ def review(
 
 @app.command()
 def relabel(
-    queue: Optional[Path] = typer.Argument(None, help="a queue from trilla review, with new_* cells filled in"),
-    from_project: Optional[Path] = typer.Option(None, "--from-project", help="take the new labels from a project trilla review --label made"),
-    db: Optional[str] = typer.Option(None, "--db", help="with --from-project: the answers' database URL; default: the project's own"),
+    queue: Path | None = typer.Argument(None, help="a queue from trilla review, with new_* cells filled in"),
+    from_project: Path | None = typer.Option(None, "--from-project", help="take the new labels from a project trilla review --label made"),
+    db: str | None = typer.Option(None, "--db", help="with --from-project: the answers' database URL; default: the project's own"),
     apply: bool = typer.Option(False, "--apply", help="write the changes (default: only show them)"),
     new_class: bool = typer.Option(False, "--new-class", help="accept labels that are not yet a class of the manifest"),
     quiet: bool = QUIET,
 ) -> None:
     """Merge corrected labels into the manifest; old values go to its label_history column and a backup."""
-    from trilla.tables import markdown_table
     from trilla.evaluation.review import merge
     from trilla.evaluation.review import relabel as run_relabel
+    from trilla.tables import markdown_table
 
     if (queue is None) == (from_project is None):
         raise TrillaError("give either a queue CSV or --from-project PROJECT")
@@ -400,8 +399,8 @@ def interpret(
     """fastai's interpretation: the top losses as a grid (prediction / actual / loss / probability of the
     actual class) and the most confused pairs; prints the pairs and the folder."""
     from trilla.evaluation.interpret import interpret_run
-    from trilla.tables import markdown_table
     from trilla.runs import Run
+    from trilla.tables import markdown_table
 
     losses, confused, out_dir = interpret_run(Run(run), split, top, min_count, progress=not quiet)
     typer.echo(markdown_table(losses.drop(columns="path").head(top), ".3f"))
@@ -412,8 +411,8 @@ def interpret(
 
 @app.command("lr-find")
 def lr_find_command(
-    config: Optional[Path] = CONFIG,
-    data: Optional[Path] = DATA,
+    config: Path | None = CONFIG,
+    data: Path | None = DATA,
     set_: list[str] = typer.Option([], "--set", help="override a key: --set model.name=timm (repeatable)"),
     out: Path = typer.Option(Path("lr_find"), "--out", help="folder for lr_find.png (existing files are kept)"),
     steps: int = typer.Option(100, "--steps", min=5, help="training batches the rate grows over"),
@@ -430,8 +429,8 @@ def lr_find_command(
 
 @app.command("show-batch")
 def show_batch_command(
-    config: Optional[Path] = CONFIG,
-    data: Optional[Path] = DATA,
+    config: Path | None = CONFIG,
+    data: Path | None = DATA,
     set_: list[str] = typer.Option([], "--set", help="override a key: --set augment.rotate=30 (repeatable)"),
     out: Path = typer.Option(Path("show_batch"), "--out", help="folder for show_batch.png (existing files are kept)"),
     count: int = typer.Option(16, "--count", min=1, help="examples to show"),
@@ -447,8 +446,8 @@ def show_batch_command(
 @app.command()
 def manifest(
     folder: Path = typer.Argument(..., help="a folder tree: <class>/<file>, or deeper with --label-level"),
-    out: Optional[Path] = typer.Option(None, "--out", help="the CSV to write (never overwritten); default: FOLDER.csv beside the folder"),
-    label_level: Optional[int] = typer.Option(None, "--label-level", help="the path part that is the label (-2: the file's folder)"),
+    out: Path | None = typer.Option(None, "--out", help="the CSV to write (never overwritten); default: FOLDER.csv beside the folder"),
+    label_level: int | None = typer.Option(None, "--label-level", help="the path part that is the label (-2: the file's folder)"),
     quiet: bool = QUIET,
 ) -> None:
     """Write a CSV manifest (path, label, level_1, level_2...) of a folder tree, to train on, review and relabel."""
@@ -463,14 +462,14 @@ def manifest(
 def serve(
     runs: list[Path] = typer.Argument(None, help="run directories; each becomes one model"),
     label: list[Path] = typer.Option([], "--label", help="also serve this labelling project's page at /label/NAME"),
-    db: Optional[str] = typer.Option(None, "--db", help="the labelling projects' database URL (postgresql://...); default: the project's own"),
-    quiz_data: Optional[Path] = typer.Option(None, "--quiz-data", help="the quiz's labelled folder or CSV; default: each run's test split"),
+    db: str | None = typer.Option(None, "--db", help="the labelling projects' database URL (postgresql://...); default: the project's own"),
+    quiz_data: Path | None = typer.Option(None, "--quiz-data", help="the quiz's labelled folder or CSV; default: each run's test split"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
     port: int = typer.Option(5000, "--port", min=0, max=65535, help="port to listen on (DEEPaaS's default)"),
     name: list[str] = typer.Option([], "--name", help="the models' names, one per run (default: the runs' names)"),
     workers: int = typer.Option(1, "--workers", min=1, max=256, help="server processes, each loading the models (trainings need 1)"),
-    token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that trainings and labelling answers require"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="trainings over HTTP may read data inside this folder only"),
+    token: str | None = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that trainings and labelling answers require"),
+    data_root: Path | None = typer.Option(None, "--data-root", help="trainings over HTTP may read data inside this folder only"),
     max_trainings: int = typer.Option(SERVED.max_trainings, "--max-trainings", min=1, max=64, help="trainings over HTTP running at once (more: 429)"),
     max_epochs: int = typer.Option(SERVED.max_epochs, "--max-epochs", min=1, max=100_000, help="the most epochs a training over HTTP may run"),
     max_batch: int = typer.Option(SERVED.max_batch, "--max-batch", min=1, max=4096, help="most windows in one forward pass"),
@@ -545,11 +544,11 @@ def _names(text: str | None) -> list[str]:
 def label_new(
     project: Path = typer.Argument(..., help="the project folder to create"),
     data: Path = typer.Option(..., "--data", help="folder of pictures or sounds (class folders allowed), or a CSV with a path column"),
-    classes: Optional[str] = typer.Option(None, "--classes", help="one class per item: a,b,c"),
-    multilabel: Optional[str] = typer.Option(None, "--multilabel", help="any set of these labels per item: a,b,c"),
-    plane: Optional[str] = typer.Option(None, "--plane", help="a point on the plane of these two axes: valence,arousal"),
-    db: Optional[str] = typer.Option(None, "--db", help="keep the answers in this database (postgresql://...) instead of the project folder"),
-    run: Optional[Path] = typer.Option(None, "--run", help="a run whose guesses order the items (least sure first) and can be shown"),
+    classes: str | None = typer.Option(None, "--classes", help="one class per item: a,b,c"),
+    multilabel: str | None = typer.Option(None, "--multilabel", help="any set of these labels per item: a,b,c"),
+    plane: str | None = typer.Option(None, "--plane", help="a point on the plane of these two axes: valence,arousal"),
+    db: str | None = typer.Option(None, "--db", help="keep the answers in this database (postgresql://...) instead of the project folder"),
+    run: Path | None = typer.Option(None, "--run", help="a run whose guesses order the items (least sure first) and can be shown"),
     quiet: bool = QUIET,
 ) -> None:
     """Make a labelling project over a folder or CSV of pictures or sounds."""
@@ -571,10 +570,10 @@ def label_new(
 def label_serve(
     project: Path = typer.Argument(..., help="the project folder"),
     run: list[Path] = typer.Option([], "--run", help="also serve these runs (predict page, quiz, API)"),
-    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    db: str | None = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
     port: int = typer.Option(5000, "--port", min=0, max=65535, help="port to listen on"),
-    token: Optional[str] = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that answers require"),
+    token: str | None = typer.Option(None, "--token", envvar="TRILLA_TOKEN", help="bearer token that answers require"),
     quiet: bool = QUIET,
 ) -> None:
     """Serve a labelling project's page at /label/NAME (the same server as trilla serve --label)."""
@@ -588,10 +587,10 @@ def label_serve(
 def label_export(
     project: Path = typer.Argument(..., help="the project folder"),
     format_: LabelExportFormat = typer.Option(LabelExportFormat.csv, "--format", help="csv (a manifest trilla train reads) or labelstudio (tasks with annotations)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="where to write it; default: PROJECT/labels.csv or PROJECT/labelstudio.json"),
-    media_root: Optional[Path] = typer.Option(None, "--media-root", help="labelstudio: Label Studio's local-files document root, a folder "
+    out: Path | None = typer.Option(None, "--out", help="where to write it; default: PROJECT/labels.csv or PROJECT/labelstudio.json"),
+    media_root: Path | None = typer.Option(None, "--media-root", help="labelstudio: Label Studio's local-files document root, a folder "
                                               "that holds every item; default: the parent of the items' folder"),
-    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    db: str | None = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
     quiet: bool = QUIET,
 ) -> None:
     """Write what the annotators said: the majority label (or mean point), agreement and history per item."""
@@ -613,7 +612,7 @@ def label_export(
 @label_app.command("stats")
 def label_stats(
     project: Path = typer.Argument(..., help="the project folder"),
-    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    db: str | None = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
     quiet: bool = QUIET,
 ) -> None:
     """Items answered, annotators, and Krippendorff's alpha for the whole project."""
@@ -634,7 +633,7 @@ def label_import(
     export: Path = typer.Argument(..., help="a Label Studio JSON export (tasks with annotations)"),
     users: list[Path] = typer.Option([], "--users", help="Label Studio's users (its /api/users answer saved as JSON), to name the annotators "
                                      "of an export that gives user ids; PROJECT/labelstudio.users.json is read too"),
-    db: Optional[str] = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
+    db: str | None = typer.Option(None, "--db", help="the answers' database URL; default: the project's own"),
     quiet: bool = QUIET,
 ) -> None:
     """Read a Label Studio export's annotations into the project as answers (by annotator); importing the
@@ -659,7 +658,7 @@ app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("list")
-def cache_list(folder: Optional[Path] = typer.Option(None, "--cache", "--dir", help="the store folder; default $TRILLA_CACHE/stores"), quiet: bool = QUIET) -> None:
+def cache_list(folder: Path | None = typer.Option(None, "--cache", "--dir", help="the store folder; default $TRILLA_CACHE/stores"), quiet: bool = QUIET) -> None:
     """Every packed store with its size, age, idle time, whether a process uses it, and its data."""
     from trilla.data.cache import stores_table
     from trilla.tables import markdown_table
@@ -671,9 +670,9 @@ def cache_list(folder: Optional[Path] = typer.Option(None, "--cache", "--dir", h
 
 @cache_app.command("prune")
 def cache_prune(
-    older_than: Optional[float] = typer.Option(None, "--older-than", min=0, help="remove stores unused for more than DAYS"),
-    max_size: Optional[float] = typer.Option(None, "--max-size", min=0, help="then remove the least recently used until the cache fits in GB"),
-    folder: Optional[Path] = typer.Option(None, "--cache", "--dir", help="the store folder; default $TRILLA_CACHE/stores"),
+    older_than: float | None = typer.Option(None, "--older-than", min=0, help="remove stores unused for more than DAYS"),
+    max_size: float | None = typer.Option(None, "--max-size", min=0, help="then remove the least recently used until the cache fits in GB"),
+    folder: Path | None = typer.Option(None, "--cache", "--dir", help="the store folder; default $TRILLA_CACHE/stores"),
     dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
     quiet: bool = QUIET,
 ) -> None:

@@ -14,15 +14,15 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator
 
-from trilla.kinds.audio.augment_config import AudioAugmentConfig  # noqa: F401  (the schema's public names)
-from trilla.kinds.image.augment_config import AugmentConfig  # noqa: F401  (the schema's public names)
+from trilla.errors import TrillaError, unknown_name
 from trilla.kinds import infer_kind, input_kind, input_kinds, list_inputs
+from trilla.kinds.audio.augment_config import AudioAugmentConfig  # noqa: F401  (the schema's public names)
 from trilla.kinds.audio.kind import AudioInput  # noqa: F401
 from trilla.kinds.embeddings.kind import EmbeddingsInput  # noqa: F401
+from trilla.kinds.image.augment_config import AugmentConfig  # noqa: F401  (the schema's public names)
 from trilla.kinds.image.kind import ImageInput
-from trilla.errors import TrillaError, unknown_name
 from trilla.models import ModelParams, params_class
-from trilla.schema import Section, explain, load_yaml, short
+from trilla.schema import InputSection, Section, explain, load_yaml, short
 
 log = logging.getLogger("trilla")
 
@@ -50,7 +50,7 @@ class MetadataField(Section):
     column: str | None = Field(None, description="from: column; default: the field's own name")
 
     @model_validator(mode="after")
-    def _needs_level(self) -> "MetadataField":
+    def _needs_level(self) -> MetadataField:
         if self.source == "path" and self.level is None:
             raise ValueError("from: path needs a level, e.g. level: -3 for Region in Region/Species/photo.jpg")
         return self
@@ -95,7 +95,7 @@ class DataConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _affect(self) -> "DataConfig":
+    def _affect(self) -> DataConfig:
         given = list(self.targets)
         if not given:
             return self
@@ -183,7 +183,7 @@ class SweepRange(Section):
     integer: bool = Field(False, description="draw whole numbers (layers, units) instead of reals")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SweepRange":
+    def _ordered(self) -> SweepRange:
         if self.high <= self.low:
             raise ValueError(f"high ({self.high}) must be above low ({self.low})")
         if self.log and self.low <= 0:
@@ -211,7 +211,7 @@ class SweepConfig(Section):
     seed: int = Field(0, ge=0, lt=2**32, description="the random seed (numpy takes 0 to 2**32 - 1)")
 
     @model_validator(mode="after")
-    def _complete(self) -> "SweepConfig":
+    def _complete(self) -> SweepConfig:
         ranges = [key for key, values in self.parameters.items() if isinstance(values, SweepRange)]
         if self.method == "grid":
             if ranges:
@@ -244,7 +244,7 @@ class Config(Section):
     # The `input:` section is the schema of the kind its `type` names and `augment:` that kind's augmentation
     # section, both looked up in the registry when a config is validated: a kind registered later (a
     # plugin's) validates as the built-in ones do.
-    input: SerializeAsAny[Section] = ImageInput()
+    input: SerializeAsAny[InputSection] = ImageInput()
     model: SerializeAsAny[ModelParams] = Field(default_factory=lambda: params_class("small_cnn")())
     augment: SerializeAsAny[Section] | None = AugmentConfig()
     dynamic_sections: ClassVar[tuple[str, ...]] = ("model", "input", "augment")
@@ -268,7 +268,7 @@ class Config(Section):
         return input_kind(kind).defaults(raw) if kind in list_inputs() else raw
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Config":
+    def _consistent(self) -> Config:
         input_kind(self.input.type).check(self)
         multilabel = self.task == "multilabel"
         if multilabel and self.data.targets:
@@ -287,7 +287,7 @@ class Config(Section):
 
     @field_validator("input", mode="before")
     @classmethod
-    def _validate_with_kind_schema(cls, value: Any) -> Section:
+    def _validate_with_kind_schema(cls, value: Any) -> InputSection:
         if not isinstance(value, (dict, Section)):
             raise ValueError("must be a mapping with at least a 'type'")
         kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)

@@ -9,7 +9,6 @@ from trilla.config import load_config
 from trilla.datasets import write_sklearn_digits
 from trilla.training.train import train
 
-
 DEMO_EPOCHS = 12  # the defaults' 60 take 4 minutes on 2 cores; 12 score 100% on the demo's test split for seeds 0-2
 
 

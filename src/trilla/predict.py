@@ -17,19 +17,19 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from trilla.data import metadata as meta
-from trilla.kinds import input_kind
-from trilla.errors import Unreadable
-from trilla.kinds.protocols import Augments, Decodes, able
-from trilla.kinds.registry import WINDOWS
 from trilla.data.sources import Problem, manifest_rows, walk
-from trilla.errors import TrillaError
+from trilla.errors import TrillaError, Unreadable
+from trilla.kinds import input_kind
+from trilla.kinds.protocols import Augments, Decodes, able
+from trilla.kinds.registry import WINDOWS, Preprocessor
 from trilla.tasks import load_task
 
 if TYPE_CHECKING:
@@ -41,19 +41,19 @@ class Predictor:
     `record` the `data` section of its run.json (what the store held: sizes, clip lengths)."""
 
     def __init__(
-        self, checkpoint: Path, config: "Config", record: Mapping[str, Any] | None = None, device: str = "cpu", tta: int = 0,
+        self, checkpoint: Path, config: Config, record: Mapping[str, Any] | None = None, device: str = "cpu", tta: int = 0,
         thresholds: list[float] | None = None,
     ):
         self.task = load_task(checkpoint, device).eval()
         self.device = device
-        hp = self.task.hparams
+        hp: Any = self.task.hparams
         self.classes: list[str] = list(hp.classes)
         self.objective = self.task.objective
         self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.spec: dict = dict(hp.input_spec)
         self.input = input_kind(self.spec.get("kind", "image"))
         self.config, self.record = config, dict(record or {})
-        self._preprocessor = None
+        self._preprocessor: Preprocessor | None = None
         self.vocab: dict[str, list[str]] = dict(hp.get("metadata") or {})
         self.fields = {name: config.data.metadata[name] for name in self.vocab}
         self.tta = tta
@@ -84,9 +84,9 @@ class Predictor:
                 part = {key: value[start : start + batch_size] for key, value in inputs.items()}
                 extra = {} if metadata is None else {"metadata": torch.from_numpy(metadata[start : start + batch_size])}
                 views = [self.input.to_batch(part)] + [self.input.to_batch(part, self.augment) for _ in range(self.tta)]
-                total = sum(
+                total = torch.stack([
                     self.task.outputs(self.task.logits({k: v.to(self.device) for k, v in {**view, **extra}.items()})) for view in views
-                )
+                ]).sum(0)
                 out.append((total / len(views)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -213,7 +213,7 @@ class Ensemble:
         """As `Predictor.window_outputs`, each window's outputs averaged over the members (which read
         their inputs the same way, so they cut the same windows)."""
         answers = [m.window_outputs(items, codes, hop, batch_size) for m in self.members]
-        outputs = [None if found is None else np.mean([a[0][i] for a in answers], axis=0) for i, found in enumerate(answers[0][0])]
+        outputs = [None if found is None else np.mean([cast(np.ndarray, a[0][i]) for a in answers], axis=0) for i, found in enumerate(answers[0][0])]
         return outputs, answers[0][1], answers[0][2]
 
     def combine(self, windows: np.ndarray) -> np.ndarray:

@@ -71,7 +71,7 @@ class Run:
         self._predictors: dict[tuple[str, int], Any] = {}
 
     @classmethod
-    def create(cls, root: Path, name: str, config: Config) -> "Run":
+    def create(cls, root: Path, name: str, config: Config) -> Run:
         """A new run directory holding the resolved config."""
         path = new_run_dir(Path(root), name)
         write_text(path / CONFIG, config.to_yaml())
@@ -264,7 +264,7 @@ class Run:
         self.require_finished(allow_unfinished)
         items = expand(items)
         predictor = self.predictor(tta=tta)
-        given = metadata_per_file(items, metadata or {}, metadata_table, list(predictor.vocab))
+        given = metadata_per_file(items, metadata or {}, None if metadata_table is None else Path(metadata_table), list(predictor.vocab))
         return predictor.predict(items, top_k=top_k, metadata=given, hop=hop, windows=windows)
 
     def evaluate(

@@ -57,6 +57,13 @@ class Section(BaseModel):
         return value
 
 
+
+
+class InputSection(Section):
+    """Base of every input kind's `input:` section: `type` names the kind (a `Literal` in each kind)."""
+
+    type: str
+
 def load_yaml(text: str) -> Any:
     """YAML as the safe loader reads it, except that a key written twice in one mapping is an error
     naming both lines (the safe loader keeps the last silently, so an edit above would be ignored)."""

@@ -23,8 +23,8 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from trilla.checkpoints import reading_checkpoint
-from trilla.kinds import input_kind
 from trilla.errors import TrillaError
+from trilla.kinds import input_kind
 from trilla.models import InputSpec, build, params_class
 from trilla.objectives import objective as objective_named
 

@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trilla.data.dataset import LabelledData
 from trilla.data.sources import SONG, Problem, header
-from trilla.kinds import input_kind
-from trilla.kinds.protocols import Augments
 from trilla.data.splits import joint_groups, split_indices
 from trilla.errors import TrillaError
+from trilla.kinds import input_kind
+from trilla.kinds.protocols import Augments
 from trilla.objectives import objective_for
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trilla")
 
 
-def load_data(path: Path, config: "Config", **kwargs) -> LabelledData:
+def load_data(path: Path, config: Config, **kwargs) -> LabelledData:
     """The labelled data at `path` as `config` reads it, through its input kind (files packed into the
     store, or precomputed embeddings). `kwargs` go to the loader (classes, codec, vocab, ...)."""
     return input_kind(config.input.type).load(Path(path), config, **kwargs)
@@ -41,7 +41,7 @@ def to_batch(inputs: dict[str, np.ndarray], kind: str, transform=None) -> dict[s
     return input_kind(kind).to_batch(inputs, transform)
 
 
-def build_transform(config: "Config", data: LabelledData):
+def build_transform(config: Config, data: LabelledData):
     """The training-time augmentation for this input, or None."""
     kind = input_kind(data.kind)
     if config.augment is None or not isinstance(kind, Augments):

@@ -8,11 +8,12 @@ Labels are class names, or affect coordinates turned into classes or regression 
 from __future__ import annotations
 
 import hashlib
-from abc import ABC, abstractmethod
 import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -96,8 +97,8 @@ class LabelledData:
 
 def load_labelled(
     path: Path,
-    config: "Config",
-    kind: "InputKind",
+    config: Config,
+    kind: InputKind,
     *,
     codec: store_mod.Codec | None = None,
     classes: list[str] | None = None,
@@ -192,7 +193,7 @@ def load_labelled(
     )
 
 
-def _coordinates(cfg: "DataConfig", samples: list, ok: np.ndarray, problems: list[Problem]) -> np.ndarray:
+def _coordinates(cfg: DataConfig, samples: list, ok: np.ndarray, problems: list[Problem]) -> np.ndarray:
     """(samples, axes) floats from the target columns; NaN (and a problem) where a value is unusable."""
     coords = np.full((len(samples), len(cfg.targets)), np.nan)
     for row, sample in enumerate(samples):

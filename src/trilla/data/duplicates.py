@@ -38,7 +38,7 @@ def deduplicate(rows: list[int], sha1: list[str], labels: list[str], paths: list
     conflicts = frame[conflicted].drop_duplicates(["sha1", "label", "path"]).sort_values(["sha1", "label"])
     problems = []
     if not keep_conflicts:
-        for digest, group in conflicts.groupby("sha1", sort=False):
+        for _, group in conflicts.groupby("sha1", sort=False):
             names = sorted(set(group["label"]))
             for path in dict.fromkeys(group["path"]):
                 problems.append(Problem(path, f"the same content is filed under {', '.join(names)}; left out (data.keep_conflicts: true keeps it)"))

@@ -8,8 +8,9 @@ way everywhere; a run keeps its vocabularies in the checkpoint.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 

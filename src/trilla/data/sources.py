@@ -13,10 +13,11 @@ import csv
 import io
 import logging
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from trilla.errors import TrillaError
 from trilla.spreadsheet import restore
@@ -313,7 +314,7 @@ def header(manifest: Path) -> list[str]:
         return list(rows.fieldnames or [])
 
 
-def manifest_table(manifest: Path) -> tuple["pd.DataFrame", str]:
+def manifest_table(manifest: Path) -> tuple[pd.DataFrame, str]:
     """A user's CSV as a table of strings (empty for missing), read as `manifest_rows` reads it, and its
     delimiter, to write it back the way it came."""
     import pandas as pd
@@ -325,7 +326,7 @@ def manifest_table(manifest: Path) -> tuple["pd.DataFrame", str]:
     return table.rename(columns=restore).map(restore), delimiter
 
 
-def folder_manifest(root: Path, out: Path, label_level: int | None = None) -> tuple["pd.DataFrame", list[Problem]]:
+def folder_manifest(root: Path, out: Path, label_level: int | None = None) -> tuple[pd.DataFrame, list[Problem]]:
     """A CSV manifest of a <class>/<file> tree (or of any tree with `label_level`): path (relative to
     the manifest's folder), label, and the folders on the way as level_1, level_2... (metadata a run
     can read as `data.metadata.<name>.column`). What relabel and hand edits need: a folder tree has no
@@ -342,7 +343,7 @@ def folder_manifest(root: Path, out: Path, label_level: int | None = None) -> tu
     return pd.DataFrame(rows).fillna(""), listing.problems
 
 
-def write_folder_manifest(folder: Path, out: Path | None = None, label_level: int | None = None) -> tuple["pd.DataFrame", Path]:
+def write_folder_manifest(folder: Path, out: Path | None = None, label_level: int | None = None) -> tuple[pd.DataFrame, Path]:
     """`folder_manifest` written to `out` (default FOLDER.csv beside the folder), never over a file that
     is there; what was left out is logged."""
     from trilla.atomic import write_csv

@@ -15,10 +15,10 @@ import numpy as np
 from trilla.atomic import write_json
 from trilla.data import affect
 from trilla.data.dataset import LabelledData
-from trilla.kinds import input_kind
 from trilla.errors import TrillaError
-from trilla.predict import Predictor
 from trilla.evaluation.plots import plot_affect_plane
+from trilla.kinds import input_kind
+from trilla.predict import Predictor
 
 if TYPE_CHECKING:
     from trilla.config import DataConfig
@@ -44,7 +44,7 @@ def predict_positions(predictor: Predictor, data: LabelledData, positions: np.nd
 
 def evaluate_split(
     predictor: Predictor, data: LabelledData, positions: np.ndarray, majority_class: int, out_dir: Path, prefix: str = "test",
-    data_cfg: "DataConfig | None" = None, outputs: np.ndarray | None = None,
+    data_cfg: DataConfig | None = None, outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Metrics (keys `<prefix>/...`) and the files behind them, written into `out_dir`; `outputs` are
     the predictions when the caller already has them.
@@ -60,7 +60,7 @@ def evaluate_split(
     return result
 
 
-def _evaluate_affect(cfg: "DataConfig", coords: np.ndarray, outputs: np.ndarray, out_dir: Path, prefix: str) -> dict[str, float]:
+def _evaluate_affect(cfg: DataConfig, coords: np.ndarray, outputs: np.ndarray, out_dir: Path, prefix: str) -> dict[str, float]:
     """Accuracy per trained axis (high or low), and the plane with each clip marked right or wrong."""
     signs = affect.axis_signs(cfg, outputs)
     axes = list(cfg.targets)

@@ -10,17 +10,17 @@ what the network looks at.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import IO
 
 import numpy as np
 import torch
 
-from trilla.errors import Unreadable
+from trilla.errors import TrillaError, Unreadable
+from trilla.figures import save_figure
 from trilla.kinds.protocols import Shows, able
 from trilla.kinds.registry import WINDOWS
-from trilla.errors import TrillaError
-from trilla.figures import save_figure
 from trilla.paths import free_path
 
 
@@ -49,7 +49,7 @@ def gradcam(predictor, inputs: dict[str, np.ndarray], codes: np.ndarray | None =
     return (heat / peak if peak > 0 else heat), predicted, float(probs[predicted])
 
 
-def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path, axes: tuple[str, str] | None = None) -> None:
+def plot_gradcam(picture: np.ndarray, heat: np.ndarray, title: str, path: Path | IO[bytes], axes: tuple[str, str] | None = None) -> None:
     """The input as a person sees it, and the same with the heat over it; `axes` labels x and y (a
     spectrogram's time and frequency), or None for a picture."""
     from trilla.figures import plt

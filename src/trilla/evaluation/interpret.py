@@ -16,11 +16,11 @@ import pandas as pd
 
 from trilla import metrics as M
 from trilla.atomic import write_csv
-from trilla.kinds import input_kind
-from trilla.kinds.protocols import view
 from trilla.errors import TrillaError
 from trilla.evaluation.evaluate import predict_positions
 from trilla.figures import plot_grid
+from trilla.kinds import input_kind
+from trilla.kinds.protocols import view
 
 
 def interpret_run(run, split: str = "test", top: int = 16, min_count: int = 1, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, Path]:

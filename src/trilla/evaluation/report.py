@@ -161,7 +161,8 @@ def render_report(run) -> Path:
               f"- model `{config['model']['name']}`: {info['model_summary']}, {info['parameters']:,} parameters",
               f"- {train['optimizer']} lr {train['lr']:g} ("
               + (f"momentum {train['momentum']:g}, " if train["optimizer"] in ("sgd", "rmsprop") else "")
-              + f"weight decay {train['weight_decay']:g}), schedule {train['schedule']}, batch {train['batch_size']}, up to {train['epochs']} epoch{'s' if train['epochs'] != 1 else ''}"
+              + f"weight decay {train['weight_decay']:g}), schedule {train['schedule']}, batch {train['batch_size']}, "
+              + f"up to {train['epochs']} epoch{'s' if train['epochs'] != 1 else ''}"
               + (f" (planned for at least {train['min_steps']} optimizer steps)" if train.get("min_steps") else "") + ", "
               + (f"early stopping after {train['early_stopping']} epochs without progress on {train['monitor']}" if train["early_stopping"]
                  else f"no early stopping (best epoch by {train['monitor']})")

@@ -25,8 +25,8 @@ import pandas as pd
 from trilla.atomic import write_bytes, write_csv
 from trilla.data.datamodule import load_data
 from trilla.data.sources import manifest_table
-from trilla.evaluation.evaluate import predict_positions
 from trilla.errors import TrillaError, unknown_name
+from trilla.evaluation.evaluate import predict_positions
 from trilla.objectives import objective_for
 from trilla.paths import free_path
 from trilla.runs import Run

@@ -10,9 +10,9 @@ import numpy as np
 
 from trilla.config import Config
 from trilla.data.datamodule import build_transform, to_batch
+from trilla.figures import plot_grid
 from trilla.kinds import input_kind
 from trilla.kinds.protocols import view
-from trilla.figures import plot_grid
 
 
 def example_grid(config: Config, datamodule, path: Path, count: int = 16, seed: int = 0) -> Path | None:

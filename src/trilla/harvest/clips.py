@@ -19,9 +19,9 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from trilla.atomic import replacing, write_csv
-from trilla.kinds.audio import decode as audio
 from trilla.data.sources import SONG, Problem, visible_files
 from trilla.errors import TrillaError
+from trilla.kinds.audio import decode as audio
 
 log = logging.getLogger("trilla")
 

@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from trilla.paths import cache_root
 from trilla.errors import TrillaError
 from trilla.harvest.site import Site, load_site
 from trilla.harvest.spider import STAGING, Ledger, Node, owners
 from trilla.logs import StderrHandler
+from trilla.paths import cache_root
 from trilla.version import __version__
 
 DONE = "finished"
@@ -200,7 +200,7 @@ def tree(ledger: Ledger) -> str:
                      "(check that they are not from an unread branch)")
     if left:
         lines.append(f"{left} products only a parent category lists are left out: a branch below it was not walked, and they may be from there")
-    for start, outside in ledger.outside.items():
+    for outside in ledger.outside.values():
         lines.append(f"{len(outside)} categories the pages link outside the start URL's path were not walked (tree by URL path; "
                      f"tree: links walks every linked category): {', '.join(sorted(outside))}")
     for start, keys in ledger.unmatched.items():

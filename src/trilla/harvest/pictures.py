@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from trilla.atomic import write_bytes
-from trilla.kinds.image.decode import open_picture
 from trilla.harvest.site import Site
 from trilla.harvest.spider import Ledger, Picture, Tile, owners, slug
+from trilla.kinds.image.decode import open_picture
 
 PROVENANCE = "provenance.csv"
 COLUMNS = ["path", "label", "image_url", "product_url", "listing_page", "category_path", "listed_in", "sha1", "phash", "width", "height",

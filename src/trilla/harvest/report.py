@@ -12,12 +12,12 @@ import pandas as pd
 from PIL import ImageOps
 
 from trilla.atomic import write_csv, write_text
-from trilla.kinds.image.decode import open_picture
 from trilla.figures import plot_grid
-from trilla.tables import markdown_table
 from trilla.harvest.pictures import PROVENANCE, Assembly
 from trilla.harvest.site import Site
 from trilla.harvest.spider import STAGING, Ledger
+from trilla.kinds.image.decode import open_picture
+from trilla.tables import markdown_table
 
 SHEET = 48  # pictures on a contact sheet, spread over the label's files
 THUMB = 96

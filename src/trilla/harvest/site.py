@@ -170,7 +170,7 @@ class Site(Section):
         return domains
 
     @model_validator(mode="after")
-    def _starts_allowed(self) -> "Site":
+    def _starts_allowed(self) -> Site:
         for url in self.start_urls:
             if not allowed(url, self.allowed_domains):
                 host = urlsplit(url).hostname

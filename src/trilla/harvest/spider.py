@@ -30,8 +30,8 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from trilla.atomic import write_bytes
-from trilla.kinds.image.decode import ImageError, open_picture
 from trilla.harvest.site import SKIP, Site, allowed, label_for, select, select_nodes
+from trilla.kinds.image.decode import ImageError, open_picture
 
 STAGING = ".harvest"  # OUT/.harvest: the pictures while the crawl runs, then the report and contact sheets (a hidden folder is no data)
 REFUSED = "refused.tsv"  # pictures refused while downloading (too large): the one failure the HTTP cache cannot remember

@@ -5,7 +5,7 @@ no data code."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Packs(Protocol):
 class Decodes(Protocol):
     """Single items predicted by a trained run."""
 
-    def preprocessor(self, config, spec: dict, record: dict) -> "Preprocessor":
+    def preprocessor(self, config, spec: dict, record: dict) -> Preprocessor:
         """How a run trained on this kind turns one item into model inputs, exactly as training did;
         `record` is the `data` section of the run's run.json."""
 
@@ -64,17 +64,14 @@ class Exports(Protocol):
         """What a program does to an item before the exported model, beside the model."""
 
 
-Able = TypeVar("Able")
-
-
-def able(kind: "InputKind", protocol: type[Able], refusal: str) -> Able:
+def able(kind: InputKind, protocol: Any, refusal: str) -> Any:
     """`kind` as one that implements `protocol`, or the `refusal` as an error."""
     if not isinstance(kind, protocol):
         raise TrillaError(refusal.format(kind=kind.name))
     return kind
 
 
-def view(kind: "InputKind", inputs: dict[str, np.ndarray]) -> np.ndarray | None:
+def view(kind: InputKind, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
     """One sample (batch of one) as a person looks at it (HWC uint8: a picture, or a spectrogram with time
     on x), or None for a kind with nothing to look at."""
     if not isinstance(kind, Shows):

@@ -19,8 +19,8 @@ on its name, so a fourth kind is one new package beside image/, audio/ and embed
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import logging
+from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any, ClassVar

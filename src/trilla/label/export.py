@@ -16,6 +16,7 @@ import shlex
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -119,7 +120,7 @@ def agreement(project: Project) -> dict[str, float | None]:
         return {"alpha": None}
     where = {(r.item, r.annotator): r.value for r in standing.itertuples()}
 
-    def alpha(column, level: str) -> float | None:
+    def alpha(column, level: Literal["nominal", "interval"]) -> float | None:
         matrix = np.asarray([[column(where[i, a]) if (i, a) in where else np.nan for i in items] for a in annotators], dtype=float)
         if np.unique(matrix[~np.isnan(matrix)]).size < 2:  # every answer the same: alpha is 0/0
             return 1.0

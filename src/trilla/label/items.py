@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trilla.kinds import input_kind
 from trilla.data.sources import manifest_table, walk
 from trilla.errors import TrillaError
+from trilla.kinds import input_kind
 
 
 def media_of(path: Path) -> str | None:
@@ -21,6 +21,7 @@ def media_of(path: Path) -> str | None:
 
 def find_items(data: Path) -> list[tuple[Path, str, str | None]]:
     """(absolute path, image or audio, the label it came with) per file, sorted by path."""
+    found: list[tuple[Path, str | None, str | None]]
     if data.is_dir():
         files, _ = walk(data)
         found = [(path.resolve(), media_of(path), path.parent.name if path.parent != data else None) for path in files]
@@ -37,4 +38,4 @@ def find_items(data: Path) -> list[tuple[Path, str, str | None]]:
                 found.append((path.resolve(), media_of(path), label or None))
     else:
         raise TrillaError(f"{data} is neither a folder nor a CSV manifest")
-    return sorted((item for item in found if item[1] is not None), key=lambda item: str(item[0]))
+    return sorted(((path, media, label) for path, media, label in found if media is not None), key=lambda item: str(item[0]))

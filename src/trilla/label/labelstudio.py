@@ -24,7 +24,8 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -96,7 +97,7 @@ def to_labelstudio(project: Project, root: Path | None = None) -> dict[str, Any]
     for row in items.itertuples():
         annotations = []
         for answer in by_item.get(row.item, standing.iloc[:0]).itertuples():
-            when = datetime.fromtimestamp(times[row.item, answer.annotator], timezone.utc).isoformat()
+            when = datetime.fromtimestamp(times[row.item, answer.annotator], UTC).isoformat()
             annotations.append({"completed_by": {"email": email_of(answer.annotator)}, "created_at": when, "result": _result(project, answer.value)})
         shown = Path(os.path.realpath(row.path)).relative_to(root).as_posix()
         tasks.append({"data": {row.media: LOCAL_FILES + shown, "trilla_item": int(row.item)}, "annotations": annotations})
@@ -132,7 +133,7 @@ def write_labelstudio(project: Project, target: Path, root: Path | None = None) 
             f"  4. add a Local Files source storage on {export['storage']} (do not sync it: the tasks bring the files)\n"
             f"  5. import {target}")
 
-def _users(files: list[Any]) -> tuple[dict[int, str], dict[str, str]]:
+def _users(files: Sequence[Any]) -> tuple[dict[int, str], dict[str, str]]:
     """(Label Studio user id -> e-mail, e-mail -> trilla annotator) from users files, each as read from
     JSON: Label Studio's /api/users answer (a list, or a page with `results`), or the users trilla's
     export wrote."""
@@ -178,7 +179,7 @@ class _Items:
         return f"no item's file is {shown}"
 
 
-def from_labelstudio(project: Project, path: Path, users: list[Any] = (), progress: bool = True) -> tuple[int, list[str]]:
+def from_labelstudio(project: Project, path: Path, users: Sequence[Any] = (), progress: bool = True) -> tuple[int, list[str]]:
     """Answers from a Label Studio JSON export; how many were added, and what was left out and why.
     `users` are the users files, each as read from JSON (see `_users`)."""
     try:

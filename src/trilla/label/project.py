@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, select, update
@@ -93,7 +94,7 @@ class Project:
     @classmethod
     def create(cls, folder: str | Path, data: str | Path, kind: str, names: list[str], db: str | None = None,
                run=None, guesses: Callable[[list[Path]], list[tuple[str | None, float | None]]] | None = None,
-               extra: dict | None = None) -> "Project":
+               extra: dict | None = None) -> Project:
         """A new project over the pictures or sounds of `data` (a folder tree or a CSV manifest with a
         path column); an existing project is never overwritten. Each item's guess and confidence come from
         `guesses(paths)`, or else from `run`; `extra` goes into project.json."""
@@ -137,10 +138,10 @@ class Project:
 
     def _current(self, session: Session, annotator: str | None = None):
         """The standing answers: per item and annotator, the latest one not undone (skips included)."""
-        latest = select(Answer.item_id, Answer.annotator, func.max(Answer.id).label("id")).where(~Answer.undone)
+        query = select(Answer.item_id, Answer.annotator, func.max(Answer.id).label("id")).where(~Answer.undone)
         if annotator is not None:
-            latest = latest.where(Answer.annotator == annotator)
-        latest = latest.group_by(Answer.item_id, Answer.annotator).subquery()
+            query = query.where(Answer.annotator == annotator)
+        latest = query.group_by(Answer.item_id, Answer.annotator).subquery()
         return session.execute(select(Answer).join(latest, Answer.id == latest.c.id)).scalars().all()
 
     def item(self, item_id: int) -> Item:
@@ -155,7 +156,7 @@ class Project:
         item = self.item(item_id)
         with Session(self.engine) as session:
             mine = {a.item_id: a for a in self._current(session, annotator)}
-            total = session.scalar(select(func.count()).select_from(Item))
+            total = session.scalar(select(func.count()).select_from(Item)) or 0
         answer = mine.get(item_id)
         return Shown(item.id, item.media, len(mine), total, None if answer is None or answer.value is None else json.loads(answer.value),
                      item.given if self.review is not None else None, Path(item.path).name, answer is not None and answer.value is None)
@@ -278,7 +279,7 @@ def _spec(path: Path) -> dict:
 
 def _guesses(run, paths: list[Path]) -> list[tuple[str | None, float | None]]:
     """The run's answer for each file (its top labels, JSON) and its confidence (the top probability)."""
-    out = []
+    out: list[tuple[str | None, float | None]] = []
     for record in run.predict(paths, top_k=3):
         if "predictions" not in record or not record["predictions"]:
             out.append((None, None))

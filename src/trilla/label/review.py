@@ -32,10 +32,11 @@ def project_from_queue(folder: str | Path, queue: pd.DataFrame, runs: list[Run],
     if kind_of_input not in ("image", "audio"):
         raise TrillaError(f"the labelling page shows pictures and plays sounds; {run.path} was trained on {kind_of_input}")
     targets = run.config.data.targets
+    columns: dict[str, str]
     if targets:
         if sorted(targets) != sorted(PLANE):
             raise TrillaError(f"a review project labels classes or the valence/arousal plane, not the axes {', '.join(targets)}")
-        kind, names, columns = "plane", PLANE, {axis: targets[axis] for axis in PLANE}
+        kind, names, columns = "plane", PLANE, {axis: str(targets[axis]) for axis in targets}
     else:
         kind, names, columns = "classes", run.classes, {"label": run.label_columns()[0]}
     if (folder / PROJECT).exists() or (folder / QUEUE).exists():
@@ -46,9 +47,9 @@ def project_from_queue(folder: str | Path, queue: pd.DataFrame, runs: list[Run],
     given = {str(Path(path).resolve()): label for path, label in zip(queue["path"], queue["label"])}
     voters = len(runs)
 
-    def guesses(paths: list[Path]) -> list[tuple[str, float]]:
+    def guesses(paths: list[Path]) -> list[tuple[str | None, float | None]]:
         """The runs' votes, most first, and the share of runs that agree with the current label."""
-        out = []
+        out: list[tuple[str | None, float | None]] = []
         for path in paths:
             counts = votes[str(path)]
             out.append((json.dumps([{"label": label, "votes": n, "runs": voters, "probability": n / voters} for label, n in counts.items()]),

@@ -145,7 +145,7 @@ class TimmNet(HeadedModel):
                 parameter.requires_grad_(i < trainable)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "TimmNet":
+    def train(self, mode: bool = True) -> TimmNet:
         """Frozen batch-norm layers stay in eval mode, so their running statistics do not move."""
         super().train(mode)
         for module in self.backbone.modules():

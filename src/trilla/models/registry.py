@@ -6,14 +6,15 @@ config's `model:` section when `model.name` is that model, so every model valida
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from torch import nn
 
-from trilla.schema import Section
 from trilla.errors import TrillaError, unknown_name
+from trilla.schema import Section
 
 
 class ModelParams(Section):

@@ -15,9 +15,9 @@ from pydantic import Field, PositiveInt
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from trilla.schema import Section
 from trilla.models.head import Head, HeadedModel
 from trilla.models.registry import InputSpec, ModelParams, register
+from trilla.schema import Section
 
 CELLS = {"simple": (nn.RNN, "SimpleRNN"), "lstm": (nn.LSTM, "LSTM"), "gru": (nn.GRU, "GRU")}
 

@@ -17,10 +17,10 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from trilla.schema import Section
 from trilla.errors import TrillaError
 from trilla.models.head import Head, HeadedModel, mean_max_pool, time_mask
 from trilla.models.registry import InputSpec, ModelParams, register
+from trilla.schema import Section
 
 
 class ConvLayer(Section):

@@ -35,7 +35,7 @@ def objective(name: str) -> Objective:
     return _OBJECTIVES[name]()
 
 
-def objective_for(config: "Config") -> Objective:
+def objective_for(config: Config) -> Objective:
     """The objective a config asks for (task, train.multilabel_loss and data.target_mode say it)."""
     return objective(config.objective)
 

@@ -9,8 +9,9 @@ The defaults are those of single-label classification, which most objectives sha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,13 +38,13 @@ class Objective:
 
     # From labels to targets (the data side).
 
-    def label_names(self, config: "Config", classes: list[str]) -> list[str]:
+    def label_names(self, config: Config, classes: list[str]) -> list[str]:
         """The names a label of the listing may take: the classes, or (regression) the regions of
         the plane that stratify the split."""
         return classes
 
     def targets(self, label_sets: list[list[str]], known: dict[str, int], classes: list[str], coords: np.ndarray | None,
-                config: "Config") -> tuple[np.ndarray, np.ndarray]:
+                config: Config) -> tuple[np.ndarray, np.ndarray]:
         """(targets, strata) of the kept samples, each with its labels in `label_sets`: class indices,
         which also stratify the split."""
         strata = np.asarray([known[found[0]] for found in label_sets], dtype=np.int64)
@@ -53,7 +54,7 @@ class Objective:
         """Strata beyond the label names (multi-label: the items with no label)."""
         return []
 
-    def counts(self, groups: list[str], classes: list[str], parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> "pd.DataFrame":
+    def counts(self, groups: list[str], classes: list[str], parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
         """Examples per class and split, from each split's (targets, strata)."""
         from trilla.data.splits import class_counts
 
@@ -109,7 +110,7 @@ class Objective:
     # Evaluation.
 
     def evaluate(self, predictor: Any, data: Any, positions: np.ndarray, outputs: np.ndarray, majority_class: int, out_dir: Path,
-                 prefix: str, data_cfg: "DataConfig | None") -> dict[str, float]:
+                 prefix: str, data_cfg: DataConfig | None) -> dict[str, float]:
         """Metrics (keys `<prefix>/...`) of these outputs, and the files behind them in `out_dir`: the
         confusion matrix, the per-class table, every prediction and a grid of the worst predicted."""
         import pandas as pd

@@ -35,7 +35,7 @@ class MultiLabel(Objective):
     one_label = False
 
     def targets(self, label_sets: list[list[str]], known: dict[str, int], classes: list[str], coords: np.ndarray | None,
-                config: "Config") -> tuple[np.ndarray, np.ndarray]:
+                config: Config) -> tuple[np.ndarray, np.ndarray]:
         """Multi-hot targets; each item stratified by its rarest label (see data/multilabel.py)."""
         hot = multi.multi_hot(label_sets, classes)
         return hot, multi.strata(hot)
@@ -43,7 +43,7 @@ class MultiLabel(Objective):
     def extra_groups(self) -> list[str]:
         return [multi.NONE]
 
-    def counts(self, groups: list[str], classes: list[str], parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> "pd.DataFrame":
+    def counts(self, groups: list[str], classes: list[str], parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
         return multi.positives(classes, {name: targets for name, (targets, _) in parts.items()})
 
     def split_labels(self, targets: np.ndarray, strata: np.ndarray, groups: list[str], classes: list[str]) -> list[str]:
@@ -91,7 +91,7 @@ class MultiLabel(Objective):
         return {"predictions": [{"label": classes[j], "probability": float(p[j]), "threshold": float(thresholds[j])} for j in above]}
 
     def evaluate(self, predictor: Any, data: Any, positions: np.ndarray, outputs: np.ndarray, majority_class: int, out_dir: Path,
-                 prefix: str, data_cfg: "DataConfig | None") -> dict[str, float]:
+                 prefix: str, data_cfg: DataConfig | None) -> dict[str, float]:
         """Ranking metrics (macro mAP, AUC, d', the study's own two), F1 at the run's thresholds, and the
         per-class AP table with display names, best and worst classes plotted."""
         import pandas as pd

@@ -26,11 +26,11 @@ class Regression(Objective):
     title = "regression"
     one_label = False
 
-    def label_names(self, config: "Config", classes: list[str]) -> list[str]:
+    def label_names(self, config: Config, classes: list[str]) -> list[str]:
         return affect.strata_names(config.data)
 
     def targets(self, label_sets: list[list[str]], known: dict[str, int], classes: list[str], coords: np.ndarray | None,
-                config: "Config") -> tuple[np.ndarray, np.ndarray]:
+                config: Config) -> tuple[np.ndarray, np.ndarray]:
         """The trained axes' coordinates, stratified by their region of the plane."""
         strata = np.asarray([known[found[0]] for found in label_sets], dtype=np.int64)
         trained = [list(config.data.targets).index(axis) for axis in config.data.trained_axes()]
@@ -62,7 +62,7 @@ class Regression(Objective):
         return {"values": {name: float(v) for name, v in zip(classes, p)}}
 
     def evaluate(self, predictor: Any, data: Any, positions: np.ndarray, outputs: np.ndarray, majority_class: int, out_dir: Path,
-                 prefix: str, data_cfg: "DataConfig | None") -> dict[str, float]:
+                 prefix: str, data_cfg: DataConfig | None) -> dict[str, float]:
         """R^2, r and RMSE per output; accuracy of the quadrant (or half-plane) the values fall in."""
         import pandas as pd
         from sklearn.metrics import confusion_matrix

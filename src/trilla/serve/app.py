@@ -40,21 +40,20 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trilla.config import MAX_EPOCHS
-from trilla.errors import Unreadable
-from trilla.paths import cache_root
-from trilla.errors import TrillaError
-from trilla.runs import Run
+from trilla.errors import TrillaError, Unreadable
 from trilla.label.project import Project
 from trilla.label.store import StorageError
+from trilla.paths import cache_root
+from trilla.runs import Run
+from trilla.serve.context import Serving
 from trilla.serve.hosts import HostCheck
 from trilla.serve.labelling import label_router
 from trilla.serve.pages import Pages
 from trilla.serve.quiz import quiz_router
-from trilla.serve.context import Serving
-from trilla.serve.settings import Settings
 from trilla.serve.remote import Allowed, Fetcher
 from trilla.serve.routes import batch, deepaas_v2, operations, train
 from trilla.serve.served import ServedModel
+from trilla.serve.settings import Settings
 from trilla.serve.swagger2 import swagger2
 from trilla.serve.trainings import Trainings
 from trilla.version import __version__
@@ -195,7 +194,7 @@ def log_access(quiet: bool = False) -> None:
     if not any(getattr(h, "trilla_access", False) for h in access_log.handlers):
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.trilla_access = True
+        handler.trilla_access = True  # type: ignore[attr-defined]  # marks the handler this function installed
         access_log.addHandler(handler)
     access_log.propagate = False
     access_log.setLevel(logging.WARNING if quiet else logging.INFO)
@@ -238,6 +237,11 @@ class Measured:
             self.metrics.answered(scope, status, time.perf_counter() - start)
 
 
+async def _no_body() -> dict:
+    """The receive channel of a refusal sent before the body was read: nothing more comes."""
+    return {"type": "http.disconnect"}
+
+
 class UploadLimit:
     """ASGI middleware: a body larger than `limit` bytes is answered with 413. A declared Content-Length
     is checked before anything is read; a streamed body is cut off where it passes the limit (the app
@@ -278,7 +282,7 @@ class UploadLimit:
 
     async def _refuse(self, send) -> None:
         await JSONResponse({"message": f"the upload exceeds {self.limit / 2**20:g} MB (trilla serve --max-upload-mb)"}, status_code=413)(
-            {"type": "http"}, None, send)
+            {"type": "http"}, _no_body, send)
 
 
 class Metrics:

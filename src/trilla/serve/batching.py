@@ -18,8 +18,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class Batcher:
                 return batch, True
             if nxt.call is not None:  # not part of a batch: after it
                 self._run(batch)
-                self._call(nxt)
+                self._call(nxt, nxt.call)
                 return [], False
             batch.append(nxt)
             size += len(nxt.windows)
@@ -92,14 +93,14 @@ class Batcher:
             if first is None:
                 return
             if first.call is not None:
-                self._call(first)
+                self._call(first, first.call)
                 continue
             batch, closing = self._gather(first)
             self._run(batch)
 
-    def _call(self, pending: Pending) -> None:
+    def _call(self, pending: Pending, call: Callable[[], Any]) -> None:
         try:
-            result = pending.call()
+            result = call()
         except Exception as err:  # noqa: BLE001 - handed to the request that asked
             _settle(pending, error=err)
         else:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 
@@ -16,9 +17,8 @@ from trilla.label.project import Project
 from trilla.serve.pages import Pages
 from trilla.serve.remote import Fetcher
 from trilla.serve.served import ServedModel
-from trilla.serve.trainings import Training, Trainings
-
 from trilla.serve.settings import Settings
+from trilla.serve.trainings import Training, Trainings
 
 if TYPE_CHECKING:
     from trilla.serve.app import Metrics
@@ -30,7 +30,7 @@ class Serving:
     served: dict[str, ServedModel]
     projects: list[Project]
     trainings: Trainings
-    observe: "Metrics"
+    observe: Metrics
     pages: Pages
     fetcher: Fetcher
     fetch_slots: asyncio.Semaphore

@@ -21,12 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from trilla.errors import Unreadable
+from trilla.errors import Refused, Unreadable
 from trilla.runs import Run
-from trilla.serve.routes.deepaas_v2 import label_links
 from trilla.serve.remote import Allowed, Fetcher
+from trilla.serve.routes.deepaas_v2 import label_links
 from trilla.serve.served import describe
-from trilla.errors import Refused
 from trilla.serve.trainings import guarded
 from trilla.version import __version__
 

@@ -12,6 +12,6 @@ class Failure(BaseModel):
     errors: list[dict[str, Any]] | None = Field(None, description="422: each argument's problem (loc, msg, type)")
 
 
-def failures(*codes: int) -> dict[int, dict]:
+def failures(*codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for routes that answer these statuses with a Failure."""
     return {code: {"model": Failure} for code in codes}

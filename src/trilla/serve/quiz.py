@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -158,7 +159,7 @@ def quiz_router(served: dict, quiz_data: Path | None, scores_db: Path, guard, re
             raise HTTPException(422, f"answer one of {', '.join(model.predictor.classes)}")
         path, truth, _ = game.rounds[posted.round]
         record = await model.predict(Path(path).read_bytes(), top_k=1)
-        guess = record["predictions"][0] if record.get("predictions") else {"label": "", "probability": 0.0}
+        guess: dict[str, Any] = record["predictions"][0] if record.get("predictions") else {"label": "", "probability": 0.0}
         game.answers.append({"path": path, "truth": truth, "player": posted.answer, "model": guess["label"], "confidence": guess["probability"]})
         player_score = sum(a["player"] == a["truth"] for a in game.answers)
         model_score = sum(a["model"] == a["truth"] for a in game.answers)

@@ -20,8 +20,8 @@ import asyncio
 import ipaddress
 import socket
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import httpx
 
@@ -34,7 +34,7 @@ Resolver = Callable[[str, int], list[str]]
 
 def system_resolver(host: str, port: int) -> list[str]:
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
     except socket.gaierror as err:
         raise Unreadable(f"cannot resolve {host}: {err.strerror}") from err
 
@@ -47,7 +47,7 @@ class Allowed:
     port: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Allowed":
+    def parse(cls, text: str) -> Allowed:
         """`10.0.0.0/8`, `192.168.1.5`, `127.0.0.1:8080` or `[::1]:8080`."""
         address, port = text.strip(), None
         if address.startswith("["):

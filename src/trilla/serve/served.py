@@ -8,8 +8,9 @@ windows go through the model's batcher with other requests', and the answer is t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, Callable
+from typing import Any
 
 from trilla.errors import Unreadable
 from trilla.predict import single_windows
@@ -32,7 +33,7 @@ class ServedModel:
                  observe_batch: Callable[[int], None] | None = None):
         self.name, self.run, self.decode_pool = name, run, decode_pool
         self.predictor = run.predictor()
-        self.predictor.preprocessor  # built now, before threads share it
+        self.predictor.preprocessor  # noqa: B018  (a lazy property, built now, before threads share it)
         self.codes = self.predictor.encode_metadata([None], [{}])  # an upload has no path to read fields from
         self.meta = describe(run)
         self.warm(max_batch)

@@ -81,7 +81,7 @@ class Training:
         if answer["status"] == "done" and run is not None:  # DEEPaaS's result of a finished training
             started = datetime.fromisoformat(self.date)
             answer["result"] = {"output": {"run": run.id, "metrics": {k: v for k, v in run.metrics.items() if isinstance(v, (int, float))}},
-                                "finish_date": str(self.ended), "duration": str(self.ended - started)}
+                                "finish_date": str(self.ended), "duration": str(self.ended - started) if self.ended else None}
         if self.served_as:
             answer["model"] = self.served_as
         return answer

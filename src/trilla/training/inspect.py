@@ -14,8 +14,8 @@ import lightning as L
 
 from trilla.config import Config
 from trilla.errors import TrillaError
-from trilla.figures import save_figure
 from trilla.evaluation.show import example_grid
+from trilla.figures import save_figure
 from trilla.paths import free_path
 
 

@@ -49,13 +49,13 @@ from optuna.trial import TrialState
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from trilla import runs
 from trilla.atomic import write_text
 from trilla.config import Config, SweepConfig, SweepRange, set_dotted, take_epochs_as_given, validate_config
 from trilla.errors import TrillaError
+from trilla.runs import Run
 from trilla.training import study_storage
 from trilla.training.study_storage import quiet_experimental
-from trilla import runs
-from trilla.runs import Run
 
 log = logging.getLogger("trilla")
 
@@ -413,7 +413,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, raw: dict[str, Any], co
                     Run(previous).set_status(runs.ABANDONED)
                 run = training.train(trial_config(raw, overrides, folder / "runs", label), callbacks=[reporter],
                                      progress=False if quiet else None)
-        except Exception as err:  # recorded in the study; the sweep goes on
+        except Exception as err:  # noqa: BLE001  (recorded in the study; the sweep goes on)
             error = f"{type(err).__name__}: {err}"
             log.error("trial %s failed: %s", label, error)
             trial.set_user_attr("error", error)
@@ -468,7 +468,7 @@ class _Heartbeat:
             if self.stop.wait(HEARTBEAT_S):
                 return
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self.thread.start()
         return self
 

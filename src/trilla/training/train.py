@@ -27,14 +27,13 @@ from trilla.checkpoints import load_checkpoint
 from trilla.config import MAX_EPOCHS, Config, TrainConfig
 from trilla.data.datamodule import StoreDataModule
 from trilla.data.features import model_features
-from trilla.kinds import input_kind
 from trilla.errors import Diverged, TrillaError
-from trilla.metrics import near_baseline
 from trilla.evaluation.evaluate import evaluate_split, predict_positions
 from trilla.evaluation.plots import plot_class_counts, plot_curves
 from trilla.evaluation.report import render_report
 from trilla.evaluation.show import example_grid
-from trilla.metrics import tune_thresholds
+from trilla.kinds import input_kind
+from trilla.metrics import near_baseline, tune_thresholds
 from trilla.predict import default_device
 from trilla.runs import Run
 from trilla.tasks import ClassificationTask, load_task

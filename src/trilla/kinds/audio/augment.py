@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from trilla.errors import TrillaError
 from trilla.kinds.audio.augment_config import AudioAugmentConfig
 from trilla.kinds.audio.spectrogram import bin_frequencies
-from trilla.errors import TrillaError
 
 if TYPE_CHECKING:
     from trilla.kinds.audio.kind import AudioInput
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class SpectrogramAugment:
     """decibels (B, frames, bins) -> the same shape, each clip changed independently."""
 
-    def __init__(self, cfg: AudioAugmentConfig, features: "AudioInput | None" = None):
+    def __init__(self, cfg: AudioAugmentConfig, features: AudioInput | None = None):
         """`features`: how the spectrograms were computed, which a pitch shift needs to know where each bin lies."""
         self.cfg = cfg
         self.frequencies = None

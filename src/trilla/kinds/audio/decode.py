@@ -15,7 +15,6 @@ import soxr
 
 from trilla.errors import Unreadable
 
-
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
 
 

@@ -18,20 +18,20 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from trilla.data.dataset import Rows
+from trilla.data.store import Decoded
+from trilla.errors import TrillaError, Unreadable
 from trilla.kinds.audio import decode as audio
 from trilla.kinds.audio.augment_config import AudioAugmentConfig
-from trilla.data.dataset import Rows
 from trilla.kinds.registry import WINDOWS, InputKind, Preprocessor, read_item, register_input
-from trilla.errors import TrillaError, Unreadable
-from trilla.data.store import Decoded
-from trilla.schema import Section
+from trilla.schema import InputSection
 
 PCM = 32767.0
 log = logging.getLogger("trilla")
 OUTLIER = 4  # with seconds: null, a clip over 4 times the median length (and over 30 s) is left out
 
 
-class AudioInput(Section):
+class AudioInput(InputSection):
     """Sound files decoded to mono at `sample_rate`, then a (log) spectrogram computed in torch and cached.
 
     The music study's setting is `features: spectrogram, sample_rate: 44100, n_fft: 256, hop: 128,
@@ -70,7 +70,7 @@ class AudioCodec:
     kind = "audio"
     dtype = np.int16
 
-    def resolve(self, paths: list[Path]) -> tuple["AudioCodec", dict[int, str]]:
+    def resolve(self, paths: list[Path]) -> tuple[AudioCodec, dict[int, str]]:
         if self.seconds is not None:
             return AudioCodec(self.sample_rate, self.seconds, int(round(self.seconds * self.sample_rate))), {}
         lengths, errors = {}, {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,8 +22,8 @@ from tqdm.auto import tqdm
 from trilla.atomic import replacing, reserve
 
 if TYPE_CHECKING:
-    from trilla.kinds.audio.kind import AudioInput
     from trilla.data.store import Store
+    from trilla.kinds.audio.kind import AudioInput
 
 log = logging.getLogger("trilla")
 
@@ -32,7 +31,7 @@ log = logging.getLogger("trilla")
 class Spectrogram(nn.Module):
     """float waveforms (B, samples) -> decibels (B, frames, bins), as `AudioInput` says."""
 
-    def __init__(self, cfg: "AudioInput"):
+    def __init__(self, cfg: AudioInput):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=False), persistent=False)  # specgram's np.hanning
@@ -56,7 +55,7 @@ class Spectrogram(nn.Module):
         return 10.0 * torch.log10(power.clamp_min(1e-10))
 
 
-def bin_frequencies(cfg: "AudioInput") -> np.ndarray:
+def bin_frequencies(cfg: AudioInput) -> np.ndarray:
     """The centre frequency of each bin in Hz, increasing: mel bands peak where librosa's filters do."""
     if cfg.features == "logmel":
         import librosa
@@ -65,7 +64,7 @@ def bin_frequencies(cfg: "AudioInput") -> np.ndarray:
     return np.linspace(0.0, cfg.sample_rate / 2, cfg.bins())
 
 
-def feature_key(cfg: "AudioInput") -> str:
+def feature_key(cfg: AudioInput) -> str:
     settings = cfg.model_dump(mode="json", exclude={"seconds", "sample_rate", "type"})
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -85,7 +84,7 @@ def features(transform: Spectrogram, waves: torch.Tensor) -> np.ndarray:
         return transform(waves).cpu().numpy().astype(np.float16)
 
 
-def cached_spectrograms(store: "Store", cfg: "AudioInput", device: str = "cpu", progress: bool = True) -> np.ndarray:
+def cached_spectrograms(store: Store, cfg: AudioInput, device: str = "cpu", progress: bool = True) -> np.ndarray:
     """(store rows, frames, bins) float16, memory-mapped; computed now unless cached before."""
     path = store.root / "spectrograms" / f"{feature_key(cfg)}.npy"
     if path.is_file():
@@ -107,6 +106,6 @@ def cached_spectrograms(store: "Store", cfg: "AudioInput", device: str = "cpu", 
     return np.load(path, mmap_mode="r")
 
 
-def frame_counts(store: "Store", cfg: "AudioInput") -> np.ndarray:
+def frame_counts(store: Store, cfg: AudioInput) -> np.ndarray:
     """Frames of each clip that hold sound rather than padding (at least 1)."""
     return np.asarray([max(1, cfg.frames(int(n))) for n in store.lengths], dtype=np.int64)

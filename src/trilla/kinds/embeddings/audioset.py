@@ -52,11 +52,11 @@ class EmbeddingClips:
         """(N, SECONDS) bool: True where a second holds an embedding rather than padding."""
         return np.arange(SECONDS)[None, :] < self.frames[:, None]
 
-    def take(self, index: np.ndarray) -> "EmbeddingClips":
+    def take(self, index: np.ndarray) -> EmbeddingClips:
         return EmbeddingClips(self.video_ids[index], self.embeddings[index], self.frames[index], self.labels[index])
 
     @staticmethod
-    def concat(parts: list["EmbeddingClips"]) -> "EmbeddingClips":
+    def concat(parts: list[EmbeddingClips]) -> EmbeddingClips:
         return EmbeddingClips(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("video_ids", "embeddings", "frames", "labels")))
 
 

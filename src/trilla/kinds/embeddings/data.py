@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from trilla.data import multilabel as multi
-from trilla.kinds.embeddings.audioset import DIMS, SECONDS, EmbeddingClips, open_hdf5, read_class_labels, read_hdf5, read_tfrecords
 from trilla.data.dataset import LabelledData, Rows
 from trilla.data.sources import register_packed_source
 from trilla.errors import TrillaError
+from trilla.kinds.embeddings.audioset import DIMS, SECONDS, EmbeddingClips, open_hdf5, read_class_labels, read_hdf5, read_tfrecords
 
 if TYPE_CHECKING:
     from trilla.config import Config, DataConfig
@@ -43,7 +43,7 @@ class EmbeddingSource(Rows):
     def on_disk(self) -> bool:
         return self.clips is None
 
-    def train_stream(self, rows: np.ndarray, train_cfg, input_cfg: "EmbeddingsInput"):
+    def train_stream(self, rows: np.ndarray, train_cfg, input_cfg: EmbeddingsInput):
         """A loader that streams these training rows from the file when they stay on disk, else None."""
         if not self.on_disk:
             return None
@@ -69,7 +69,7 @@ class EmbeddingSource(Rows):
         return {"kind": "embeddings", "bins": DIMS, "frames": SECONDS}
 
 
-def class_names(cfg: "DataConfig", count: int) -> list[str]:
+def class_names(cfg: DataConfig, count: int) -> list[str]:
     """Display names from `data.class_list`, or the column indices when none is given."""
     if cfg.class_list is None:
         return [str(i) for i in range(count)]
@@ -89,7 +89,7 @@ def is_tfrecord(path: Path) -> bool:
 
 
 def load_embeddings(
-    path: Path, cfg: "DataConfig", input_cfg: "EmbeddingsInput", *, classes: list[str] | None = None, progress: bool = True
+    path: Path, cfg: DataConfig, input_cfg: EmbeddingsInput, *, classes: list[str] | None = None, progress: bool = True
 ) -> LabelledData:
     """Clips, labels, strata and fingerprint of the embeddings at `path`; `classes` (a trained run's)
     must match the label columns in number."""
@@ -120,7 +120,7 @@ def load_embeddings(
     )
 
 
-def _load(path: Path, config: "Config", *, classes: list[str] | None = None, progress: bool = True, group_column: str | None = None,
+def _load(path: Path, config: Config, *, classes: list[str] | None = None, progress: bool = True, group_column: str | None = None,
           **_: object) -> LabelledData:
     """A packed source's loader (see data/sources.py): the embeddings as `config` reads them."""
     if group_column:
@@ -132,7 +132,7 @@ register_packed_source("hdf5", accepts=is_hdf5, kind="embeddings")(_load)
 register_packed_source("tfrecord", accepts=is_tfrecord, kind="embeddings")(_load)
 
 
-def _hdf5(path: Path, input_cfg: "EmbeddingsInput", chunk: int = 65536):
+def _hdf5(path: Path, input_cfg: EmbeddingsInput, chunk: int = 65536):
     """The source, labels, ids and fingerprint of a packed file; one pass over it, in chunks when streamed."""
     with open_hdf5(path) as f:
         big = f["x"].size * f["x"].dtype.itemsize > STREAM_BYTES

@@ -11,14 +11,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from trilla.kinds.embeddings.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
 import trilla.kinds.embeddings.data  # noqa: F401  (registers the HDF5 and TFRecord sources)
-from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
 from trilla.errors import Unreadable
-from trilla.schema import Section
+from trilla.kinds.embeddings.audioset import DIMS, SECONDS, EmbeddingClips, fit_clips
+from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
+from trilla.schema import InputSection
 
 
-class EmbeddingsInput(Section):
+class EmbeddingsInput(InputSection):
     """Precomputed per-second embeddings with multi-hot labels, as AudioSet released them: `data.path` is
     a packed HDF5 file (`x`, `y`, `video_id_list`) or a folder of TFRecord shards.
 
@@ -46,7 +46,7 @@ class EmbeddingsKind(InputKind):
             raise ValueError("input: {type: embeddings} holds multi-label clips: set task: multilabel")
         super().check(config)
 
-    def preprocessor(self, config, spec: dict, record: dict) -> "EmbeddingsPreprocessor":
+    def preprocessor(self, config, spec: dict, record: dict) -> EmbeddingsPreprocessor:
         return EmbeddingsPreprocessor()
 
     def describe(self, config, info: dict) -> str:

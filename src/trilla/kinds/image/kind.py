@@ -10,21 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
-
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
+from trilla.data.dataset import Rows
+from trilla.data.store import Decoded
+from trilla.errors import Unreadable
 from trilla.kinds.image import decode as images
 from trilla.kinds.image.augment_config import AugmentConfig
-from trilla.data.dataset import Rows
 from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
-from trilla.errors import Unreadable
-from trilla.data.store import Decoded
-from trilla.schema import Section
+from trilla.schema import InputSection
 
 
-class ImageInput(Section):
+class ImageInput(InputSection):
     """Pictures; their size and colour are `data.image_size` and `data.channels`."""
 
     type: Literal["image"] = "image"
@@ -44,7 +43,7 @@ class ImageCodec:
     kind = "image"
     dtype = np.uint8
 
-    def resolve(self, paths: list[Path]) -> tuple["ImageCodec", dict[int, str]]:
+    def resolve(self, paths: list[Path]) -> tuple[ImageCodec, dict[int, str]]:
         if self.channels != "auto" and self.size != "auto":
             return self, {}
         found, sides, errors = set(), [], {}
