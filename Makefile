@@ -92,6 +92,14 @@ test: system $(STAMP) $(DEEPAAS_STAMP) $(LABELSTUDIO_STAMP) lint
 test-fast: lint
 	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "$(FAST)"
 
+# The docs site from docs/ (MkDocs, Material theme, no font or script from a CDN; the reference pages are
+# generated from the code by docs/hooks.py): built into site/, or served on loopback while it is edited.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/train_speed.py --case gru --samples 320 --epochs 2 --rounds 3

@@ -4,6 +4,8 @@ started as a real process on a free loopback port."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import importlib.util
 import os
 import socket
 import subprocess
@@ -26,13 +28,30 @@ NEEDS = {
 }
 
 
+SLOW_S = 2.0  # a test that took this long in the last recorded full run is `slow` (tests/timings.py)
+
+
+def _timings() -> dict[str, float]:
+    with open(Path(__file__).with_name("timings.csv"), newline="", encoding="utf-8") as found:
+        return {row["test"]: float(row["seconds"]) for row in csv.DictReader(found)}
+
+
 def pytest_collection_modifyitems(config, items):
+    timings = _timings()
     for item in items:
         for marker, files in NEEDS.items():
             if item.path.name in files:
                 item.add_marker(marker)
         if "postgres" in getattr(item, "fixturenames", ()):  # a real PostgreSQL server, started by the fixture
             item.add_marker("postgres")
+        if timings.get(item.nodeid, 0.0) >= SLOW_S:
+            item.add_marker("slow")
+    # the heaviest files first: pytest-xdist hands whole files to the workers in this order, and the workers
+    # end together when the long files are not left for last
+    weight: dict[str, float] = {}
+    for item in items:
+        weight[item.nodeid.split("::")[0]] = weight.get(item.nodeid.split("::")[0], 0.0) + timings.get(item.nodeid, 0.0)
+    items.sort(key=lambda item: -weight[item.nodeid.split("::")[0]])
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -140,6 +159,21 @@ def trilla(*args, check=True, cwd=None, timeout=600):
     if check and result.returncode != 0:
         raise AssertionError(f"trilla {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@contextlib.contextmanager
+def docs_example(name: str):
+    """docs/examples/<name>.py imported as the docs show it (importing an example registers what it
+    defines), and forgotten afterwards, so the next import registers it again."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a codec pickled for the packing workers is found by its module's name
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
 
 
 def free_port() -> int:

@@ -22,6 +22,12 @@ from trilla.runs import Run, find_runs
 TINY = ["--set", "data.image_size=16", "--set", "train.progress=false", "-q"]
 
 
+def trained(data: Path, runs: Path, *overrides: str) -> Run:
+    """A one-epoch run trained in this process: for the tests whose subject is what comes after training
+    (the command line's own train is what the rest of this file runs)."""
+    return train(load_config(data=data, overrides=["data.image_size=16", "train.progress=false", "train.epochs=1", f"run.dir={runs}", *overrides]))
+
+
 @pytest.fixture
 def pictures(tmp_path):
     return make_image_folder(tmp_path / "img", {"a": 12, "b": 12}, size=16)
@@ -46,7 +52,7 @@ def test_a_run_that_diverges_fails_naming_the_cause_and_is_not_used_unawares(pic
     # with the machine's threads, so made here), used all the same: said per file, never NaN in the JSON
     import torch
 
-    finished = Run(trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'ok'}", *TINY).stdout.split()[-1])
+    finished = trained(pictures, tmp_path / "ok")
     best = finished.path / "checkpoints" / "best.ckpt"
     saved = load_checkpoint(best)
     saved["state_dict"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in saved["state_dict"].items()}
@@ -121,7 +127,7 @@ def test_a_sound_with_nan_or_infinite_samples_is_skipped_and_listed_not_packed_a
     assert answered.returncode == 1 and "NaN or infinite" in json.loads(answered.stdout)["error"]
 
 
-def test_manifests_and_names_as_users_files_have_them_are_read_or_refused_by_line(pictures, tmp_path):
+def test_manifests_and_names_as_users_files_have_them_are_read_or_refused_by_line(pictures, tmp_path, caplog):
     rows = [f"img/{c}/{c}_{i:03d}.png,{c}" for c in "ab" for i in range(12)]
     manifests = {
         "latin.csv": ("path,label,note\n" + "\n".join(f"{row},café" for row in rows)).encode("cp1252"),  # Excel's "CSV" in Western Europe
@@ -130,19 +136,18 @@ def test_manifests_and_names_as_users_files_have_them_are_read_or_refused_by_lin
     }
     expected = {"latin.csv": (24, "read as Windows-1252"), "nul.csv": (23, "the path holds a NUL character"),
                 "long.csv": (24, "the path holds 200000 characters")}
-    for name, content in manifests.items():
+    for name, content in manifests.items():  # read in this process (the refusal below goes through the command line)
         (tmp_path / name).write_bytes(content)
-        done = trilla("train", "--data", tmp_path / name, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY[:-1])
-        run = Run(done.stdout.strip().splitlines()[-1])
+        caplog.clear()
+        run = trained(tmp_path / name, tmp_path / "runs")
         samples, said = expected[name]
-        assert run.info["data"]["samples"] == samples and said in done.stderr, (name, done.stderr)
+        assert run.info["data"]["samples"] == samples and said in caplog.text, (name, caplog.text)
     (tmp_path / "broken.csv").write_bytes(b"path,label\nimg/a/a_000.png,a\nimg/a/a_001.png,\x81\x8d\n")
     refused = trilla("train", "--data", tmp_path / "broken.csv", "--set", f"run.dir={tmp_path / 'runs'}", *TINY, check=False)
     assert refused.returncode == 2 and "broken.csv, line 3: byte 0x81 is neither UTF-8 nor Windows-1252" in refused.stderr
     # a file name that is not UTF-8 (written on another system): trained on, and named in splits.csv as its own bytes
     os.rename(os.fsencode(pictures / "a" / "a_000.png"), os.fsencode(pictures / "a") + b"/caf\xe9.png")
-    done = trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY)
-    run = Run(done.stdout.strip().splitlines()[-1])
+    run = trained(pictures, tmp_path / "runs")
     assert run.info["data"]["samples"] == 24 and os.fsencode(pictures / "a") + b"/caf\xe9.png" in (run.path / "splits.csv").read_bytes()
 
 
@@ -156,7 +161,7 @@ def test_relabel_reads_a_semicolon_manifest_as_train_does_and_refuses_contradict
     assert "1 changes written" in done.stdout
     lines = manifest.read_text().splitlines()
     assert lines[0] == "path;label;label_history" and lines[1].startswith("img/a/a_000.png;b;") and "label: a -> b" in lines[1]
-    assert trilla("train", "--data", manifest, "--set", "train.epochs=1", "--set", f"run.dir={tmp_path / 'runs'}", *TINY).returncode == 0
+    assert trained(manifest, tmp_path / "runs").info["data"]["samples"] == 24  # read as train reads it
 
     before = manifest.read_bytes()
     queue.write_text(f"manifest,path,new_label\n{manifest},{first},a\n{manifest},{pictures / 'b' / 'b_000.png'},a\n{manifest},{first},b\n")
@@ -175,9 +180,9 @@ def read_only(tmp_path, pictures):
     disk = tmp_path / "ro"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], check=True)
-    done = trilla("train", "--data", pictures, "--set", "train.epochs=1", "--set", f"run.dir={disk / 'runs'}", *TINY)
+    run = trained(pictures, disk / "runs")
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-    yield disk, Path(done.stdout.strip().splitlines()[-1])
+    yield disk, run.path
     subprocess.run(["umount", "-l", str(disk)], check=True)
 
 

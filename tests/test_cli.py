@@ -127,9 +127,9 @@ def test_evaluate_several_runs_as_an_ensemble(trained, tmp_path):
 
 def test_runs_table_and_runs_never_overwritten(trained, tmp_path):
     root, data, run, _ = trained
-    second = trilla("train", "--data", data, *FAST, "--set", "train.epochs=1", "--set", f"run.dir={root / 'runs'}",
-                    "--set", f"run.name={run.name.split('-', 2)[-1]}", "--set", "train.batch_size=16")
-    second_run = Path(second.stdout.strip().splitlines()[-1])
+    # a second run of the same name, trained in process (the command line's train is tested above)
+    second_run = train(load_config(data=data, overrides=[*FAST[1::2], "train.epochs=1", f"run.dir={root / 'runs'}",
+                                                         f"run.name={run.name.split('-', 2)[-1]}", "train.batch_size=16"])).path
     assert second_run != run and (run / "checkpoints" / "best.ckpt").is_file()
     table = trilla("runs", root / "runs", "--format", "csv", "--sort", "test/accuracy").stdout
     frame = pd.read_csv(pd.io.common.StringIO(table))

@@ -1,134 +1,38 @@
-"""A fourth input kind, written here as a plugin author would: short grey videos (a few frames of a
-small picture, stored as .frames files), with a model that reads them. Registered from outside the
-package, it is inferred from the files, validated in the config, packed into the store (a broken file
-skipped and listed), trained, evaluated, predicted from a path or bytes, and reloaded from its run. It
-implements the protocols it has (Packs, Decodes) and nothing to show or export: the evaluation leaves
-out the grid of the worst predicted, and export says it cannot."""
+"""A fourth input kind, written outside the package as a plugin author would (docs/examples/frames_kind.py:
+short grey videos, a few frames of a small picture, stored as .frames files, with a model that reads
+them). Registered from outside, it is inferred from the files, validated in the config, packed into the
+store (a broken file skipped and listed), trained, evaluated, predicted from bytes or an array, and
+reloaded from its run. It implements the protocols it has (Packs, Decodes) and nothing to show or
+export: the evaluation leaves out the grid of the worst predicted, and export says it cannot."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pytest
-from torch import nn
 
 import trilla
-from trilla.data.dataset import Rows
-from trilla.data.store import Decoded
-from trilla.errors import Unreadable
+from conftest import docs_example
 from trilla.export import export_onnx
-from trilla.kinds.registry import InputKind, Preprocessor, read_item, register_input
-from trilla.models.registry import ModelParams, register
-from trilla.schema import InputSection
-
-FRAMES, SIDE = 4, 8
-
-
-class FramesInput(InputSection):
-    type: Literal["frames"]
-
-
-@dataclass(frozen=True)
-class FramesCodec:
-    kind: ClassVar[str] = "frames"
-    dtype: ClassVar[type] = np.uint8
-
-    def resolve(self, paths: list[Path]):
-        return self, {}
-
-    def row_shape(self) -> tuple[int, ...]:
-        return (FRAMES, SIDE, SIDE)
-
-    def decode(self, data: bytes) -> Decoded:
-        try:
-            clip = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise Unreadable(f"not a .frames clip: {err}") from None
-        if clip.shape != (FRAMES, SIDE, SIDE) or clip.dtype != np.uint8:
-            raise Unreadable(f"a clip is {FRAMES} frames of {SIDE}x{SIDE} uint8, not {clip.dtype} {clip.shape}")
-        return Decoded(clip)
-
-
-@dataclass
-class FramesRows(Rows):
-    store: Any
-    kind = "frames"
-
-    def inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return {"frames": np.asarray(self.store.array[rows])}
-
-    def spec(self) -> dict:
-        return {"kind": "frames", "channels": FRAMES, "size": SIDE}
-
-
-class FramesPreprocessor(Preprocessor):
-    def blank(self) -> np.ndarray:
-        return np.zeros((FRAMES, SIDE, SIDE), np.uint8)
-
-    def prepare(self, item: Any, hop: float | None = None) -> dict[str, np.ndarray]:
-        clip = item if isinstance(item, np.ndarray) else FramesCodec().decode(read_item(item)).row
-        return {"frames": clip[None]}
-
-
-class FramesKind(InputKind):
-    name = "frames"
-    schema = FramesInput
-    key = "frames"
-    default_model = "frames_net_in_a_test"
-    suffixes = frozenset({".frames"})
-    noun = "frames clip"
-
-    def codec(self, config, spec: dict | None = None) -> FramesCodec:
-        return FramesCodec()
-
-    def rows(self, store, config, device: str, progress: bool) -> FramesRows:
-        return FramesRows(store)
-
-    def preprocessor(self, config, spec: dict, record: dict) -> FramesPreprocessor:
-        return FramesPreprocessor()
-
-    def normalization_values(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return inputs["frames"].reshape(-1, 1).astype(np.float64) / 255.0
-
-    def norm_layout(self, count: int) -> tuple[tuple[int, ...], float]:
-        return (1, count, 1, 1), 255.0
-
-
-class FramesNetParams(ModelParams):
-    name: Literal["frames_net_in_a_test"] = "frames_net_in_a_test"
-    inputs = ("frames",)
-    hidden: int = 32
-
-
-def frames_net_in_a_test(params: FramesNetParams, spec, num_classes: int, load_weights: bool = True) -> nn.Module:
-    return FramesNet(spec.channels * spec.size * spec.size, params.hidden, num_classes)
-
-
-class FramesNet(nn.Module):
-    def __init__(self, inputs: int, hidden: int, outputs: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
-
-    def forward(self, frames, metadata=None):
-        return self.net(frames)
 
 
 @pytest.fixture
 def frames_kind():
+    """The example imported (which registers its kind and model), and unregistered after the test."""
     from trilla.data.sources import MEDIA
     from trilla.kinds import registry as kinds
     from trilla.models import registry as models
 
-    register_input(FramesKind)
-    register(FramesNetParams)(frames_net_in_a_test)
-    yield FramesKind
-    kinds._KINDS.pop(FramesKind.name)
-    models._MODELS.pop("frames_net_in_a_test")
-    MEDIA.difference_update(FramesKind.suffixes)
+    with docs_example("frames_kind") as example:
+        yield example
+        kinds._KINDS.pop(example.FramesKind.name)
+        models._MODELS.pop("frames_net_in_a_test")
+        MEDIA.difference_update(example.FramesKind.suffixes)
+
+
+FRAMES, SIDE = 4, 8
 
 
 def moving_bar(direction: int, rng: np.random.Generator) -> np.ndarray:

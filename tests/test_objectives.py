@@ -1,15 +1,15 @@
 """What a run predicts is one registered objective: the built-in ones answer and combine as their users
-expect, and a new one (ordered grades, written here as a user would) is one class, which trains,
-reports, predicts and reloads with no change anywhere else."""
+expect, and a new one (ordered grades, docs/examples/grades_objective.py, written as a user would) is one
+class, which trains, reports, predicts and reloads with no change anywhere else."""
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_image_folder
+from conftest import docs_example, make_image_folder
 from trilla import load_config, train
 from trilla.errors import TrillaError
-from trilla.objectives import Objective, list_objectives, objective, register
+from trilla.objectives import list_objectives, objective
 from trilla.runs import Run
 
 
@@ -39,38 +39,14 @@ def test_an_unknown_objective_is_named_with_the_closest_one(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-class Grades(Objective):
-    """Ordered classes (grade 0 < 1 < 2): cross-entropy plus the distance of the expected grade from the
-    true one, and an answer that says the expected grade."""
-
-    name = "grades_in_a_test"
-    title = "ordered grades"
-
-    def losses(self, class_weights, label_smoothing):
-        def loss(logits, targets):
-            ranks = torch.arange(logits.shape[1], dtype=torch.float, device=logits.device)
-            expected = (torch.softmax(logits, 1) * ranks).sum(1)
-            return torch.nn.functional.cross_entropy(logits, targets) + (expected - targets.float()).abs().mean()
-
-        return loss, loss
-
-    def answer(self, p, classes, thresholds, top_k):
-        return {**super().answer(p, classes, thresholds, top_k), "grade": float((p * np.arange(len(p))).sum())}
-
-    def evaluate(self, predictor, data, positions, outputs, majority_class, out_dir, prefix, data_cfg):
-        result = super().evaluate(predictor, data, positions, outputs, majority_class, out_dir, prefix, data_cfg)
-        expected = (outputs * np.arange(outputs.shape[1])).sum(1)
-        result[f"{prefix}/grade_error"] = float(np.abs(expected - data.targets[positions]).mean())
-        return result
-
-
 @pytest.fixture
 def grades():
+    """docs/examples/grades_objective.py imported (which registers it), and unregistered after the test."""
     from trilla import objectives
 
-    register(Grades)
-    yield Grades
-    objectives._OBJECTIVES.pop(Grades.name)
+    with docs_example("grades_objective") as example:
+        yield example.Grades
+        objectives._OBJECTIVES.pop(example.Grades.name)
 
 
 def test_a_new_objective_is_one_class_that_trains_reports_predicts_and_reloads(tmp_path, grades):
@@ -83,7 +59,7 @@ def test_a_new_objective_is_one_class_that_trains_reports_predicts_and_reloads(t
     assert "test/accuracy" in run.metrics  # what the base objective evaluates is kept
     reloaded = Run(run.path)
     assert reloaded.config.objective == grades.name
-    assert type(reloaded.predictor().objective) is Grades  # the checkpoint names it
+    assert type(reloaded.predictor().objective) is grades  # the checkpoint names it
     answers = reloaded.predict(sorted((data / "2").iterdir())[:4])
     assert all(0 <= a["grade"] <= 2 and len(a["predictions"]) == 3 for a in answers)
     assert np.mean([a["grade"] for a in answers]) > 1  # the pictures of grade 2 are graded high

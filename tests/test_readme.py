@@ -1,6 +1,7 @@
-"""The README cannot drift from the code: every `trilla` command in its command blocks parses against
-the real command line (commands, options, types, required arguments), and the block a newcomer runs
-first ("Train on your own pictures") runs on a tiny generated folder, as written."""
+"""The README and the docs cannot drift from the code: every `trilla` command in their command blocks parses
+against the real command line (commands, options, types, required arguments), the block a newcomer runs
+first (Getting started, "Your own pictures") runs on a tiny generated folder, as written, and the site
+builds offline with its reference pages generated from the schema, the CLI and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from typer.main import get_command
 from conftest import make_image_folder, trilla
 from trilla.cli import app
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+GENERATED = {"reference/config.md", "reference/cli.md", "reference/rest-api.md"}  # written by docs/hooks.py when the site is built
 
 
 def blocks(text: str) -> list[list[str]]:
@@ -34,7 +38,7 @@ def concrete(line: str) -> list[str]:
     return [part for part in shlex.split(line.replace("...", " ")) if part]
 
 
-COMMANDS = [concrete(line) for block in blocks(README.read_text()) for line in block
+COMMANDS = [concrete(line) for page in PAGES for block in blocks(page.read_text()) for line in block
             if line.startswith("trilla ") or " -m trilla " in line]
 
 
@@ -52,15 +56,21 @@ def test_every_documented_command_parses(argv):
     command.make_context(context.info_name, args, parent=context.parent)  # raises on an unknown option, a bad value, a missing argument
 
 
-def test_the_readme_names_no_file_outside_the_repository():
-    text = README.read_text()
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_the_docs_name_no_file_outside_the_repository(page):
+    text = page.read_text()
     assert "../shared" not in text and "../seeds" not in text
-    for path in re.findall(r"`((?:examples|benchmarks|src)/[^`\s]+)`", text):
-        assert any(README.parent.glob(path.replace("*", "*"))), path
+    for path in re.findall(r"`((?:examples|benchmarks|src|docs|tests)/[^`\s]+)`", text):
+        assert any(ROOT.glob(path)), f"{page.name} names {path}"
+    for link in re.findall(r"\]\(([^)#\s]+)\)", text):  # relative links and pictures lead to files that exist
+        if not link.startswith(("http://", "https://")):
+            target = (page.parent / link).resolve()
+            generated = target.is_relative_to(ROOT / "docs") and str(target.relative_to(ROOT / "docs")) in GENERATED
+            assert target.exists() or generated, f"{page.name} links to {link}"
 
 
 def test_the_first_block_runs_as_written(tmp_path):
-    first = next(b for b in blocks(README.read_text()) if b and b[0].startswith("trilla train --data photos/"))
+    first = next(b for b in blocks((ROOT / "docs" / "getting-started.md").read_text()) if b and b[0].startswith("trilla train --data photos/"))
     photos = make_image_folder(tmp_path / "photos", {"alpha": 16, "beta": 16}, size=16)
     shutil.copy(photos / "alpha" / "alpha_000.png", tmp_path / "img1.jpg")
     fast = ["--set", "data.image_size=16", "--set", "train.epochs=1", "--set", "train.progress=false", "--set", f"run.dir={tmp_path / 'runs'}"]
@@ -92,3 +102,32 @@ def test_every_command_has_quiet_and_every_option_a_help_text():
 
     visit(root, root.context_class(root, info_name="trilla"), "")
     assert {"train", "predict", "interpret", "lr-find", "show-batch", "manifest", "cache prune"} <= set(found)
+
+
+def test_the_site_builds_offline_with_every_key_command_and_route_in_its_reference(tmp_path):
+    """`make docs`: strict (a broken link or a missing snippet fails it), nothing loaded from another host, and
+    the generated reference names every config key, every command and every route."""
+    import subprocess
+    import sys
+
+    from trilla.config import Config, DataConfig, TrainConfig
+
+    site = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=ROOT, capture_output=True,
+                          text=True, env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pages = {path: path.read_text() for path in site.rglob("*.html")}
+    loads = {m for text in pages.values() for m in re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?://[^"]+)"', text)}
+    assert not loads, f"the site loads from other hosts: {sorted(loads)[:5]}"
+    config = (site / "reference" / "config" / "index.html").read_text()
+    for prefix, section in (("", Config), ("data.", DataConfig), ("train.", TrainConfig)):
+        for name in section.model_fields:
+            assert f"{prefix}{name}</code>" in config, f"{prefix}{name} missing from the config reference"
+    assert "model.name: timm" in config and "input.type: audio" in config
+    cli = (site / "reference" / "cli" / "index.html").read_text()
+    root = get_command(app)
+    context = root.context_class(root, info_name="trilla")
+    for name in root.list_commands(context):
+        assert f"trilla {name}</code>" in cli, name
+    rest = (site / "reference" / "rest-api" / "index.html").read_text()
+    assert "POST /v2/models/{name}/predict/" in rest and "GET /label/{name}/api/next" in rest

@@ -30,9 +30,9 @@ log = logging.getLogger("trilla")
 
 class SplitConfig(Section):
     val: float = Field(0.15, gt=0.0, lt=1.0, description="validation picks the best epoch, so it cannot be 0")
-    test: float = Field(0.15, ge=0.0, lt=1.0)
+    test: float = Field(0.15, ge=0.0, lt=1.0, description="share held out for the test split (0 with data.test_path)")
     seed: int = Field(0, ge=0, lt=2**32, description="the random seed (numpy takes 0 to 2**32 - 1)")
-    stratify: bool = True
+    stratify: bool = Field(True, description="every split keeps the classes' proportions")
     group_column: str | None = Field(
         "auto", description="a column of the CSV manifest (song, speaker, session, instrument program, product id): files sharing a "
         "value go to one split together, so validation and test measure groups never trained on. auto: the 'song' column where the "
@@ -45,7 +45,7 @@ class MetadataField(Section):
     (`{from: path, level: -3}` is Region in Region/Species/photo.jpg) or a column of the CSV manifest."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, serialize_by_alias=True)
-    source: Literal["path", "column"] = Field("column", alias="from")
+    source: Literal["path", "column"] = Field("column", alias="from", description="read the value from a CSV column or from a part of the file's path")
     level: int | None = Field(None, description="from: path; -1 is the file name, -2 its folder, ...")
     column: str | None = Field(None, description="from: column; default: the field's own name")
 
@@ -60,24 +60,26 @@ AXES = ("valence", "arousal")
 
 
 class DataConfig(Section):
-    path: Path | None = None
-    test_path: Path | None = None
-    split: SplitConfig = SplitConfig()
-    image_size: Annotated[int, Field(ge=4, le=4096)] | Literal["auto"] = "auto"
-    channels: Literal["auto", "rgb", "grey"] = "auto"
-    path_column: str = "path"
-    label_column: str = "label"
+    path: Path | None = Field(None, description="a <class>/<file> folder tree, a CSV manifest (path,label[,more columns]), or a packed source (HDF5, TFRecord)")
+    test_path: Path | None = Field(None, description="a fixed test set; otherwise one is split off")
+    split: SplitConfig = Field(SplitConfig(), description="how the data is split into train, val and test")
+    image_size: Annotated[int, Field(ge=4, le=4096)] | Literal["auto"] = Field(
+        "auto", description="long side resized to this, padded to a square; auto: the pictures' median long side rounded up to a multiple of 16, within 32..64"
+    )
+    channels: Literal["auto", "rgb", "grey"] = Field("auto", description="auto keeps grey pictures grey and colour ones RGB")
+    path_column: str = Field("path", description="CSV manifests: the column of file paths")
+    label_column: str = Field("label", description="CSV manifests: the column of labels")
     label_level: int | None = Field(
         None, description="folder trees: the label is this part of the path below data.path (-2: the file's folder); "
         "default: the top-level folder"
     )
-    store: Path | None = None
+    store: Path | None = Field(None, description="where packed stores live; default $TRILLA_CACHE/stores (~/.cache/trilla/stores)")
     keep_conflicts: bool = Field(
         False, description="files with identical content filed under different labels are left out (and listed in conflicts.csv); "
         "true keeps them, in one split together"
     )
     allow_outside: bool = Field(False, description="CSV manifests: accept paths that lead outside the CSV's folder (../, absolute)")
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (the store is a memory map: 0 is usually fastest)")
     metadata: dict[str, MetadataField] = Field(
         default_factory=dict, description="categorical inputs fused into the model's head, by name"
     )
@@ -119,21 +121,21 @@ MAX_EPOCHS = 100_000
 
 
 class TrainConfig(Section):
-    epochs: int = Field(60, ge=1, le=MAX_EPOCHS)
+    epochs: int = Field(60, ge=1, le=MAX_EPOCHS, description="passes over the training split (raised by min_steps)")
     min_steps: int | None = Field(
         None, ge=1, description="raise epochs until the training takes at least this many optimizer steps (batches "
         "of batch_size over the training split, counted as one process takes them): a small data set then gets as many "
         "updates as a large one instead of as many passes; the run's config.yaml records the epochs this planned"
     )
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="examples per optimizer step")
     optimizer: Literal["auto", "sgd", "adam", "adamw", "rmsprop"] = Field(
         "auto", description="auto = the model's own default (rmsprop for rnn, as in the music study; adamw otherwise)"
     )
-    lr: float = Field(0.002, gt=0.0)
+    lr: float = Field(0.002, gt=0.0, description="learning rate (the peak of onecycle); trilla lr-find suggests one")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD's momentum (rmsprop has none, as in Keras)")
-    weight_decay: float = Field(0.01, ge=0.0)
-    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0, description="the optimizer's weight decay")
+    schedule: Literal["constant", "cosine", "onecycle"] = Field("onecycle", description="the learning rate over the planned steps")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="single-label: share of each target spread over the other classes")
     mixup: float = Field(
         0.0, ge=0.0, le=10.0, description="mixup's Beta(a, a) parameter a (Zhang et al. 2018; PANNs use 1.0): each training batch "
         "is blended with a shuffled copy of itself and so are its targets; 0 = off"
@@ -143,7 +145,9 @@ class TrainConfig(Section):
         "checkpoints (Lightning's EMAWeightAveraging); null = off; auto = the model's own default (0.99 for small_cnn, "
         "off for timm backbones, whose batch-norm statistics do not fit averaged weights early in fine-tuning)"
     )
-    imbalance: Literal["none", "class_weights", "balanced_sampler"] = "none"
+    imbalance: Literal["none", "class_weights", "balanced_sampler"] = Field(
+        "none", description="rare classes weighted in the loss, or drawn as often as the others"
+    )
     early_stopping: int | None = Field(
         None, ge=1, description="patience in epochs; off by default because the one-cycle schedule plans its own end"
     )
@@ -162,15 +166,15 @@ class TrainConfig(Section):
         True, description="with a frozen backbone and augment: null, compute the backbone's features once and train the head on them"
     )
     seed: int = Field(0, ge=0, lt=2**32, description="the random seed (numpy takes 0 to 2**32 - 1)")
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field("auto", description="where training runs; auto: a GPU when there is one")
     devices: int | Literal["auto"] = Field("auto", description="processes per machine (GPUs, or CPU processes with strategy ddp)")
     strategy: Literal["auto", "ddp"] = Field(
         "auto", description="ddp: one process per device, gradients averaged; start it with torchrun (also on SLURM), or "
         "let Lightning start the other processes of one machine"
     )
     num_nodes: int = Field(1, ge=1, description="machines taking part in a ddp run")
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
-    progress: bool = True
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = Field("32-true", description="Lightning's precision; mixed precision on GPUs")
+    progress: bool = Field(True, description="progress bars on the console")
 
 
 class SweepRange(Section):
@@ -232,7 +236,7 @@ class SweepConfig(Section):
 
 
 class RunConfig(Section):
-    dir: Path = Path("runs")
+    dir: Path = Field(Path("runs"), description="the folder run directories are made in")
     name: str | None = Field(None, min_length=1, max_length=120, description="the run folder is <timestamp>-<name>; default: the data's name")
 
 

@@ -31,9 +31,11 @@ class TimmParams(ModelParams):
     name: Literal["timm"] = "timm"
     backbone: str = Field("resnet18", description="any timm model name, optionally with a pretrained tag")
     pretrained: bool | Path = Field(True, description="true: timm's published weights; a path: a weights file or a trilla run")
-    freeze: Literal["backbone", "none", "gradual"] = "backbone"
+    freeze: Literal["backbone", "none", "gradual"] = Field(
+        "backbone", description="train the head only, everything, or the head first and then one more layer group at a time"
+    )
     head: list[PositiveInt] = Field(default_factory=lambda: [1024], description="hidden units of the dense head")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout in the dense head")
     backbone_lr: float = Field(
         0.1, gt=0.0, description="the pretrained backbone's learning rate as a fraction of train.lr (1 when pretrained: false)"
     )

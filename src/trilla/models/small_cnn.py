@@ -34,11 +34,11 @@ class SmallCNNParams(ModelParams):
     conv: list[ConvLayer] = Field(
         default_factory=lambda: [ConvLayer(maps=m) for m in (16, 32, 64, 128)], min_length=1
     )
-    batch_norm: bool = True
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    hidden: list[PositiveInt] = Field(default_factory=list)
-    pool: Literal["max", "avg"] = "max"
-    global_pool: Literal["flatten", "avg", "max"] = "flatten"
+    batch_norm: bool = Field(True, description="batch normalization after each convolution")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the output layer")
+    hidden: list[PositiveInt] = Field(default_factory=list, description="hidden linear layers, e.g. [256]")
+    pool: Literal["max", "avg"] = Field("max", description="pooling after each convolution")
+    global_pool: Literal["flatten", "avg", "max"] = Field("flatten", description="flatten (as in the study), or a global average or maximum")
 
     def summary(self, outputs: int | None = None) -> str:
         """The study's architecture column: conv count, kernel:maps per layer, batch norm, dropout."""
