@@ -73,13 +73,13 @@ class DataConfig(Section):
         None, description="folder trees: the label is this part of the path below data.path (-2: the file's folder); "
         "default: the top-level folder"
     )
-    store: Path | None = Field(None, description="where packed stores live; default $TRILLA_CACHE/stores (~/.cache/trilla/stores)")
+    store: Path | None = Field(None, description="where packed stores live; default ~/.cache/trilla/stores, or $TRILLA_CACHE/stores when that is set")
     keep_conflicts: bool = Field(
         False, description="files with identical content filed under different labels are left out (and listed in conflicts.csv); "
         "true keeps them, in one split together"
     )
     allow_outside: bool = Field(False, description="CSV manifests: accept paths that lead outside the CSV's folder (../, absolute)")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (the store is a memory map: 0 is usually fastest)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes; 0 reads the batches in the training process")
     metadata: dict[str, MetadataField] = Field(
         default_factory=dict, description="categorical inputs fused into the model's head, by name"
     )
