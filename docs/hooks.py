@@ -14,6 +14,7 @@ document offline in one build.
 from __future__ import annotations
 
 import tempfile
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def _type(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " or ".join(_type(a) for a in args if a is not type(None)) + (" or `null`" if type(None) in args else "")
     if origin is typing.Annotated:
         return _type(args[0])
