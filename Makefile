@@ -17,7 +17,7 @@ PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PURELIB := import sysconfig; print(sysconfig.get_path("purelib"))
 
-.PHONY: demo test test-fast test-latest lint lock docs docs-serve install deepaas labelstudio system bench bench-serve clean-venv
+.PHONY: demo test test-fast test-latest test-oldest lint lock docs docs-serve install deepaas labelstudio system bench bench-serve clean-venv
 
 # Every package at the version the lock names (CI's green run is reproducible), then trilla itself.
 $(STAMP): pyproject.toml constraints.txt $(LOCK)
@@ -47,6 +47,19 @@ test-latest:
 	diff <(grep '==' $(LOCK) | $(NORMALIZE)) <(.venv-latest/bin/python -m pip freeze --exclude-editable | $(NORMALIZE)) || true
 	.venv-latest/bin/lint-imports
 	.venv-latest/bin/python -m pytest -q -n auto --dist loadfile -m "$(FAST)"
+
+# The lowest versions pyproject.toml's ranges allow for every direct dependency (uv's lowest-direct resolution;
+# torch and torchvision stay at constraints.txt's pins), in a virtualenv of their own, and the fast tests on them:
+# a lower bound is only claimed where it runs.
+test-oldest: $(STAMP)
+	test -x .venv-oldest/bin/python || $(PYTHON) -m venv .venv-oldest
+	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
+	$(BIN)/uv pip compile pyproject.toml --quiet --extra dev --extra export --extra postgres --resolution lowest-direct \
+		-c constraints.txt --python-version 3.11 | grep -v '^trilla' > .venv-oldest/oldest.txt
+	.venv-oldest/bin/python -m pip install --quiet -r .venv-oldest/oldest.txt
+	.venv-oldest/bin/python -m pip install --quiet --no-deps -e .
+	.venv-oldest/bin/python -m pip check
+	.venv-oldest/bin/python -m pytest -q -n auto --dist loadfile -m "$(FAST)"
 
 # Lint, import order and types: ruff over everything, mypy over the public API (pyproject.toml says which).
 lint: $(STAMP)
