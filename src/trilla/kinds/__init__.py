@@ -25,4 +25,5 @@ def __getattr__(name: str) -> Any:
     for found in pkgutil.iter_modules(__path__):
         if found.ispkg:
             importlib.import_module(f"{__name__}.{found.name}.kind")
-    return getattr(registry, name)
+    globals().update({exported: getattr(registry, exported) for exported in __all__})  # the next lookups skip this function
+    return globals()[name]
